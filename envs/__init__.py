@@ -1,0 +1,120 @@
+"""Tasks: Gymnasium environments plus the spec that names their observation and action elements.
+
+    make(task_id)       -> a Gymnasium env (any registered Gymnasium id, or a robotrl task)
+    task_spec(task_id)  -> the task's `TaskSpec` (the policy card's source)
+    EnvFactory(task_id) -> picklable zero-argument callable for vector-env worker processes
+
+A plain Gymnasium id whose elements robotrl does not know gets a generic spec: elements named by
+index, kind "obs", not deployable on a robot.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from robotrl.errors import UserError
+from robotrl.spec import ActElement, ObsElement, TaskSpec
+
+__all__ = ["EnvFactory", "check_task", "make", "task_spec"]
+
+
+def _quiet_known_mujoco_warnings() -> None:
+    """MuJoCo >= 4 warns at every load of Gymnasium's half_cheetah.xml that `settotalmass` is
+    deprecated: nothing a user can act on, printed once per env. Drop that one message; pass every
+    other MuJoCo warning on, once per distinct text, through Python's `warnings`."""
+    import warnings
+
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is not None:  # someone else installed a handler: leave it
+        return
+    seen: set[str] = set()
+
+    def handler(msg: str) -> None:
+        if "settotalmass" in msg or msg in seen:
+            return
+        seen.add(msg)
+        warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=2)
+
+    mujoco.set_mju_user_warning(handler)
+
+
+_quiet_known_mujoco_warnings()
+
+
+def _known_ids() -> list[str]:
+    return sorted(gym.registry.keys())
+
+
+def check_task(task_id: str) -> None:
+    """Raise UserError unless `task_id` is a registered continuous-control task."""
+    if task_id not in gym.registry:
+        close = difflib.get_close_matches(task_id, _known_ids(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else (
+            "; use a Gymnasium id such as Hopper-v5 or a task listed by 'robotrl tasks'")
+        raise UserError(f"unknown task {task_id!r}{hint}")
+
+
+def make(task_id: str, **kwargs: Any) -> gym.Env:
+    """Create the task's env. Errors in the id or the keyword arguments are UserErrors."""
+    check_task(task_id)
+    try:
+        env = gym.make(task_id, disable_env_checker=True, **kwargs)
+    except (gym.error.Error, TypeError) as e:
+        raise UserError(f"cannot make task {task_id!r}: {e}") from None
+    except ModuleNotFoundError as e:
+        raise UserError(f"task {task_id!r} needs the Python package {e.name!r}, which is not installed") from None
+    if not isinstance(env.action_space, gym.spaces.Box):
+        env.close()
+        raise UserError(f"task {task_id!r} has a {type(env.action_space).__name__} action space; "
+                        "robotrl trains continuous-control (Box) tasks")
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        env.close()
+        raise UserError(f"task {task_id!r} must have a flat Box observation space, "
+                        f"got {env.observation_space}")
+    return env
+
+
+@dataclass(frozen=True)
+class EnvFactory:
+    """Picklable `make(task_id, **kwargs)` for worker processes."""
+
+    task_id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> gym.Env:
+        return make(self.task_id, **self.kwargs)
+
+
+def _generic_spec(task_id: str, env: gym.Env) -> TaskSpec:
+    obs_dim = int(np.prod(env.observation_space.shape))
+    low = np.asarray(env.action_space.low, dtype=np.float64).reshape(-1)
+    high = np.asarray(env.action_space.high, dtype=np.float64).reshape(-1)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise UserError(f"task {task_id!r} has unbounded actions; robotrl needs finite action bounds")
+    unwrapped = env.unwrapped
+    dt = getattr(unwrapped, "dt", None)
+    return TaskSpec(
+        task_id=task_id,
+        observation=tuple(ObsElement("obs", str(i)) for i in range(obs_dim)),
+        action=tuple(ActElement(f"action_{i}", "generic", float(lo), float(hi))
+                     for i, (lo, hi) in enumerate(zip(low, high, strict=True))),
+        control_period=float(dt) if dt is not None else None,
+        frame_skip=getattr(unwrapped, "frame_skip", None),
+        max_episode_steps=env.spec.max_episode_steps if env.spec is not None else None,
+        deployable=False,
+    )
+
+
+def task_spec(task_id: str, **kwargs: Any) -> TaskSpec:
+    """The observation/action spec of `task_id`."""
+    env = make(task_id, **kwargs)
+    try:
+        return _generic_spec(task_id, env)
+    finally:
+        env.close()

@@ -1,0 +1,10 @@
+"""Actor and critic networks, the observation normaliser, and the deployable policy.
+
+Training-side: imports torch. The robot side (`robotrl.deploy`) never imports this package.
+"""
+
+from robotrl.policies.networks import GaussianActor, ValueCritic, mlp
+from robotrl.policies.normalizer import RunningMeanStd
+from robotrl.policies.policy import DeployedPolicy, from_record, make_record
+
+__all__ = ["DeployedPolicy", "GaussianActor", "RunningMeanStd", "ValueCritic", "from_record", "make_record", "mlp"]

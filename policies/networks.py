@@ -1,0 +1,71 @@
+"""Actor and critic networks.
+
+All networks are plain MLPs with orthogonal initialisation (gain sqrt(2) on hidden layers, a small
+gain on the policy's last layer so that initial actions are near zero; Andrychowicz et al. 2021,
+"What matters in on-policy RL", sec. 3.2) and zero biases. Initialisation draws from an explicit
+`torch.Generator`, never from the global RNG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def mlp(sizes: Sequence[int], activation: str, *, out_gain: float, layer_norm: bool = False,
+        out_activation: str | None = None, generator: torch.Generator | None = None) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with `activation` between them.
+
+    `layer_norm` puts a LayerNorm after each hidden linear layer (before the activation), which
+    parameter-space noise needs so that a perturbation means the same at every layer.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    n = len(sizes) - 1
+    for i in range(n):
+        lin = nn.Linear(sizes[i], sizes[i + 1])
+        last = i == n - 1
+        nn.init.orthogonal_(lin.weight, gain=out_gain if last else math.sqrt(2), generator=generator)
+        nn.init.zeros_(lin.bias)
+        layers.append(lin)
+        if not last:
+            if layer_norm:
+                layers.append(nn.LayerNorm(sizes[i + 1]))
+            layers.append(ACTIVATIONS[activation]())
+    if out_activation is not None:
+        layers.append(ACTIVATIONS[out_activation]())
+    return nn.Sequential(*layers)
+
+
+class GaussianActor(nn.Module):
+    """pi(a|s) = N(mu(s), diag(sigma^2)) in normalised action units, sigma = exp(log_std) state-independent.
+
+    `forward` returns the mean; the deterministic (deployed) action is the mean clipped to [-1, 1].
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str,
+                 log_std_init: float, generator: torch.Generator | None = None):
+        super().__init__()
+        self.mu = mlp([obs_dim, *hidden_sizes, act_dim], activation, out_gain=0.01, generator=generator)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mu(obs)
+
+
+class ValueCritic(nn.Module):
+    """V(s), a separate network from the actor."""
+
+    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.v = mlp([obs_dim, *hidden_sizes, 1], activation, out_gain=1.0, generator=generator)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v(obs).squeeze(-1)

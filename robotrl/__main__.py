@@ -1,0 +1,5 @@
+import sys
+
+from robotrl.cli import main
+
+sys.exit(main())

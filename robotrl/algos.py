@@ -1,0 +1,61 @@
+"""The algorithms the CLI knows, and their per-task defaults.
+
+Per-task defaults are keyed by the task family (the id without its ``-vN`` version), so they apply
+to every version of a task. Each entry says where its values come from. They sit between the config
+dataclass defaults and the user's ``--config`` file and flags.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from robotrl.errors import UserError
+
+
+@dataclass(frozen=True)
+class AlgoInfo:
+    name: str
+    module: str
+    cls: str
+    config_cls: str
+    summary: str
+
+    def load(self) -> tuple[type, type]:
+        mod = importlib.import_module(self.module)
+        return getattr(mod, self.cls), getattr(mod, self.config_cls)
+
+
+ALGORITHMS: dict[str, AlgoInfo] = {
+    "ppo": AlgoInfo("ppo", "robotrl.ppo", "PPO", "PPOConfig",
+                    "Proximal Policy Optimization: clipped surrogate or adaptive KL penalty"),
+    "trpo": AlgoInfo("trpo", "robotrl.trpo", "TRPO", "TRPOConfig",
+                     "Trust Region Policy Optimization: conjugate gradient + line search under a KL bound"),
+}
+
+DEFAULT_STEPS = 1_000_000
+
+# family -> {"steps": total steps, "config": field overrides, "why": provenance}
+TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "ppo": {},
+    "trpo": {},
+}
+
+
+def get(name: str) -> AlgoInfo:
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        raise UserError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}") from None
+
+
+def task_family(task_id: str) -> str:
+    return re.sub(r"-v\d+$", "", task_id)
+
+
+def task_defaults(algo: str, task_id: str) -> tuple[int, dict[str, Any]]:
+    """(default total steps, config overrides) for `algo` on `task_id`."""
+    entry = TASK_DEFAULTS.get(algo, {}).get(task_family(task_id), {})
+    return int(entry.get("steps", DEFAULT_STEPS)), dict(entry.get("config", {}))

@@ -1,0 +1,183 @@
+"""The `robotrl` command.
+
+    robotrl train ALGO TASK [--steps N] [--seed S] [--envs K] [--out DIR] [--config FILE] [--FIELD V ...]
+    robotrl eval RUN_DIR [--episodes N] [--json]
+    robotrl plot RUN_DIR... [-o OUT.png] [--metric NAME]
+    robotrl resume RUN_DIR [--steps N]
+
+User mistakes print one line, ``robotrl: error: ...``, and exit with status 2; Ctrl-C exits with 130.
+Heavy imports (torch, gymnasium) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from robotrl import __version__
+from robotrl.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UserError (printed as one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(float(text)) if text.replace(".", "", 1).replace("e", "", 1).isdigit() else int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}")
+        return value
+
+    return parse
+
+
+RUN_FLAGS = {  # flag -> RunConfig field; values are parsed and checked by robotrl.config
+    "--steps": "total_steps",
+    "--seed": "seed",
+    "--workers": "workers",
+    "--checkpoint-every": "checkpoint_every",
+    "--eval-episodes": "eval_episodes",
+    "--eval-every": "eval_every",
+    "--device": "device",
+    "--threads": "threads",
+}
+
+
+def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
+    from robotrl import algos
+
+    p = sub.add_parser("train", help="train a policy on a task", description="Train ALGO on TASK.")
+    if not with_algorithms:  # listed for `robotrl --help` without importing torch
+        p.add_argument("algo", metavar="ALGO", help=f"one of: {', '.join(algos.ALGORITHMS)}")
+        return
+    from robotrl import config as cfgmod
+    from robotrl.train import RunConfig
+
+    algo_sub = p.add_subparsers(dest="algo", metavar="ALGO", required=True, parser_class=_Parser)
+    run_docs = cfgmod.field_docs(RunConfig)
+    for name, info in algos.ALGORITHMS.items():
+        _, Config = info.load()
+        ap = algo_sub.add_parser(name, help=info.summary, description=f"{info.summary}.\n\n"
+                                 "Precedence: defaults < per-task defaults < --config FILE < flags.",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        ap.add_argument("task", metavar="TASK", help="a Gymnasium id (e.g. Hopper-v5) or a robotrl task")
+        g = ap.add_argument_group("run")
+        for flag, field in RUN_FLAGS.items():
+            g.add_argument(flag, dest=f"run_{field}", metavar="V", default=argparse.SUPPRESS,
+                           help=run_docs.get(field, "").replace("%", "%%"))
+        g.add_argument("--envs", dest="num_envs", metavar="K", default=argparse.SUPPRESS,
+                       help="number of parallel environments (same as --num-envs)")
+        g.add_argument("--out", metavar="DIR", help="run directory (default: runs/ALGO-TASK-sSEED-TIMESTAMP)")
+        g.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (a run's config.json works)")
+        g.add_argument("--no-progress", action="store_true", help="no progress bar")
+        h = ap.add_argument_group(f"{name} hyper-parameters")
+        cfgmod.add_arguments(h, Config, skip=("num_envs",))
+        h.add_argument("--num-envs", dest="num_envs", metavar="V", default=argparse.SUPPRESS,
+                       help=cfgmod.field_docs(Config).get("num_envs", ""))
+
+
+def build_parser(argv: Sequence[str]) -> _Parser:
+    parser = _Parser(prog="robotrl", description="Train robot policies in MuJoCo, export them, run them on ROS 2.")
+    parser.add_argument("--version", action="version", version=f"robotrl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    _add_train_parser(sub, with_algorithms=bool(argv) and argv[0] == "train")
+
+    p = sub.add_parser("eval", help="evaluate a run's policy (deterministic actions)")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--episodes", type=_positive_int("--episodes"), default=10)
+    p.add_argument("--seed", type=int, default=None, help="first episode seed (default: the run's evaluation seed)")
+    p.add_argument("--json", action="store_true", help='print {"mean_return", "std_return", "episodes"} as JSON')
+
+    p = sub.add_parser("plot", help="plot learning curves of one or more runs to a PNG")
+    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    p.add_argument("-o", "--out", metavar="PNG", help="output file (default: RUN_DIR/learning_curve.png for one "
+                                                      "run, learning_curves.png for several)")
+    p.add_argument("--metric", default="rollout/ep_return_mean", help="column of metrics.csv to plot")
+
+    p = sub.add_parser("resume", help="continue a stopped or killed run from its last checkpoint")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--steps", type=_positive_int("--steps"), default=None, help="new total steps (to train further)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from robotrl.train import train
+
+    ns = vars(args)
+    run_flags = {field: ns[f"run_{field}"] for field in RUN_FLAGS.values() if f"run_{field}" in ns}
+    skip = {"command", "algo", "task", "out", "config", "no_progress"}
+    algo_flags = {k: v for k, v in ns.items() if k not in skip and not k.startswith("run_")}
+    train(args.algo, args.task, algo_flags=algo_flags, run_flags=run_flags, config_file=args.config,
+          out=args.out, progress=not args.no_progress)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from robotrl.evaluate import evaluate
+    from robotrl.policies import from_record
+    from robotrl.rundir import RunDir
+    from robotrl.train import eval_seed
+
+    rd = RunDir.open(args.run_dir)
+    conf = rd.read_config()
+    state = rd.load_checkpoint()
+    policy = from_record(state["policy"])
+    seed = args.seed if args.seed is not None else eval_seed(int(conf.get("run", {}).get("seed", 0)))
+    ev = evaluate(policy.act, conf["task"], args.episodes, seed)
+    if args.json:
+        print(json.dumps({"mean_return": ev["mean_return"], "std_return": ev["std_return"],
+                          "episodes": ev["episodes"]}))
+    else:
+        print(f"{conf['task']} ({conf['algo']}, step {int(state['num_steps']):,}): return "
+              f"{ev['mean_return']:.2f} +- {ev['std_return']:.2f} over {ev['episodes']} episodes "
+              f"(mean length {ev['mean_length']:.0f})")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from robotrl.plot import plot_runs
+
+    out = args.out or (Path(args.run_dirs[0]) / "learning_curve.png" if len(args.run_dirs) == 1
+                       else Path("learning_curves.png"))
+    print(plot_runs(args.run_dirs, out, metric=args.metric))
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from robotrl.train import resume
+
+    resume(args.run_dir, total_steps=args.steps, progress=not args.no_progress)
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "resume": _cmd_resume}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"robotrl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robotrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

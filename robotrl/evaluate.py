@@ -1,0 +1,64 @@
+"""Deterministic evaluation: run a policy for exactly N episodes, episode k seeded with ``seed + k``.
+
+Episodes run on a few envs in lockstep (one batched policy call per step), but each episode's
+seed depends only on its index, so the result does not depend on how many envs ran them. The same
+seeds give the same returns for the torch policy and for its ONNX export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from robotrl.envs import make
+
+Policy = Callable[[np.ndarray], np.ndarray]  # [M, obs_dim] raw observations -> [M, act_dim] commands
+
+
+def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs: int = 8,
+             env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Mean, std and per-episode returns and lengths of `episodes` episodes of `policy` on `task_id`."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    m = min(num_envs, episodes)
+    envs = [make(task_id, **(env_kwargs or {})) for _ in range(m)]
+    returns = np.zeros(episodes)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    try:
+        episode = [-1] * m  # episode index each env is running; -1: idle
+        obs = np.zeros((m, envs[0].observation_space.shape[0]))
+        next_episode = 0
+        for j in range(m):
+            episode[j] = next_episode
+            obs[j], _ = envs[j].reset(seed=seed + next_episode)
+            next_episode += 1
+        while any(e >= 0 for e in episode):
+            active = [j for j in range(m) if episode[j] >= 0]
+            actions = policy(obs[active])
+            for a, j in zip(actions, active, strict=True):
+                o, r, terminated, truncated, _ = envs[j].step(a)
+                k = episode[j]
+                returns[k] += r
+                lengths[k] += 1
+                obs[j] = o
+                if terminated or truncated:
+                    if next_episode < episodes:
+                        episode[j] = next_episode
+                        obs[j], _ = envs[j].reset(seed=seed + next_episode)
+                        next_episode += 1
+                    else:
+                        episode[j] = -1
+    finally:
+        for env in envs:
+            env.close()
+    return {
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "episodes": int(episodes),
+        "mean_length": float(lengths.mean()),
+        "returns": [float(r) for r in returns],
+        "lengths": [int(n) for n in lengths],
+        "seed": int(seed),
+    }

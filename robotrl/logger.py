@@ -1,0 +1,107 @@
+"""Metrics: one CSV and TensorBoard, always both; plus the progress line.
+
+Keys use fixed namespaces: ``rollout/`` (episodes from training), ``train/`` (the learner),
+``eval/`` (deterministic evaluation), ``time/`` (wall clock and throughput).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from robotrl.rundir import atomic_write_bytes
+
+
+class MetricsLogger:
+    """Appends one row per `log` call to metrics.csv and writes the same scalars to TensorBoard.
+
+    On resume, rows logged after the checkpoint's step are dropped from the CSV and TensorBoard is
+    told to purge them (`purge_step`), so the curves continue without a duplicated stretch.
+    """
+
+    def __init__(self, csv_path: Path, tb_dir: Path | None, *, resume_step: int | None = None):
+        self.csv_path = Path(csv_path)
+        self.fields: list[str] = []
+        self.rows: list[dict[str, Any]] = []
+        if resume_step is not None and self.csv_path.is_file():
+            with self.csv_path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = list(reader.fieldnames or [])
+                self.rows = [r for r in reader if r.get("step") and int(float(r["step"])) <= resume_step]
+            self._rewrite()
+        self._file = self.csv_path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.fields) if self.fields else None
+        self._tb = None
+        if tb_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard not installed: CSV only
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self._tb = SummaryWriter(str(tb_dir), purge_step=resume_step, flush_secs=30)
+
+    def _rewrite(self) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.fields)
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write_bytes(self.csv_path, buf.getvalue().encode())
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        row = {"step": step, **{k: v for k, v in metrics.items() if v is not None}}
+        new = [k for k in row if k not in self.fields]
+        if new:  # a new column: rewrite the file with the wider header
+            self.fields = ["step", *sorted(k for k in set(self.fields) | set(new) if k != "step")]
+            self._file.close()
+            self._rewrite()
+            self._file = self.csv_path.open("a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=self.fields)
+        self.rows.append(row)
+        assert self._writer is not None
+        self._writer.writerow(row)
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in metrics.items():
+                if v is not None and isinstance(v, int | float) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+class Progress:
+    """A progress bar with steps/s and the recent return (tqdm) on a terminal; a plain line every
+    10 % otherwise (CI logs), or nothing when disabled."""
+
+    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True, desc: str = ""):
+        self.total, self.n, self.enabled = total, initial, enabled
+        self._bar = None
+        self._next_line = initial + total // 10
+        self._t0, self._n0 = time.perf_counter(), initial
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, desc=desc, unit="step", unit_scale=True,
+                             dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, n: int, postfix: dict[str, str]) -> None:
+        self.n = n
+        if self._bar is not None:
+            self._bar.update(n - self._bar.n)
+            self._bar.set_postfix(postfix, refresh=False)
+        elif self.enabled and (n >= self._next_line or n >= self.total):
+            rate = (n - self._n0) / max(time.perf_counter() - self._t0, 1e-9)
+            extra = " ".join(f"{k}={v}" for k, v in postfix.items())
+            print(f"  step {n:>10,}/{self.total:,}  {rate:,.0f} steps/s  {extra}", file=sys.stderr, flush=True)
+            self._next_line = n + self.total // 10
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

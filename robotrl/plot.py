@@ -1,0 +1,61 @@
+"""Learning curves from run directories' metrics.csv, several runs on one figure."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from robotrl.errors import UserError
+
+DEFAULT_METRIC = "rollout/ep_return_mean"
+
+
+def read_metric(csv_path: Path, metric: str) -> tuple[list[float], list[float]]:
+    steps, values = [], []
+    with Path(csv_path).open(newline="") as f:
+        for row in csv.DictReader(f):
+            v = row.get(metric)
+            if v not in (None, ""):
+                fv = float(v)
+                if math.isfinite(fv):
+                    steps.append(float(row["step"]))
+                    values.append(fv)
+    return steps, values
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEFAULT_METRIC,
+              title: str | None = None) -> Path:
+    """Plot `metric` against environment steps for each run; returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = []
+    for rd in run_dirs:
+        p = Path(rd)
+        csv_path = p / "metrics.csv"
+        if not p.is_dir():
+            raise UserError(f"run directory {str(p)!r} does not exist")
+        if not csv_path.is_file():
+            raise UserError(f"{str(p)!r} has no metrics.csv (not a robotrl run, or it has not logged yet)")
+        steps, values = read_metric(csv_path, metric)
+        curves.append((p.name, steps, values))
+    if not any(steps for _, steps, _ in curves):
+        raise UserError(f"no values of {metric!r} in the given runs")
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for label, steps, values in curves:
+        if steps:
+            ax.plot(steps, values, label=label, linewidth=1.4)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(metric)
+    ax.set_title(title or metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -1,0 +1,177 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347).
+
+Each iteration collects ``num_envs x rollout_steps`` transitions with pi_old, computes GAE
+advantages A_t, then runs ``update_epochs`` passes of minibatch Adam over one of the paper's two
+surrogate objectives, with r_t(theta) = pi_theta(a_t|s_t) / pi_old(a_t|s_t):
+
+    clip (sec. 3):        L^CLIP = E_t[ min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t) ]
+    kl_penalty (sec. 4):  L^KLPEN = E_t[ r_t A_t - beta KL[pi_old(.|s_t), pi_theta(.|s_t)] ]
+                          after each update, with d = E_t[KL]:
+                          d < d_targ / 1.5 -> beta /= 2;   d > d_targ * 1.5 -> beta *= 2
+
+maximised together with the value loss and entropy bonus of the paper's eq. 9:
+``L = L^policy - c1 (V(s_t) - V_t^targ)^2 + c2 S[pi_theta](s_t)``.
+
+Deviations from the paper, all standard for MuJoCo (Andrychowicz et al. 2021; Huang et al. 2022,
+"The 37 implementation details of PPO"):
+- separate actor and critic networks (no shared trunk), one Adam over both; the value target is
+  the GAE return A_t + V_old(s_t);
+- state-independent log-std; observation normalisation; reward scaling by the running std of the
+  discounted return; per-minibatch advantage standardisation; orthogonal initialisation with a
+  0.01-gain last policy layer; global gradient-norm clipping; linear learning-rate annealing;
+- optional: re-computing advantages with the current critic before every epoch
+  (``recompute_advantage``), early stop of an update when the approximate KL passes ``target_kl``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from robotrl.functional import explained_variance, gaussian_entropy, gaussian_kl, gaussian_log_prob
+from robotrl.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
+
+
+@dataclass
+class PPOConfig(OnPolicyConfig):
+    """PPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `robotrl.defaults`."""
+
+    learning_rate: float = 3e-4
+    """Adam step size for actor and critic (annealed linearly to 0 if anneal_lr). Typical 1e-4 to 1e-3."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over the run's total steps."""
+    update_epochs: int = 10
+    """Passes over each batch. Typical 3-20."""
+    minibatch_size: int = 64
+    """Samples per gradient step; must divide num_envs * rollout_steps. Typical 64-4096."""
+    objective: Literal["clip", "kl_penalty"] = "clip"
+    """Surrogate objective: the clipped ratio (sec. 3 of the paper) or the adaptive KL penalty (sec. 4)."""
+    clip_coef: float = 0.2
+    """epsilon of the clipped objective: the ratio is clipped to [1 - eps, 1 + eps]. Typical 0.1-0.3."""
+    kl_target: float = 0.01
+    """d_targ of the KL-penalty objective: the KL per update that beta is adapted toward."""
+    kl_beta_init: float = 1.0
+    """Initial beta of the KL-penalty objective."""
+    vf_coef: float = 0.5
+    """c1: weight of the value loss 0.5 * (V - V_targ)^2."""
+    ent_coef: float = 0.0
+    """c2: weight of the entropy bonus (0 is best on MuJoCo locomotion)."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm of actor + critic to this value."""
+    target_kl: float | None = None
+    """Stop an update's remaining epochs once the approximate KL exceeds this (none: never)."""
+    recompute_advantage: bool = False
+    """Recompute values and GAE with the current critic before every epoch."""
+    adam_eps: float = 1e-5
+    """epsilon of Adam."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_size % self.minibatch_size != 0:
+            raise ValueError(f"minibatch_size {self.minibatch_size} must divide the batch size "
+                             f"num_envs * rollout_steps = {self.batch_size}")
+        if self.update_epochs < 1:
+            raise ValueError(f"update_epochs must be >= 1, got {self.update_epochs}")
+        if not 0 < self.clip_coef < 1:
+            raise ValueError(f"clip_coef must be in (0, 1), got {self.clip_coef}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+class PPO(OnPolicyAlgorithm):
+    name = "ppo"
+    Config = PPOConfig
+
+    def __init__(self, config: PPOConfig, spec: Any, envs: Any, *, seed: int, total_steps: int,
+                 device: str = "cpu"):
+        super().__init__(config, spec, envs, seed=seed, total_steps=total_steps, device=device)
+        self.params = [*self.actor.parameters(), *self.critic.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate, eps=config.adam_eps,
+                                          **({"fused": True} if self.device.type == "cpu" else {}))
+        self.kl_beta = config.kl_beta_init
+
+    def update(self) -> dict[str, float]:
+        cfg, buf = self.config, self.buffer
+        lr = cfg.learning_rate * max(0.0, 1.0 - self.num_steps / self.total_steps) if cfg.anneal_lr \
+            else cfg.learning_rate
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        dev = self.device
+        obs, actions = buf.flat("obs").to(dev), buf.flat("actions").to(dev)
+        old_logp = buf.flat("log_probs").to(dev)
+        old_log_std = self.actor.log_std.detach().clone()
+        if cfg.objective == "kl_penalty":
+            with torch.no_grad():
+                old_mean = self.actor(obs)
+        B, mb = cfg.batch_size, cfg.minibatch_size
+        stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
+                                                                "approx_kl", "clip_fraction")}
+        epochs_done = 0
+        for epoch in range(cfg.update_epochs):
+            if epoch > 0 and cfg.recompute_advantage:
+                self.compute_advantages()
+            advantages, returns = buf.flat("advantages").to(dev), buf.flat("returns").to(dev)
+            perm = torch.randperm(B, generator=self.gen).to(dev)
+            epoch_kl = []
+            for start in range(0, B, mb):
+                idx = perm[start:start + mb]
+                adv = advantages[idx]
+                if cfg.normalize_advantage:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                mean, log_std = self.actor(obs[idx]), self.actor.log_std
+                logp = gaussian_log_prob(actions[idx], mean, log_std)
+                log_ratio = logp - old_logp[idx]
+                ratio = log_ratio.exp()
+                if cfg.objective == "clip":
+                    surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * adv)
+                else:
+                    kl = gaussian_kl(old_mean[idx], old_log_std, mean, log_std)
+                    surrogate = ratio * adv - self.kl_beta * kl
+                policy_loss = -surrogate.mean()
+                value_loss = 0.5 * (self.critic(obs[idx]) - returns[idx]).pow(2).mean()
+                entropy = gaussian_entropy(log_std)
+                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+                self.optimizer.step()
+
+                with torch.no_grad():  # KL(pi_old || pi) estimate of Schulman's blog "k3": E[(r - 1) - log r]
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    epoch_kl.append(approx_kl)
+                    stats["policy_loss"].append(policy_loss.detach())
+                    stats["value_loss"].append(value_loss.detach())
+                    stats["entropy"].append(entropy.detach())
+                    stats["approx_kl"].append(approx_kl)
+                    stats["clip_fraction"].append(((ratio - 1).abs() > cfg.clip_coef).float().mean())
+            epochs_done += 1
+            if cfg.target_kl is not None and float(torch.stack(epoch_kl).mean()) > cfg.target_kl:
+                break
+
+        metrics = {f"train/{k}": float(torch.stack(v).mean()) for k, v in stats.items()}
+        if cfg.objective == "kl_penalty":
+            with torch.no_grad():
+                d = float(gaussian_kl(old_mean, old_log_std, self.actor(obs), self.actor.log_std).mean())
+            if d < cfg.kl_target / 1.5:
+                self.kl_beta /= 2
+            elif d > cfg.kl_target * 1.5:
+                self.kl_beta *= 2
+            metrics["train/kl"] = d
+            metrics["train/kl_beta"] = self.kl_beta
+        metrics["train/learning_rate"] = lr
+        metrics["train/epochs"] = epochs_done
+        metrics["train/explained_variance"] = explained_variance(buf.values.ravel(), buf.returns.ravel())
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self._base_state(), "optimizer": self.optimizer.state_dict(), "kl_beta": self.kl_beta}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._load_base_state(state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_beta = float(state["kl_beta"])
+

@@ -1,0 +1,293 @@
+"""The training loop: set up a run directory, drive an algorithm, log, checkpoint, evaluate, plot.
+
+    train("ppo", "Hopper-v5", ...)  -> a new run directory
+    resume("runs/ppo-Hopper-v5-...") -> continues from checkpoints/latest.pt
+
+The loop is the same for every algorithm (see `robotrl.core.Algorithm`). Ctrl-C or SIGTERM stops
+it at the end of the current iteration, writes a checkpoint and returns; a second Ctrl-C aborts at
+once. A run killed outright (SIGKILL, power loss) loses at most the steps since its last periodic
+checkpoint. On resume the envs start fresh episodes, seeded from the restored RNG.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robotrl import __version__
+from robotrl import algos as algo_registry
+from robotrl import config as cfgmod
+from robotrl.errors import UserError
+from robotrl.rundir import RunDir, atomic_write_json
+
+
+@dataclass
+class RunConfig:
+    """Settings of a run that are not hyper-parameters of the algorithm."""
+
+    total_steps: int = algo_registry.DEFAULT_STEPS
+    """Environment steps to train for, all envs together (the last iteration may overshoot)."""
+    seed: int = 0
+    """Seeds network initialisation, exploration and the envs."""
+    workers: int = -1
+    """Env worker processes besides the main one; -1: one per spare CPU core; 0: none."""
+    checkpoint_every: int = 50_000
+    """Write checkpoints/latest.pt every this many steps (and always at the end or on Ctrl-C)."""
+    eval_episodes: int = 10
+    """Deterministic evaluation episodes at the end of training."""
+    eval_every: int = 0
+    """Also evaluate every this many steps (0: only at the end); logged as eval/*."""
+    device: str = "cpu"
+    """Torch device for the learner: cpu or cuda."""
+    threads: int = 1
+    """Torch intra-op threads of the learner (small networks are fastest on 1)."""
+
+    def __post_init__(self) -> None:
+        if self.total_steps <= 0:
+            raise ValueError(f"--steps must be a positive number of steps, got {self.total_steps}")
+        if self.checkpoint_every <= 0:
+            raise ValueError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
+        if self.eval_episodes < 0 or self.eval_every < 0:
+            raise ValueError("--eval-episodes and --eval-every must be >= 0")
+        if self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
+
+
+def resolve_workers(requested: int, num_envs: int) -> int:
+    if requested >= 0:
+        return min(requested, num_envs - 1)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(cores - 1, num_envs - 1))
+
+
+def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
+                   run_flags: dict[str, Any] | None = None, config_file: str | Path | None = None
+                   ) -> tuple[RunConfig, Any]:
+    """Apply dataclass defaults < per-task defaults < config file < flags; every step validated."""
+    info = algo_registry.get(algo)
+    _, Config = info.load()
+    default_steps, task_overrides = algo_registry.task_defaults(algo, task)
+    cfg = cfgmod.from_dict(Config, task_overrides, source=f"per-task defaults of {task}")
+    run = RunConfig(total_steps=default_steps)
+    if config_file is not None:
+        data = cfgmod.load_file(config_file)
+        run_data = data.pop("run", {}) or {}
+        algo_data = data.pop(algo, None)
+        for key in ("algo", "task", "robotrl_version"):
+            data.pop(key, None)
+        if algo_data is None:
+            algo_data = data  # flat file: top-level keys are the algorithm's fields
+        elif data:
+            raise UserError(f"config file {str(config_file)!r}: unexpected top-level keys {sorted(data)}")
+        cfg = cfgmod.from_dict(Config, algo_data, base=cfg, source=str(config_file))
+        run = cfgmod.from_dict(RunConfig, run_data, base=run, source=f"{config_file} [run]")
+    cfg = cfgmod.from_dict(Config, algo_flags or {}, base=cfg, source="command line", flags=True)
+    run = cfgmod.from_dict(RunConfig, run_flags or {}, base=run, source="command line", flags=True)
+    return run, cfg
+
+
+def _default_out(algo: str, task: str, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{algo}-{task.replace('/', '_')}-s{seed}-{stamp}"
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM request a stop at the next iteration boundary; a second SIGINT aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this iteration (a checkpoint will be written); Ctrl-C again to abort",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self) -> _StopFlag:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _build(algo: str, task: str, run: RunConfig, cfg: Any) -> Any:
+    import torch
+
+    from robotrl.envs import EnvFactory, task_spec
+    from robotrl.vec_env import ShardedVectorEnv
+
+    torch.set_num_threads(run.threads)
+    Algo, _ = algo_registry.get(algo).load()
+    spec = task_spec(task)
+    envs = ShardedVectorEnv(EnvFactory(task), cfg.num_envs, resolve_workers(run.workers, cfg.num_envs))
+    try:
+        return Algo(cfg, spec, envs, seed=run.seed, total_steps=run.total_steps, device=run.device), spec
+    except Exception:
+        envs.close()
+        raise
+
+
+def _checkpoint_state(algo_name: str, task: str, algo: Any, loop: dict[str, Any]) -> dict[str, Any]:
+    return {"algo": algo_name, "task": task, "num_steps": algo.num_steps, "robotrl_version": __version__,
+            "algorithm": algo.state_dict(), "policy": algo.policy_record(), "loop": loop}
+
+
+def train(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
+          run_flags: dict[str, Any] | None = None, config_file: str | Path | None = None,
+          out: str | Path | None = None, progress: bool = True) -> Path:
+    """Train `algo` on `task` in a new run directory; returns its path."""
+    from robotrl.envs import check_task
+
+    check_task(task)
+    run, cfg = resolve_config(algo, task, algo_flags=algo_flags, run_flags=run_flags, config_file=config_file)
+    rd = RunDir.create(out if out is not None else _default_out(algo, task, run.seed))
+    atomic_write_json(rd.config, {"algo": algo, "task": task, "robotrl_version": __version__,
+                                  "run": cfgmod.to_dict(run), algo: cfgmod.to_dict(cfg)})
+    algorithm, spec = _build(algo, task, run, cfg)
+    atomic_write_json(rd.spec, spec.to_dict())
+    print(f"robotrl: training {algo} on {task} for {run.total_steps:,} steps -> {rd.path}", file=sys.stderr)
+    try:
+        _loop(rd, algo, task, algorithm, run, loop_state=None, progress=progress)
+    finally:
+        algorithm.close()
+    return rd.path
+
+
+def resume(path: str | Path, *, total_steps: int | None = None, progress: bool = True) -> Path:
+    """Continue the run in `path` from its latest checkpoint (optionally to a new `total_steps`)."""
+    rd = RunDir.open(path)
+    conf = rd.read_config()
+    algo, task = conf.get("algo"), conf.get("task")
+    if algo not in algo_registry.ALGORITHMS or not isinstance(task, str):
+        raise UserError(f"{rd.config} does not name a known algorithm and task")
+    _, Config = algo_registry.get(algo).load()
+    cfg = cfgmod.from_dict(Config, conf.get(algo, {}), source=str(rd.config))
+    run = cfgmod.from_dict(RunConfig, conf.get("run", {}), source=str(rd.config))
+    state = rd.load_checkpoint()
+    if total_steps is not None:
+        run = cfgmod.from_dict(RunConfig, {"total_steps": total_steps}, base=run, source="command line", flags=True)
+        conf["run"] = cfgmod.to_dict(run)
+        atomic_write_json(rd.config, conf)
+    done = int(state["num_steps"])
+    if done >= run.total_steps:
+        raise UserError(f"run {str(rd.path)!r} is already complete ({done:,} of {run.total_steps:,} steps); "
+                        "pass --steps N to train further")
+    algorithm, _ = _build(algo, task, run, cfg)
+    algorithm.load_state_dict(state["algorithm"])
+    print(f"robotrl: resuming {algo} on {task} at step {done:,} of {run.total_steps:,} -> {rd.path}",
+          file=sys.stderr)
+    try:
+        _loop(rd, algo, task, algorithm, run, loop_state=state.get("loop"), progress=progress)
+    finally:
+        algorithm.close()
+    return rd.path
+
+
+def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, loop_state: dict[str, Any] | None,
+          progress: bool) -> None:
+    from robotrl.logger import MetricsLogger, Progress
+
+    loop = {"episodes": 0, "recent_returns": [], "recent_lengths": [], "elapsed_s": 0.0}
+    if loop_state:
+        loop.update(loop_state)
+    recent_r: deque[float] = deque(loop["recent_returns"], maxlen=100)
+    recent_l: deque[int] = deque(loop["recent_lengths"], maxlen=100)
+    start_step = algo.num_steps
+    logger = MetricsLogger(rd.metrics, rd.tensorboard, resume_step=start_step if loop_state else None)
+    bar = Progress(run.total_steps, start_step, enabled=progress, desc=f"{algo_name} {task}")
+    t0 = time.perf_counter()
+    next_ckpt = (start_step // run.checkpoint_every + 1) * run.checkpoint_every
+    next_eval = (start_step // run.eval_every + 1) * run.eval_every if run.eval_every else None
+    loop_state_elapsed = float(loop["elapsed_s"])
+
+    def save() -> None:
+        loop.update(recent_returns=list(recent_r), recent_lengths=list(recent_l),
+                    elapsed_s=loop_state_elapsed + time.perf_counter() - t0)
+        rd.save_checkpoint(_checkpoint_state(algo_name, task, algo, loop))
+
+    try:
+        with _StopFlag() as stop:
+            while algo.num_steps < run.total_steps and not stop.requested:
+                result = algo.iterate()
+                recent_r.extend(result.episode_returns)
+                recent_l.extend(result.episode_lengths)
+                loop["episodes"] += len(result.episode_returns)
+                elapsed = time.perf_counter() - t0
+                metrics: dict[str, float] = dict(result.metrics)
+                if recent_r:
+                    metrics["rollout/ep_return_mean"] = sum(recent_r) / len(recent_r)
+                    metrics["rollout/ep_length_mean"] = sum(recent_l) / len(recent_l)
+                metrics["rollout/episodes"] = loop["episodes"]
+                metrics["time/elapsed_s"] = loop_state_elapsed + elapsed
+                metrics["time/steps_per_s"] = (algo.num_steps - start_step) / max(elapsed, 1e-9)
+                if next_eval is not None and algo.num_steps >= next_eval:
+                    ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes or 5, run.seed)
+                    metrics["eval/mean_return"] = ev["mean_return"]
+                    metrics["eval/std_return"] = ev["std_return"]
+                    next_eval += run.eval_every
+                logger.log(algo.num_steps, metrics)
+                postfix = {"return": f"{metrics['rollout/ep_return_mean']:.1f}"} if recent_r else {}
+                bar.update(algo.num_steps, postfix)
+                if algo.num_steps >= next_ckpt:
+                    save()
+                    next_ckpt += run.checkpoint_every
+            save()
+        bar.close()
+        if stop.requested:
+            print(f"robotrl: stopped at step {algo.num_steps:,}; checkpoint saved. "
+                  f"Continue with: robotrl resume {rd.path}", file=sys.stderr)
+            raise KeyboardInterrupt
+        elapsed = time.perf_counter() - t0
+        summary = f"robotrl: {algo.num_steps - start_step:,} steps in {elapsed:.1f} s " \
+                  f"({(algo.num_steps - start_step) / elapsed:,.0f} steps/s)"
+        if run.eval_episodes > 0:
+            ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes, run.seed)
+            ev["step"] = algo.num_steps
+            atomic_write_json(rd.eval, ev)
+            logger.log(algo.num_steps, {"eval/mean_return": ev["mean_return"], "eval/std_return": ev["std_return"]})
+            summary += f"; evaluation return {ev['mean_return']:.1f} +- {ev['std_return']:.1f} " \
+                       f"over {ev['episodes']} episodes"
+        print(summary, file=sys.stderr)
+    finally:
+        bar.close()
+        logger.close()
+    try:
+        from robotrl.plot import plot_runs
+
+        plot_runs([rd.path], rd.plot, title=f"{algo_name} on {task}")
+    except UserError:
+        pass  # too short to have finished an episode
+    print(f"robotrl: run directory {rd.path}", file=sys.stderr)
+
+
+def eval_seed(seed: int) -> int:
+    """Evaluation episodes use seeds disjoint from training's: ``10**6 + 1000 * seed + k``."""
+    return 1_000_000 + 1000 * seed
+
+
+def _evaluate_record(record: dict[str, Any], task: str, episodes: int, seed: int) -> dict[str, Any]:
+    from robotrl.evaluate import evaluate
+    from robotrl.policies import from_record
+
+    policy = from_record(record)
+    return evaluate(policy.act, task, episodes, eval_seed(seed))
+
