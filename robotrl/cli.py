@@ -22,7 +22,12 @@ from robotrl.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises UserError (printed as one line) instead of printing usage and exiting."""
+    """argparse that raises UserError (printed as one line) instead of printing usage and exiting, and
+    that does not accept abbreviated flags (``--learning-rat`` must not silently mean ``--learning-rate``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see '{self.prog} --help')")

@@ -228,6 +228,7 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
         with _StopFlag() as stop:
             while algo.num_steps < run.total_steps and not stop.requested:
                 result = algo.iterate()
+                _check_finite(result.metrics, algo.num_steps)
                 recent_r.extend(result.episode_returns)
                 recent_l.extend(result.episode_lengths)
                 loop["episodes"] += len(result.episode_returns)
@@ -277,6 +278,17 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
     except UserError:
         pass  # too short to have finished an episode
     print(f"robotrl: run directory {rd.path}", file=sys.stderr)
+
+
+def _check_finite(metrics: dict[str, float], step: int) -> None:
+    """Stop a diverged run before it writes a NaN checkpoint over the last good one."""
+    import math
+
+    bad = sorted(k for k, v in metrics.items() if k.startswith("train/") and not math.isfinite(v)
+                 and k != "train/explained_variance")  # NaN there only means constant returns
+    if bad:
+        raise UserError(f"training diverged at step {step:,}: {', '.join(bad)} not finite (the last checkpoint "
+                        "is from before this; try a smaller --learning-rate)")
 
 
 def eval_seed(seed: int) -> int:

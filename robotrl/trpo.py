@@ -122,7 +122,7 @@ class TRPO(OnPolicyAlgorithm):
         full_step = math.sqrt(2 * cfg.max_kl / max(sFs, 1e-12)) * step_dir
         # 4: backtracking line search on the exact surrogate and KL
         theta_old = flat_params(params)
-        loss_old_value = float(loss_old)
+        loss_old_value = float(loss_old.detach())
 
         @torch.no_grad()
         def evaluate(step: torch.Tensor) -> tuple[float, float]:

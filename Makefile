@@ -1,0 +1,38 @@
+# One-command set-up and runs. `make demo` and `make test` create .venv and install the pinned
+# versions (constraints.txt) on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+EXTRAS ?= train,dev
+comma  := ,
+STAMP   = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+# Train a small task, evaluate it, plot it.
+demo: setup
+	rm -rf runs/demo
+	$(BIN)/robotrl train ppo InvertedPendulum-v5 --steps 50000 --out runs/demo
+	$(BIN)/robotrl eval runs/demo --episodes 10
+	$(BIN)/robotrl plot runs/demo
+	@echo "learning curve: runs/demo/learning_curve.png   metrics: runs/demo/metrics.csv   TensorBoard: $(BIN)/tensorboard --logdir runs"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench:
+	$(MAKE) setup EXTRAS=train,dev,bench
+	$(BIN)/python bench/throughput.py
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

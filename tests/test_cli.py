@@ -1,0 +1,67 @@
+"""Bad input gets one line naming the problem and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from robotrl.cli import main
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "sac", "Hopper-v5"], "invalid choice: 'sac'"),
+    (["train", "ppo", "Hoper-v5"], "unknown task 'Hoper-v5'; did you mean Hopper-v5"),
+    (["train", "ppo", "NoSuchTask-v0"], "unknown task 'NoSuchTask-v0'"),
+    (["train", "ppo", "CartPole-v1", "--steps", "100"], "Discrete action space"),
+    (["train", "ppo", "Hopper-v5", "--steps", "-5"], "--steps must be a positive number of steps, got -5"),
+    (["train", "ppo", "Hopper-v5", "--steps", "lots"], "--total-steps: expected int, got 'lots'"),
+    (["train", "ppo", "Hopper-v5", "--learning-rate", "abc"], "--learning-rate: expected float, got 'abc'"),
+    (["train", "ppo", "Hopper-v5", "--objective", "huber"], "--objective: expected one of clip, kl_penalty"),
+    (["train", "ppo", "Hopper-v5", "--minibatch-size", "100"], "must divide the batch size"),
+    (["train", "ppo", "Hopper-v5", "--learning-rat", "1"], "unrecognized arguments: --learning-rat"),
+    (["train", "ppo", "Hopper-v5", "--config", "/nonexistent.toml"], "config file '/nonexistent.toml' does not exist"),
+    (["eval", "/no/such/run"], "run directory '/no/such/run' does not exist"),
+    (["resume", "/no/such/run"], "run directory '/no/such/run' does not exist"),
+    (["plot", "/no/such/run"], "run directory '/no/such/run' does not exist"),
+    (["eval", "/no/such/run", "--episodes", "0"], "--episodes must be a positive integer"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_user_errors_are_one_line(capsys, tmp_path, argv, needle):
+    code, out, err = _run(capsys, argv)
+    assert code == 2
+    assert err.startswith("robotrl: error: ") and err.count("\n") == 1, err
+    assert needle in err
+    assert "Traceback" not in err
+    assert not any(tmp_path.iterdir()) if tmp_path.exists() else True
+
+
+def test_a_directory_that_is_not_a_run(capsys, tmp_path):
+    code, _, err = _run(capsys, ["eval", str(tmp_path)])
+    assert code == 2 and "not a robotrl run directory" in err
+    code, _, err = _run(capsys, ["resume", str(tmp_path)])
+    assert code == 2 and "not a robotrl run directory" in err
+
+
+def test_no_traceback_from_a_real_process():
+    p = subprocess.run([sys.executable, "-m", "robotrl", "train", "ppo", "Hopper-v5", "--gamma", "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip() == "robotrl: error: gamma must be in (0, 1], got 2.0"
+
+
+def test_train_help_lists_every_field_with_its_meaning(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "ppo", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for text in ("--clip-coef", "epsilon of the clipped objective", "--objective", "--kl-target",
+                 "--learning-rate", "--envs", "--steps", "--seed", "--config", "--out", "--num-envs"):
+        assert text in out, text

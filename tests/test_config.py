@@ -1,0 +1,95 @@
+"""Typed configs: docs, parsing, files, precedence."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from robotrl import algos
+from robotrl.config import coerce, field_docs, from_dict, load_file, to_dict
+from robotrl.errors import UserError
+from robotrl.ppo import PPOConfig
+from robotrl.train import RunConfig, resolve_config
+from robotrl.trpo import TRPOConfig
+
+
+@pytest.mark.parametrize("cls", [PPOConfig, TRPOConfig, RunConfig])
+def test_every_field_has_a_docstring(cls):
+    docs = field_docs(cls)
+    missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name)]
+    assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
+
+
+def test_coerce_types():
+    from typing import Literal
+
+    assert coerce(int, "1e6", name="x") == 1_000_000
+    assert coerce(int, "2_048", name="x") == 2048
+    assert coerce(float, "3e-4", name="x") == 3e-4
+    assert coerce(bool, "false", name="x") is False
+    assert coerce(tuple[int, ...], "256, 256", name="x") == (256, 256)
+    assert coerce(tuple[int, ...], [64, 64], name="x") == (64, 64)
+    assert coerce(float | None, "none", name="x") is None
+    assert coerce(float | None, "0.02", name="x") == 0.02
+    assert coerce(Literal["clip", "kl_penalty"], "kl_penalty", name="x") == "kl_penalty"
+    with pytest.raises(UserError, match="--learning-rate: expected float, got 'abc'"):
+        coerce(float, "abc", name="--learning-rate")
+    with pytest.raises(UserError, match="expected one of clip, kl_penalty"):
+        coerce(Literal["clip", "kl_penalty"], "huber", name="--objective")
+    with pytest.raises(UserError):
+        coerce(int, True, name="x")
+
+
+def test_unknown_key_suggests_the_nearest_field():
+    with pytest.raises(UserError, match="did you mean 'learning_rate'"):
+        from_dict(PPOConfig, {"learning_rat": 1e-3})
+
+
+def test_invalid_combination_is_a_user_error():
+    with pytest.raises(UserError, match="must divide the batch size"):
+        from_dict(PPOConfig, {"num_envs": 4, "rollout_steps": 10, "minibatch_size": 64})
+
+
+def test_config_round_trips_through_json():
+    cfg = from_dict(PPOConfig, {"hidden_sizes": "32,32", "target_kl": 0.02})
+    again = from_dict(PPOConfig, json.loads(json.dumps(to_dict(cfg))))
+    assert again == cfg
+
+
+def test_precedence_defaults_task_file_flags(tmp_path, monkeypatch):
+    monkeypatch.setitem(algos.TASK_DEFAULTS["ppo"], "InvertedPendulum",
+                        {"steps": 12_345, "config": {"learning_rate": 1e-3, "ent_coef": 0.01}})
+    path = tmp_path / "c.toml"
+    path.write_text('ent_coef = 0.02\nupdate_epochs = 4\n[run]\nseed = 7\n')
+    run, cfg = resolve_config("ppo", "InvertedPendulum-v5", config_file=path,
+                              algo_flags={"update_epochs": "3"}, run_flags={"total_steps": "1000"})
+    assert cfg.learning_rate == 1e-3  # per-task default
+    assert cfg.ent_coef == 0.02  # file beats per-task
+    assert cfg.update_epochs == 3  # flag beats file
+    assert run.seed == 7 and run.total_steps == 1000
+    run2, _ = resolve_config("ppo", "InvertedPendulum-v5")
+    assert run2.total_steps == 12_345
+
+
+def test_a_runs_config_json_is_a_valid_config_file(tmp_path):
+    conf = {"algo": "ppo", "task": "Hopper-v5", "robotrl_version": "0",
+            "run": to_dict(RunConfig(seed=3)), "ppo": to_dict(PPOConfig(clip_coef=0.1))}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(conf))
+    run, cfg = resolve_config("ppo", "Hopper-v5", config_file=path)
+    assert run.seed == 3 and cfg.clip_coef == 0.1
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_file(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("learning_rate = = 3")
+    with pytest.raises(UserError, match="malformed"):
+        load_file(bad)
+    yml = tmp_path / "c.yaml"
+    yml.write_text("a: 1")
+    with pytest.raises(UserError, match="toml or .json"):
+        load_file(yml)
