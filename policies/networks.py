@@ -69,3 +69,33 @@ class ValueCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.v(obs).squeeze(-1)
+
+
+class DeterministicActor(nn.Module):
+    """mu(s) in [-1, 1] (tanh output), normalised action units.
+
+    With `layer_norm`, hidden layers are layer-normalised, which parameter-space noise needs: a
+    weight perturbation of a given scale then has a comparable effect on every layer.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str,
+                 layer_norm: bool, generator: torch.Generator | None = None):
+        super().__init__()
+        self.mu = mlp([obs_dim, *hidden_sizes, act_dim], activation, out_gain=0.01, layer_norm=layer_norm,
+                      out_activation="tanh", generator=generator)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mu(obs)
+
+
+class QCritic(nn.Module):
+    """Q(s, a): state and action concatenated at the input."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str,
+                 layer_norm: bool = False, generator: torch.Generator | None = None):
+        super().__init__()
+        self.q = mlp([obs_dim + act_dim, *hidden_sizes, 1], activation, out_gain=1.0, layer_norm=layer_norm,
+                     generator=generator)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.q(torch.cat([obs, action], dim=-1)).squeeze(-1)

@@ -33,6 +33,8 @@ ALGORITHMS: dict[str, AlgoInfo] = {
                     "Proximal Policy Optimization: clipped surrogate or adaptive KL penalty"),
     "trpo": AlgoInfo("trpo", "robotrl.trpo", "TRPO", "TRPOConfig",
                      "Trust Region Policy Optimization: conjugate gradient + line search under a KL bound"),
+    "ddpg": AlgoInfo("ddpg", "robotrl.ddpg", "DDPG", "DDPGConfig",
+                     "Deep Deterministic Policy Gradient with OU, Gaussian or adaptive parameter-space noise"),
 }
 
 DEFAULT_STEPS = 1_000_000
@@ -41,6 +43,7 @@ DEFAULT_STEPS = 1_000_000
 TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "ppo": {},
     "trpo": {},
+    "ddpg": {},
 }
 
 

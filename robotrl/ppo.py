@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
 from robotrl.functional import explained_variance, gaussian_entropy, gaussian_kl, gaussian_log_prob
 from robotrl.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
+from robotrl.optim import Adam, clip_grad_norm_
 
 
 @dataclass
@@ -89,16 +89,14 @@ class PPO(OnPolicyAlgorithm):
                  device: str = "cpu"):
         super().__init__(config, spec, envs, seed=seed, total_steps=total_steps, device=device)
         self.params = [*self.actor.parameters(), *self.critic.parameters()]
-        self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate, eps=config.adam_eps,
-                                          **({"fused": True} if self.device.type == "cpu" else {}))
+        self.optimizer = Adam(self.params, lr=config.learning_rate, eps=config.adam_eps)
         self.kl_beta = config.kl_beta_init
 
     def update(self) -> dict[str, float]:
         cfg, buf = self.config, self.buffer
         lr = cfg.learning_rate * max(0.0, 1.0 - self.num_steps / self.total_steps) if cfg.anneal_lr \
             else cfg.learning_rate
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.optimizer.lr = lr
         dev = self.device
         obs, actions = buf.flat("obs").to(dev), buf.flat("actions").to(dev)
         old_logp = buf.flat("log_probs").to(dev)
@@ -135,9 +133,9 @@ class PPO(OnPolicyAlgorithm):
                 entropy = gaussian_entropy(log_std)
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
 
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+                clip_grad_norm_(self.params, cfg.max_grad_norm)
                 self.optimizer.step()
 
                 with torch.no_grad():  # KL(pi_old || pi) estimate of Schulman's blog "k3": E[(r - 1) - log r]

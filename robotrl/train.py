@@ -46,7 +46,7 @@ class RunConfig:
     device: str = "cpu"
     """Torch device for the learner: cpu or cuda."""
     threads: int = 1
-    """Torch intra-op threads of the learner (small networks are fastest on 1)."""
+    """Torch intra-op threads of the learner. Results are bit-identical only for the same value."""
 
     def __post_init__(self) -> None:
         if self.total_steps <= 0:
@@ -61,14 +61,17 @@ class RunConfig:
             raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def resolve_workers(requested: int, num_envs: int) -> int:
     if requested >= 0:
         return min(requested, num_envs - 1)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(0, min(cores - 1, num_envs - 1))
+    return max(0, min(_cores() - 1, num_envs - 1))
 
 
 def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
@@ -135,10 +138,11 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any) -> Any:
     from robotrl.envs import EnvFactory, task_spec
     from robotrl.vec_env import ShardedVectorEnv
 
+    workers = resolve_workers(run.workers, cfg.num_envs)
     torch.set_num_threads(run.threads)
     Algo, _ = algo_registry.get(algo).load()
     spec = task_spec(task)
-    envs = ShardedVectorEnv(EnvFactory(task), cfg.num_envs, resolve_workers(run.workers, cfg.num_envs))
+    envs = ShardedVectorEnv(EnvFactory(task), cfg.num_envs, workers)
     try:
         return Algo(cfg, spec, envs, seed=run.seed, total_steps=run.total_steps, device=run.device), spec
     except Exception:

@@ -40,6 +40,7 @@ from robotrl.functional import (
     set_flat_params,
 )
 from robotrl.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
+from robotrl.optim import Adam
 
 
 @dataclass
@@ -85,8 +86,7 @@ class TRPO(OnPolicyAlgorithm):
     def __init__(self, config: TRPOConfig, spec: Any, envs: Any, *, seed: int, total_steps: int,
                  device: str = "cpu"):
         super().__init__(config, spec, envs, seed=seed, total_steps=total_steps, device=device)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_learning_rate,
-                                                 **({"fused": True} if self.device.type == "cpu" else {}))
+        self.critic_optimizer = Adam(self.critic.parameters(), lr=config.critic_learning_rate)
 
     def update(self) -> dict[str, float]:
         cfg, buf, dev = self.config, self.buffer, self.device
@@ -143,7 +143,7 @@ class TRPO(OnPolicyAlgorithm):
             for start in range(0, cfg.batch_size, cfg.critic_minibatch_size):
                 idx = perm[start:start + cfg.critic_minibatch_size]
                 value_loss = 0.5 * (self.critic(obs[idx]) - returns[idx]).pow(2).mean()
-                self.critic_optimizer.zero_grad(set_to_none=True)
+                self.critic_optimizer.zero_grad()
                 value_loss.backward()
                 self.critic_optimizer.step()
                 value_losses.append(value_loss.detach())

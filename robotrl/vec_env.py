@@ -21,12 +21,16 @@ like Gymnasium's RecordEpisodeStatistics. Terminated and truncated are kept apar
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import pickle
 import signal
+import socket
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
 from typing import Any
 
 import gymnasium as gym
@@ -114,9 +118,41 @@ class _Shard:
             env.close()
 
 
-def _worker(conn: Any, env_fn: EnvFn, lo: int, hi: int, shm_name: str, layout: list) -> None:
+def _attach(name: str) -> shared_memory.SharedMemory:
+    """Attach to the parent's block without letting this process's resource tracker own it (before
+    Python 3.13 an attaching process registers the block and unlinks it when it exits)."""
+    try:
+        return shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]  # Python >= 3.13
+    except TypeError:
+        from multiprocessing import resource_tracker
+
+        shm = shared_memory.SharedMemory(name=name)
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+        return shm
+
+
+def _worker_main() -> None:
+    """Entry point of a worker process: ``python -c '...; _worker_main()' FD``.
+
+    Workers are plain subprocesses rather than `multiprocessing` children: spawn-style children
+    re-import the parent's ``__main__`` (which breaks for ``python - < script`` and re-runs a user's
+    unguarded script), and forked ones inherit torch's thread pools. The parent sends its
+    ``sys.path`` and then the pickled shard arguments over the inherited socket.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
-    shm = shared_memory.SharedMemory(name=shm_name)
+    conn = Connection(int(sys.argv[1]))
+    sys.path[:] = conn.recv()
+    try:
+        args = pickle.loads(conn.recv_bytes())
+    except Exception:
+        conn.send_bytes(b"e")
+        conn.send(traceback.format_exc())
+        return
+    _worker(conn, *args)
+
+
+def _worker(conn: Any, env_fn: EnvFn, lo: int, hi: int, shm_name: str, layout: list) -> None:
+    shm = _attach(shm_name)
     shard = None
     try:
         shard = _Shard(env_fn, lo, hi, _views(shm.buf, layout))
@@ -181,15 +217,17 @@ class ShardedVectorEnv(VectorEnv):
         else:
             self._shm = shared_memory.SharedMemory(create=True, size=_nbytes(layout))
             self._a = _views(self._shm.buf, layout)
-            ctx = mp.get_context("spawn")
             for w in range(1, self.workers + 1):
-                parent, child = ctx.Pipe()
-                p = ctx.Process(target=_worker, daemon=True,
-                                args=(child, env_fn, int(bounds[w]), int(bounds[w + 1]), self._shm.name, layout))
-                p.start()
+                parent, child = socket.socketpair()
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", "from robotrl.vec_env import _worker_main; _worker_main()",
+                     str(child.fileno())], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
                 child.close()
-                self._procs.append(p)
-                self._conns.append(parent)
+                conn = Connection(parent.detach())
+                conn.send(list(sys.path))
+                conn.send_bytes(pickle.dumps((env_fn, int(bounds[w]), int(bounds[w + 1]), self._shm.name, layout)))
+                self._procs.append(proc)
+                self._conns.append(conn)
         # Shard 0 lives here; build it while the workers build theirs.
         self._local: _Shard | None = _Shard(env_fn, 0, int(bounds[1]), self._a)
         for conn in self._conns:
@@ -253,10 +291,14 @@ class ShardedVectorEnv(VectorEnv):
                 conn.send_bytes(b"c")
             except (BrokenPipeError, OSError):
                 pass
-        for p in self._procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for conn in self._conns:
+            conn.close()
         self._procs, self._conns = [], []
         if self._shm is not None:
             self._a = {}

@@ -1,0 +1,141 @@
+"""Final returns at a fixed step budget, robotrl beside Stable-Baselines3 / sb3-contrib, several seeds.
+
+    python bench/returns.py [--algos ppo,trpo] [--tasks Hopper-v5,HalfCheetah-v5] [--seeds 0,1,2]
+                            [--steps 1000000] [--jobs 2] [--sb3] [--section returns]
+
+Each (library, algorithm, task, seed) trains with that library's defaults (ours: per-task defaults
+of `robotrl train`; theirs: constructor defaults via bench/sb3_train.py). Both are then evaluated by
+the same protocol, `robotrl.evaluate`: 10 deterministic episodes with the seeds robotrl uses for
+its final evaluation. The table gives the mean over seeds of each seed's mean return, +- the std
+over seeds, and every seed's value. Finished runs are kept under bench/out/returns/ and skipped when
+the script is run again, so an interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BIN, OUT, REPO, machine, run_timed, save_json, update_section, versions  # noqa: E402
+
+THEIRS = {"ppo": "SB3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "SB3 DDPG"}
+
+
+def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], tag: str) -> dict:
+    out = root / f"robotrl{tag}-{algo}-{task}-s{seed}"
+    result = out / "eval.json"
+    if not result.exists():
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+        wall, _ = run_timed([str(BIN / "robotrl"), "train", algo, task, "--steps", str(steps), "--seed", str(seed),
+                             "--out", str(out), "--no-progress", "--workers", "0", *extra])
+        (out / "wall_s.txt").write_text(f"{wall:.1f}\n")
+    return json.loads(result.read_text())
+
+
+def _theirs(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str]) -> dict:
+    base = root / f"sb3-{algo}-{task}-s{seed}"
+    result = base.with_suffix(".eval.json")
+    if not result.exists():
+        wall, _ = run_timed([sys.executable, str(REPO / "bench" / "sb3_train.py"), algo, task, str(steps), str(seed),
+                             "--save", str(base), *extra], env={"OMP_NUM_THREADS": "1"})
+        ev = evaluate_sb3(algo, str(base) + ".zip", task, seed)
+        ev["wall_s"] = wall
+        result.write_text(json.dumps(ev))
+    return json.loads(result.read_text())
+
+
+def evaluate_sb3(algo: str, path: str, task: str, seed: int) -> dict:
+    from robotrl.evaluate import evaluate
+    from robotrl.train import eval_seed
+
+    if algo == "trpo":
+        from sb3_contrib import TRPO as Cls
+    else:
+        import stable_baselines3
+
+        Cls = getattr(stable_baselines3, algo.upper())
+    model = Cls.load(path, device="cpu")
+    return evaluate(lambda obs: model.predict(obs, deterministic=True)[0], task, 10, eval_seed(seed))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--algos", default="ppo,trpo")
+    p.add_argument("--tasks", default="Hopper-v5,HalfCheetah-v5")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--sb3", action=argparse.BooleanOptionalAction, default=True, help="also run the SB3 side")
+    p.add_argument("--ours-args", default="", help="extra arguments for robotrl train (e.g. --noise param)")
+    p.add_argument("--theirs-args", default="", help="extra arguments for bench/sb3_train.py")
+    p.add_argument("--tag", default="", help="distinguishes runs with different --ours-args")
+    p.add_argument("--section", default="returns")
+    a = p.parse_args()
+    root = OUT / "returns"
+    root.mkdir(parents=True, exist_ok=True)
+    algos, tasks = a.algos.split(","), a.tasks.split(",")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    jobs = []
+    for algo in algos:
+        for task in tasks:
+            for seed in seeds:
+                jobs.append(("ours", algo, task, seed))
+                if a.sb3:
+                    jobs.append(("theirs", algo, task, seed))
+
+    def run(job):
+        side, algo, task, seed = job
+        t0 = time.time()
+        ev = (_ours(algo, task, seed, a.steps, root, a.ours_args.split(), a.tag) if side == "ours"
+              else _theirs(algo, task, seed, a.steps, root, a.theirs_args.split()))
+        print(f"{side} {algo} {task} seed {seed}: {ev['mean_return']:.1f} ({time.time() - t0:.0f} s)", flush=True)
+        return job, ev
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with ThreadPoolExecutor(a.jobs) as ex:
+        done = dict(ex.map(run, jobs))
+
+    rows, summary = [], []
+    for algo in algos:
+        for task in tasks:
+            entry = {"algo": algo, "task": task}
+            for side in ("ours", "theirs") if a.sb3 else ("ours",):
+                vals = [done[(side, algo, task, s)]["mean_return"] for s in seeds]
+                entry[side] = vals
+            summary.append(entry)
+            cells = []
+            for side in ("ours", "theirs") if a.sb3 else ("ours",):
+                v = entry[side]
+                sd = statistics.stdev(v) if len(v) > 1 else 0.0
+                cells.append(f"{statistics.mean(v):,.0f} +- {sd:,.0f} ({', '.join(f'{x:,.0f}' for x in v)})")
+            rows.append(f"| {algo.upper()} | {task} | " + " | ".join(cells) + " |")
+    save_json(a.section, {"machine": machine(), "steps": a.steps, "seeds": seeds, "results": summary})
+    cmd = ("python bench/returns.py " + " ".join(sys.argv[1:])).strip()
+    header = "| algorithm | task | robotrl " + (f"{a.tag} " if a.tag else "") + "|" + \
+        (" reference (same algorithm, library defaults) |" if a.sb3 else "")
+    lines = [
+        f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}; {machine()}; "
+        f"{versions('stable-baselines3', 'sb3-contrib', 'gymnasium', 'mujoco')}).",
+        "",
+        f"Final deterministic evaluation after {a.steps:,} steps: mean over seeds {seeds} of each seed's mean "
+        "return over 10 episodes, +- std over seeds (each seed's value in brackets). Both sides evaluated by "
+        "`robotrl.evaluate` with the same episode seeds.",
+        "",
+        header,
+        "| --- | --- | --- |" + (" --- |" if a.sb3 else ""),
+        *rows,
+    ]
+    update_section(a.section, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""DDPG: parameter-noise mechanics on a real actor, learning a small task with OU and parameter noise,
+and the CLI commands on a DDPG run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from robotrl.cli import main
+from robotrl.ddpg import DDPG, DDPGConfig
+from robotrl.envs import EnvFactory, task_spec
+from robotrl.train import resume, train
+from robotrl.vec_env import ShardedVectorEnv
+
+TASK = "InvertedPendulum-v5"
+
+
+def _agent(**kw) -> DDPG:
+    cfg = DDPGConfig(hidden_sizes=(64, 64), learning_starts=200, batch_size=64, **kw)
+    envs = ShardedVectorEnv(EnvFactory(TASK), cfg.num_envs)
+    return DDPG(cfg, task_spec(TASK), envs, seed=0, total_steps=10_000)
+
+
+def test_parameter_noise_leaves_layer_norm_alone_and_perturbs_each_env_separately():
+    agent = _agent(noise="param", num_envs=3, param_noise_initial_std=0.5)
+    try:
+        params = dict(agent.actor.named_parameters())
+        ln = {n for n, m in agent.actor.named_modules() if isinstance(m, torch.nn.LayerNorm)}
+        assert ln, "the actor must have LayerNorm layers for parameter noise"
+        for name, stacked in agent._perturbed.items():
+            assert stacked.shape == (3, *params[name].shape)
+            if name.rsplit(".", 1)[0] in ln:
+                assert torch.equal(stacked[0], params[name].detach()) and torch.equal(stacked[1], stacked[2])
+            else:
+                assert not torch.equal(stacked[0], stacked[1])
+                if params[name].numel() >= 64:
+                    assert float((stacked[0] - params[name]).std()) == pytest.approx(0.5, rel=0.2)
+    finally:
+        agent.close()
+
+
+def test_parameter_noise_adaptation_tracks_the_desired_action_distance():
+    agent = _agent(noise="param", param_noise_initial_std=0.5, param_noise_desired_std=0.1,
+                   param_noise_alpha=1.05)
+    try:
+        agent.iterate()  # fills the replay buffer
+        with torch.no_grad():  # a non-trivial actor: larger output weights than at initialisation
+            agent.actor.mu[-2].weight.mul_(10.0)
+        distances = []
+        for _ in range(700):
+            agent._adapt_param_noise()
+            distances.append(agent.noise.last_distance)
+        assert distances[0] > 0.1  # started too far: sigma had to shrink
+        assert agent.noise.sigma < 0.5
+        # sigma moves up when d < target and down when d > target, so it settles where half the
+        # measurements exceed the target: the median distance tracks it.
+        assert np.median(distances[-400:]) == pytest.approx(0.1, rel=0.25)
+    finally:
+        agent.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noise", ["ou", "param"])
+def test_ddpg_learns_inverted_pendulum(tmp_path, noise):
+    # A random policy balances for about 5 steps (return ~5-10); the maximum is 1000.
+    run = train("ddpg", TASK, algo_flags={"noise": noise, "hidden_sizes": "64,64", "learning_starts": "1000",
+                                          "batch_size": "128"},
+                run_flags={"total_steps": "8000", "seed": "0"}, out=tmp_path / noise, progress=False)
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["mean_return"] >= 500, ev
+    rows = (run / "metrics.csv").read_text()
+    assert "train/noise_sigma" in rows
+    if noise == "param":
+        assert "train/param_noise_distance" in rows
+
+
+def test_ddpg_run_with_every_cli_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "ddpg", TASK, "--noise", "gaussian", "--steps", "1500", "--learning-starts", "500",
+                 "--hidden-sizes", "32,32", "--batch-size", "32", "--iteration-steps", "500",
+                 "--checkpoint-every", "500", "--out", str(out), "--eval-episodes", "2", "--no-progress"])
+    assert code == 0
+    state = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["algorithm"]["replay"]["obs"].shape[0] > 1500  # the replay buffer travels with the checkpoint
+    assert main(["resume", str(out), "--steps", "2000", "--no-progress"]) == 0
+    assert int(torch.load(out / "checkpoints" / "latest.pt", weights_only=True)["num_steps"]) == 2000
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 2
+    assert main(["plot", str(out)]) == 0
+    assert (out / "learning_curve.png").exists()
+    assert resume is not None

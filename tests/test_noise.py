@@ -1,0 +1,71 @@
+"""Exploration noise processes: OU statistics, resets, decay, parameter-noise adaptation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from robotrl.noise import AdaptiveParamNoise, GaussianNoise, OrnsteinUhlenbeckNoise, linear_schedule
+
+
+def test_ou_reverts_to_the_mean_at_rate_theta_dt():
+    ou = OrnsteinUhlenbeckNoise(3, 2, np.random.default_rng(0), theta=0.15, sigma=0.0, dt=0.1)
+    ou.x[:] = 1.0
+    for _ in range(10):
+        ou()
+    np.testing.assert_allclose(ou.x, (1 - 0.015) ** 10)  # deterministic decay without volatility
+
+
+def test_ou_stationary_std_matches_theory():
+    ou = OrnsteinUhlenbeckNoise(4000, 1, np.random.default_rng(1), theta=0.15, sigma=0.2, dt=0.1)
+    for _ in range(400):  # 400 steps = 6 time constants (1 / (theta dt) = 66.7 steps)
+        x = ou()
+    expected = 0.2 * math.sqrt(0.1 / (1 - (1 - 0.015) ** 2))
+    assert ou.stationary_std == pytest.approx(expected)
+    assert np.std(x) == pytest.approx(expected, rel=0.05)
+    assert abs(np.mean(x)) < 0.05
+    # the defaults: about sigma / sqrt(2 theta)
+    assert OrnsteinUhlenbeckNoise(1, 1, np.random.default_rng()).stationary_std == pytest.approx(0.365, abs=0.001)
+
+
+def test_ou_is_temporally_correlated_and_resets_per_env():
+    ou = OrnsteinUhlenbeckNoise(2000, 1, np.random.default_rng(2), theta=0.15, sigma=0.2, dt=0.1)
+    for _ in range(300):
+        ou()
+    a = ou().ravel()
+    b = ou().ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.95  # consecutive steps nearly equal; Gaussian noise would be ~0
+    ou.reset([0, 5])
+    assert ou.x[0, 0] == 0.0 and ou.x[5, 0] == 0.0 and ou.x[1, 0] != 0.0
+
+
+def test_gaussian_noise_and_linear_decay():
+    g = GaussianNoise(10000, 2, np.random.default_rng(3), sigma=0.3, sigma_final=0.1, decay_steps=100)
+    assert np.std(g()) == pytest.approx(0.3, rel=0.03)
+    g.set_step(50)
+    assert g.sigma == pytest.approx(0.2)
+    g.set_step(1000)
+    assert g.sigma == pytest.approx(0.1)
+    assert np.std(g()) == pytest.approx(0.1, rel=0.03)
+    assert linear_schedule(1.0, 0.0, 0, 5) == 1.0
+
+
+def test_same_seed_same_noise():
+    a = OrnsteinUhlenbeckNoise(2, 3, np.random.default_rng(7))
+    b = OrnsteinUhlenbeckNoise(2, 3, np.random.default_rng(7))
+    for _ in range(5):
+        np.testing.assert_array_equal(a(), b())
+
+
+def test_param_noise_adaptation_moves_sigma_the_right_way():
+    pn = AdaptiveParamNoise(initial_std=0.1, desired_action_std=0.2, alpha=1.01)
+    pn.adapt(0.5)  # perturbed actions too far from the policy's: perturb less
+    assert pn.sigma == pytest.approx(0.1 / 1.01)
+    pn.adapt(0.05)  # too close: perturb more
+    pn.adapt(0.05)
+    assert pn.sigma == pytest.approx(0.1 * 1.01)
+    assert pn.last_distance == 0.05
+    with pytest.raises(ValueError):
+        AdaptiveParamNoise(alpha=1.0)
