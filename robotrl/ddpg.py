@@ -293,7 +293,8 @@ class DDPG:
         metrics["train/updates"] = self.updates
         metrics["train/noise_sigma"] = float(self.noise.sigma)
         if cfg.noise == "param":
-            metrics["train/param_noise_distance"] = self.noise.last_distance
+            if np.isfinite(self.noise.last_distance):  # measured only once learning has started
+                metrics["train/param_noise_distance"] = self.noise.last_distance
         elif hasattr(self.noise, "stationary_std"):
             metrics["train/noise_stationary_std"] = float(self.noise.stationary_std)
         metrics["time/update_s"] = learn_time

@@ -37,7 +37,7 @@ from robotrl.optim import Adam, clip_grad_norm_
 
 @dataclass
 class PPOConfig(OnPolicyConfig):
-    """PPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `robotrl.defaults`."""
+    """PPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `robotrl.algos`."""
 
     learning_rate: float = 3e-4
     """Adam step size for actor and critic (annealed linearly to 0 if anneal_lr). Typical 1e-4 to 1e-3."""

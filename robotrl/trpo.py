@@ -45,7 +45,7 @@ from robotrl.optim import Adam
 
 @dataclass
 class TRPOConfig(OnPolicyConfig):
-    """TRPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `robotrl.defaults`."""
+    """TRPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `robotrl.algos`."""
 
     max_kl: float = 0.01
     """delta: the trust region, the largest mean KL(pi_old || pi_new) one update may make. Typical 0.005-0.05."""

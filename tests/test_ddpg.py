@@ -37,7 +37,7 @@ def test_parameter_noise_leaves_layer_norm_alone_and_perturbs_each_env_separatel
             else:
                 assert not torch.equal(stacked[0], stacked[1])
                 if params[name].numel() >= 64:
-                    assert float((stacked[0] - params[name]).std()) == pytest.approx(0.5, rel=0.2)
+                    assert float((stacked[0] - params[name]).detach().std()) == pytest.approx(0.5, rel=0.2)
     finally:
         agent.close()
 
@@ -62,19 +62,39 @@ def test_parameter_noise_adaptation_tracks_the_desired_action_distance():
         agent.close()
 
 
+def _random_policy_return(task: str, episodes: int, seed: int) -> float:
+    import gymnasium as gym
+
+    env = gym.make(task)
+    env.action_space.seed(seed)
+    total = 0.0
+    for k in range(episodes):
+        env.reset(seed=seed + k)
+        done = False
+        while not done:
+            _, r, term, trunc, _ = env.step(env.action_space.sample())
+            total += float(r)
+            done = term or trunc
+    env.close()
+    return total / episodes
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("noise", ["ou", "param"])
-def test_ddpg_learns_inverted_pendulum(tmp_path, noise):
-    # A random policy balances for about 5 steps (return ~5-10); the maximum is 1000.
-    run = train("ddpg", TASK, algo_flags={"noise": noise, "hidden_sizes": "64,64", "learning_starts": "1000",
-                                          "batch_size": "128"},
-                run_flags={"total_steps": "8000", "seed": "0"}, out=tmp_path / noise, progress=False)
+def test_ddpg_learns_pendulum(tmp_path, noise):
+    # Pendulum-v1: swing up and hold; 200-step episodes end only by time limit, so every episode end is
+    # a truncation that must bootstrap. A uniform-random policy scores about -1,200; a good one about -150.
+    task = "Pendulum-v1"
+    random_return = _random_policy_return(task, 10, seed=0)
+    assert random_return < -900
+    run = train("ddpg", task, algo_flags={"noise": noise, "hidden_sizes": "128,128", "learning_starts": "1000"},
+                run_flags={"total_steps": "5000", "seed": "0", "workers": "0"}, out=tmp_path / noise, progress=False)
     ev = json.loads((run / "eval.json").read_text())
-    assert ev["mean_return"] >= 500, ev
-    rows = (run / "metrics.csv").read_text()
-    assert "train/noise_sigma" in rows
+    assert ev["mean_return"] >= -400, (ev, random_return)
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "train/noise_sigma" in header
     if noise == "param":
-        assert "train/param_noise_distance" in rows
+        assert "train/param_noise_distance" in header
 
 
 def test_ddpg_run_with_every_cli_command(tmp_path, capsys):
