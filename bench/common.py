@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -48,10 +49,8 @@ def versions(*names: str) -> str:
 
     out = []
     for n in names:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out.append(f"{n} {version(n)}")
-        except PackageNotFoundError:
-            pass
     return ", ".join(out)
 
 

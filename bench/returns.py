@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, OUT, REPO, machine, run_timed, save_json, update_section, versions  # noqa: E402
+from common import BIN, OUT, REPO, machine, run_timed, save_json, update_section, versions
 
 THEIRS = {"ppo": "SB3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "SB3 DDPG"}
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, REPO, machine, run_timed, save_json, update_section, versions  # noqa: E402
+from common import BIN, REPO, machine, run_timed, save_json, update_section, versions
 
 THEIRS = {"ppo": "Stable-Baselines3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "Stable-Baselines3 DDPG"}
 
@@ -81,7 +81,8 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        lines.append(f"| {r['algo'].upper()} | {r['task']} | {r['ours_median_s']:.1f} s | {r['steps'] / r['ours_median_s']:,.0f} "
+        lines.append(f"| {r['algo'].upper()} | {r['task']} | {r['ours_median_s']:.1f} s "
+                     f"| {r['steps'] / r['ours_median_s']:,.0f} "
                      f"| {THEIRS[r['algo']]} {r['theirs_median_s']:.1f} s | {r['steps'] / r['theirs_median_s']:,.0f} "
                      f"| **{r['ratio']:.2f}x** |")
     update_section(a.section, "\n".join(lines))

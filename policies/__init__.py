@@ -7,4 +7,7 @@ from robotrl.policies.networks import DeterministicActor, GaussianActor, QCritic
 from robotrl.policies.normalizer import RunningMeanStd
 from robotrl.policies.policy import DeployedPolicy, from_record, make_record
 
-__all__ = ["DeployedPolicy", "DeterministicActor", "GaussianActor", "QCritic", "RunningMeanStd", "ValueCritic", "from_record", "make_record", "mlp"]
+__all__ = [
+    "DeployedPolicy", "DeterministicActor", "GaussianActor", "QCritic", "RunningMeanStd", "ValueCritic",
+    "from_record", "make_record", "mlp",
+]

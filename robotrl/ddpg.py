@@ -199,7 +199,8 @@ class DDPG:
 
     @torch.no_grad()
     def _adapt_param_noise(self) -> None:
-        obs = torch.from_numpy(self._normalize(self.buffer.sample_obs(self.config.batch_size, self.rng))).to(self.device)
+        obs = self._normalize(self.buffer.sample_obs(self.config.batch_size, self.rng))
+        obs = torch.from_numpy(obs).to(self.device)
         probe = self._perturbed_params(1)
         a = self.actor(obs)
         a_p = self._perturbed_actions(probe, obs.unsqueeze(0))[0]
@@ -285,7 +286,8 @@ class DDPG:
                 for _ in range(cfg.num_envs * cfg.updates_per_step):
                     for k, v in self.update().items():
                         stats[k].append(v)
-                if cfg.noise == "param" and self.num_steps // cfg.param_noise_interval > before // cfg.param_noise_interval:
+                interval = cfg.param_noise_interval
+                if cfg.noise == "param" and self.num_steps // interval > before // interval:
                     self._adapt_param_noise()
                 learn_time += time.perf_counter() - t_learn
         self.iteration += 1

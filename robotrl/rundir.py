@@ -14,6 +14,7 @@ renamed over the old one, so a run killed at any moment leaves either the old or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -43,10 +44,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

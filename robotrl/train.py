@@ -11,6 +11,7 @@ checkpoint. On resume the envs start fresh episodes, seeded from the restored RN
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -121,10 +122,8 @@ class _StopFlag:
 
     def __enter__(self) -> _StopFlag:
         for s in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread
                 self._old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread
-                pass
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -98,7 +98,7 @@ class TRPO(OnPolicyAlgorithm):
         with torch.no_grad():
             old_mean = self.actor(obs)
             old_log_std = self.actor.log_std.detach().clone()
-        n_fisher = max(1, int(round(cfg.fisher_subsample * cfg.batch_size)))
+        n_fisher = max(1, round(cfg.fisher_subsample * cfg.batch_size))
         fisher_idx = torch.randperm(cfg.batch_size, generator=self.gen)[:n_fisher].to(dev)
 
         def surrogate() -> torch.Tensor:  # L(theta) = E[ pi_theta / pi_old * A ]

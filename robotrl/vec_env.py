@@ -21,6 +21,7 @@ like Gymnasium's RecordEpisodeStatistics. Terminated and truncated are kept apar
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import signal
 import socket
@@ -31,7 +32,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -185,7 +186,7 @@ def _worker(conn: Any, env_fn: EnvFn, lo: int, hi: int, shm_name: str, layout: l
 class ShardedVectorEnv(VectorEnv):
     """`num_envs` copies of ``env_fn()``, SAME_STEP autoreset, envs split over `workers` processes."""
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, env_fn: EnvFn, num_envs: int, workers: int = 0):
         if num_envs < 1:
@@ -287,10 +288,8 @@ class ShardedVectorEnv(VectorEnv):
             self._local.close()
             self._local = None
         for conn in self._conns:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 conn.send_bytes(b"c")
-            except (BrokenPipeError, OSError):
-                pass
         for proc in self._procs:
             try:
                 proc.wait(timeout=5)
@@ -308,7 +307,5 @@ class ShardedVectorEnv(VectorEnv):
 
     def __del__(self) -> None:
         if not getattr(self, "closed", True):
-            try:
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:
-                pass

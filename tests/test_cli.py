@@ -35,7 +35,7 @@ def _run(capsys, argv):
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_user_errors_are_one_line(capsys, tmp_path, argv, needle):
-    code, out, err = _run(capsys, argv)
+    code, _out, err = _run(capsys, argv)
     assert code == 2
     assert err.startswith("robotrl: error: ") and err.count("\n") == 1, err
     assert needle in err

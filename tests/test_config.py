@@ -91,5 +91,5 @@ def test_bad_config_files(tmp_path):
         load_file(bad)
     yml = tmp_path / "c.yaml"
     yml.write_text("a: 1")
-    with pytest.raises(UserError, match="toml or .json"):
+    with pytest.raises(UserError, match=r"toml or \.json"):
         load_file(yml)

@@ -113,7 +113,8 @@ def _wait_for_checkpoint(run: Path, min_steps: int, proc: subprocess.Popen, time
 def test_resume_after_kill_continues_from_the_checkpoint(tmp_path, robotrl_cmd):
     run = tmp_path / "run"
     args = [*robotrl_cmd, "train", "ppo", TASK, "--out", str(run), "--steps", "6144", "--checkpoint-every", "512",
-            "--eval-episodes", "2", "--no-progress"] + [x for k, v in SMALL.items() for x in (f"--{k.replace('_', '-')}", v)]
+            "--eval-episodes", "2", "--no-progress"]
+    args += [x for k, v in SMALL.items() for x in (f"--{k.replace('_', '-')}", v)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(run, 1024, proc)
     proc.send_signal(signal.SIGKILL)

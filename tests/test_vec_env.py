@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-
 from robotrl.envs import EnvFactory
+
 from robotrl.vec_env import ShardedVectorEnv
 
 SHORT = EnvFactory("InvertedPendulum-v5", {"max_episode_steps": 7})
@@ -61,8 +61,8 @@ def test_truncation_reports_final_observation_and_episode_stats():
     ve = ShardedVectorEnv(SHORT, 2, workers=1)
     try:
         obs, _ = ve.reset(seed=0)
-        for t in range(7):
-            obs, r, term, trunc, info = ve.step(np.zeros((2, 1)))
+        for _t in range(7):
+            obs, _r, term, trunc, info = ve.step(np.zeros((2, 1)))
         # Zero torque keeps the pendulum up for 7 steps: every episode is truncated, none terminated.
         assert trunc.all() and not term.any()
         assert info["_final_obs"].all() and info["_episode"].all()
@@ -101,7 +101,7 @@ def test_worker_errors_surface_in_the_parent_with_their_traceback():
         ve.reset(seed=0)
         ve._local.envs[0] = SHORT()  # only the worker's env explodes now
         ve._local.envs[0].reset(seed=0)
-        with pytest.raises(RuntimeError, match="(?s)worker failed.*simulated physics blow-up"):
+        with pytest.raises(RuntimeError, match=r"(?s)worker failed.*simulated physics blow-up"):
             for _ in range(10):
                 ve.step(np.zeros((2, 1)))
     finally:
