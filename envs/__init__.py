@@ -1,11 +1,14 @@
 """Tasks: Gymnasium environments plus the spec that names their observation and action elements.
 
-    make(task_id)       -> a Gymnasium env (any registered Gymnasium id, or a robotrl task)
-    task_spec(task_id)  -> the task's `TaskSpec` (the policy card's source)
-    EnvFactory(task_id) -> picklable zero-argument callable for vector-env worker processes
+    make(task_id, sim2real=None)  -> a Gymnasium env (any registered Gymnasium id, or a robotrl task)
+    task_spec(task_id)            -> the task's `TaskSpec` (the policy card's source)
+    EnvFactory(task_id)           -> picklable zero-argument callable for vector-env worker processes
+    list_tasks()                  -> the robotrl task suite (`robotrl tasks`)
+    Observer(model, elements)     -> recomputes observation elements from MuJoCo state by name
 
-A plain Gymnasium id whose elements robotrl does not know gets a generic spec: elements named by
-index, kind "obs", not deployable on a robot.
+The suite (`robotrl/Hopper-v5`, ..., `robotrl/ArmReach-v0`) is registered with Gymnasium on import:
+every observation and action element is named (see `robotrl.envs.tasks`). A plain Gymnasium id
+gets a generic spec: elements named by index, kind "obs", not deployable on a robot.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from robotrl.envs.observation import Observer, observe
+from robotrl.envs.sim2real import Sim2Real
+from robotrl.envs.tasks import TASKS, register
 
 from robotrl.errors import UserError
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
-__all__ = ["EnvFactory", "check_task", "make", "task_spec"]
+__all__ = ["TASKS", "EnvFactory", "Observer", "Sim2Real", "check_task", "list_tasks", "make", "observe", "task_spec"]
 
 
 def _quiet_known_mujoco_warnings() -> None:
@@ -45,6 +51,7 @@ def _quiet_known_mujoco_warnings() -> None:
 
 
 _quiet_known_mujoco_warnings()
+register()
 
 
 def _known_ids() -> list[str]:
@@ -60,9 +67,15 @@ def check_task(task_id: str) -> None:
         raise UserError(f"unknown task {task_id!r}{hint}")
 
 
-def make(task_id: str, **kwargs: Any) -> gym.Env:
-    """Create the task's env. Errors in the id or the keyword arguments are UserErrors."""
+def make(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, **kwargs: Any) -> gym.Env:
+    """Create the task's env, with the sim-to-real wrappers `sim2real` switches on. Errors in the id or
+    the keyword arguments are UserErrors."""
     check_task(task_id)
+    if not isinstance(sim2real, Sim2Real):
+        try:
+            sim2real = Sim2Real.from_dict(sim2real)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"sim-to-real settings: {e}") from None
     try:
         env = gym.make(task_id, disable_env_checker=True, **kwargs)
     except (gym.error.Error, TypeError) as e:
@@ -77,6 +90,10 @@ def make(task_id: str, **kwargs: Any) -> gym.Env:
         env.close()
         raise UserError(f"task {task_id!r} must have a flat Box observation space, "
                         f"got {env.observation_space}")
+    if sim2real.enabled:
+        from robotrl.envs.sim2real import apply
+
+        env = apply(env, sim2real)
     return env
 
 
@@ -111,10 +128,31 @@ def _generic_spec(task_id: str, env: gym.Env) -> TaskSpec:
     )
 
 
-def task_spec(task_id: str, **kwargs: Any) -> TaskSpec:
-    """The observation/action spec of `task_id`."""
+def task_spec(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, **kwargs: Any) -> TaskSpec:
+    """The observation/action spec of `task_id`; the sim-to-real settings, if any, in ``extras``."""
+    import dataclasses
+
     env = make(task_id, **kwargs)
     try:
-        return _generic_spec(task_id, env)
+        try:
+            spec = env.get_wrapper_attr("task_spec")
+        except AttributeError:
+            spec = _generic_spec(task_id, env)
     finally:
         env.close()
+    s2r = sim2real if isinstance(sim2real, Sim2Real) else Sim2Real.from_dict(sim2real)
+    if s2r.enabled:
+        spec = dataclasses.replace(spec, extras={**spec.extras, "sim2real": s2r.to_dict()})
+    return spec
+
+
+def list_tasks() -> list[dict[str, Any]]:
+    """One row per task of the suite: id, summary, observation and action sizes, control rate."""
+    rows = []
+    for task_id, tdef in TASKS.items():
+        spec = task_spec(task_id)
+        kinds = sorted({a.kind for a in spec.action})
+        rows.append({"task": task_id, "summary": tdef.summary, "obs_dim": spec.obs_dim, "act_dim": spec.act_dim,
+                     "action": "/".join(kinds), "control_hz": 1.0 / spec.control_period,
+                     "episode_steps": spec.max_episode_steps})
+    return rows

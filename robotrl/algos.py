@@ -68,7 +68,8 @@ def get(name: str) -> AlgoInfo:
 
 
 def task_family(task_id: str) -> str:
-    return re.sub(r"-v\d+$", "", task_id)
+    """``robotrl/Hopper-v5`` and ``Hopper-v5`` -> ``Hopper``: defaults apply across versions and namespaces."""
+    return re.sub(r"-v\d+$", "", task_id.rsplit("/", 1)[-1])
 
 
 def task_defaults(algo: str, task_id: str) -> tuple[int, dict[str, Any]]:

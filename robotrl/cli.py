@@ -55,6 +55,12 @@ RUN_FLAGS = {  # flag -> RunConfig field; values are parsed and checked by robot
     "--eval-every": "eval_every",
     "--device": "device",
     "--threads": "threads",
+    "--randomize-mass": "randomize_mass",
+    "--randomize-friction": "randomize_friction",
+    "--randomize-damping": "randomize_damping",
+    "--randomize-gain": "randomize_gain",
+    "--obs-noise": "obs_noise",
+    "--action-delay": "action_delay",
 }
 
 
@@ -109,6 +115,10 @@ def build_parser(argv: Sequence[str]) -> _Parser:
                                                       "run, learning_curves.png for several)")
     p.add_argument("--metric", default="rollout/ep_return_mean", help="column of metrics.csv to plot")
 
+    p = sub.add_parser("tasks", help="list the task suite: observation/action sizes, control rate")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--spec", metavar="TASK", help="print one task's full observation/action spec")
+
     p = sub.add_parser("resume", help="continue a stopped or killed run from its last checkpoint")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--steps", type=_positive_int("--steps"), default=None, help="new total steps (to train further)")
@@ -141,12 +151,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else eval_seed(int(conf.get("run", {}).get("seed", 0)))
     ev = evaluate(policy.act, conf["task"], args.episodes, seed)
     if args.json:
-        print(json.dumps({"mean_return": ev["mean_return"], "std_return": ev["std_return"],
-                          "episodes": ev["episodes"]}))
+        keys = ("mean_return", "std_return", "episodes", "success_rate")
+        print(json.dumps({k: ev[k] for k in keys if k in ev}))
     else:
         print(f"{conf['task']} ({conf['algo']}, step {int(state['num_steps']):,}): return "
               f"{ev['mean_return']:.2f} +- {ev['std_return']:.2f} over {ev['episodes']} episodes "
-              f"(mean length {ev['mean_length']:.0f})")
+              f"(mean length {ev['mean_length']:.0f})"
+              + (f", success rate {ev['success_rate']:.0%}" if "success_rate" in ev else ""))
     return 0
 
 
@@ -161,6 +172,35 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from robotrl.envs import list_tasks, task_spec
+
+    if args.spec:
+        spec = task_spec(args.spec)
+        if args.json:
+            print(spec.to_json())
+            return 0
+        print(f"{spec.task_id}: control period {spec.control_period} s, {spec.max_episode_steps} steps per episode")
+        print(f"observation ({spec.obs_dim}):")
+        for i, e in enumerate(spec.observation):
+            clip = f"  clipped to +-{e.clip:g}" if e.clip is not None else ""
+            print(f"  {i:3d}  {e.label():45s} {e.unit}{clip}")
+        print(f"action ({spec.act_dim}):")
+        for i, a in enumerate(spec.action):
+            print(f"  {i:3d}  {a.joint:30s} {a.kind:9s} [{a.low:g}, {a.high:g}] {a.unit}")
+        return 0
+    rows = list_tasks()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'task':26s} {'obs':>4s} {'act':>4s} {'action':9s} {'rate':>7s} {'steps':>6s}  description")
+    for r in rows:
+        print(f"{r['task']:26s} {r['obs_dim']:4d} {r['act_dim']:4d} {r['action']:9s} {r['control_hz']:5.0f}Hz "
+              f"{r['episode_steps']:6d}  {r['summary']}")
+    print("\nAny Gymnasium id with a Box action space also trains (with a generic, non-deployable spec).")
+    return 0
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
     from robotrl.train import resume
 
@@ -168,7 +208,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "resume": _cmd_resume}
+COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "tasks": _cmd_tasks, "resume": _cmd_resume}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

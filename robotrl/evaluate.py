@@ -26,6 +26,7 @@ def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs
     envs = [make(task_id, **(env_kwargs or {})) for _ in range(m)]
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
+    success = np.full(episodes, np.nan)  # info["is_success"] at an episode's last step, where the task says
     try:
         episode = [-1] * m  # episode index each env is running; -1: idle
         obs = np.zeros((m, envs[0].observation_space.shape[0]))
@@ -38,12 +39,14 @@ def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs
             active = [j for j in range(m) if episode[j] >= 0]
             actions = policy(obs[active])
             for a, j in zip(actions, active, strict=True):
-                o, r, terminated, truncated, _ = envs[j].step(a)
+                o, r, terminated, truncated, info = envs[j].step(a)
                 k = episode[j]
                 returns[k] += r
                 lengths[k] += 1
                 obs[j] = o
                 if terminated or truncated:
+                    if "is_success" in info:
+                        success[k] = float(info["is_success"])
                     if next_episode < episodes:
                         episode[j] = next_episode
                         obs[j], _ = envs[j].reset(seed=seed + next_episode)
@@ -53,7 +56,7 @@ def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs
     finally:
         for env in envs:
             env.close()
-    return {
+    out = {
         "mean_return": float(returns.mean()),
         "std_return": float(returns.std()),
         "episodes": int(episodes),
@@ -62,3 +65,6 @@ def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs
         "lengths": [int(n) for n in lengths],
         "seed": int(seed),
     }
+    if not np.isnan(success).any():
+        out["success_rate"] = float(success.mean())
+    return out

@@ -21,38 +21,53 @@ from typing import Any
 
 SPEC_FORMAT = "robotrl-spec/1"
 
-# Observation element kinds a robot can provide. "obs" is the generic element of a plain Gymnasium
-# task whose elements have not been named (not deployable on a robot).
-OBS_KINDS = (
-    "joint_pos",  # joint position [rad or m]
-    "joint_vel",  # joint velocity [rad/s or m/s]
-    "base_height",  # height of the base above the ground [m]
-    "base_pos",  # base position along one world axis [m]
-    "base_quat",  # base orientation quaternion component [w, x, y, z order in the vector]
-    "base_lin_vel",  # base linear velocity along one axis [m/s]
-    "base_ang_vel",  # base angular velocity about one axis [rad/s]
-    "goal",  # goal coordinate [m]
-    "goal_rel",  # goal minus a named point (e.g. fingertip), one axis [m]
-    "body_pos",  # position of a named body along one axis [m]
-    "body_vel",  # velocity of a named body along one axis [m/s]
-    "prev_action",  # previous action sent to a named joint (normalised units)
-    "trig",  # sin or cos of a named joint angle (name is "sin:joint" or "cos:joint")
-    "obs",  # generic, unnamed element
-)
+# Observation element kinds, each something a robot can measure or be told. For the joint and base
+# kinds `name` is the MuJoCo joint that carries the quantity in simulation (a planar walker's base
+# DOFs are slide/hinge joints, a floating base is a free joint); for body and goal kinds it is a
+# MuJoCo body. `robotrl.envs.observe` recomputes every element from MuJoCo state by these names.
+OBS_KINDS = {
+    "joint_pos": "position of joint `name` [rad or m]",
+    "joint_vel": "velocity of joint `name` [rad/s or m/s]",
+    "joint_cos": "cosine of the angle of joint `name`",
+    "joint_sin": "sine of the angle of joint `name`",
+    "base_pos": "base position along world `axis` (x, y, z) [m]",
+    "base_angle": "base rotation about world `axis` of a planar robot [rad]",
+    "base_quat": "base orientation quaternion component `axis` (w, x, y, z) in the world frame",
+    "base_lin_vel": "base linear velocity along `axis`, in `frame` (world or base) [m/s]",
+    "base_ang_vel": "base angular velocity about `axis`, in `frame` (world or base) [rad/s]",
+    "body_pos": "position of body `name` (e.g. a fingertip) along world `axis`, relative to body `frame` "
+                "or to the world origin when `frame` is 'world' [m]",
+    "object_pos": "position of a manipulated object `name` along world `axis` [m] (from perception)",
+    "goal": "goal coordinate along world `axis` [m]; `name` is the goal marker body in simulation",
+    "prev_action": "the previous action sent to joint `name` (normalised units, in [-1, 1])",
+    "obs": "generic, unnamed element of a plain Gymnasium task (not deployable)",
+}
 ACT_KINDS = ("effort", "position", "velocity", "generic")
 
 
 @dataclass(frozen=True)
 class ObsElement:
-    """One element of the observation vector."""
+    """One element of the observation vector. `clip`: the value is clipped to +-clip (as in training)."""
 
     kind: str
     name: str
     unit: str = ""
+    axis: str = ""
+    frame: str = ""
+    clip: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OBS_KINDS:
             raise ValueError(f"unknown observation kind {self.kind!r}; known: {', '.join(OBS_KINDS)}")
+
+    def label(self) -> str:
+        """Short human-readable form, e.g. ``base_lin_vel(rootx).x[world]``."""
+        out = f"{self.kind}({self.name})"
+        if self.axis:
+            out += f".{self.axis}"
+        if self.frame:
+            out += f"[{self.frame}]"
+        return out
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class ActElement:
     kind: str
     low: float
     high: float
+    unit: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ACT_KINDS:

@@ -48,6 +48,18 @@ class RunConfig:
     """Torch device for the learner: cpu or cuda."""
     threads: int = 1
     """Torch intra-op threads of the learner. Results are bit-identical only for the same value."""
+    randomize_mass: float = 0.0
+    """Sim-to-real: scale link masses per link by U[1-f, 1+f] at each training episode (0: off)."""
+    randomize_friction: float = 0.0
+    """Sim-to-real: scale geom friction per geom by U[1-f, 1+f] at each training episode (0: off)."""
+    randomize_damping: float = 0.0
+    """Sim-to-real: scale joint damping per joint by U[1-f, 1+f] at each training episode (0: off)."""
+    randomize_gain: float = 0.0
+    """Sim-to-real: scale actuator gains per actuator by U[1-f, 1+f] at each training episode (0: off)."""
+    obs_noise: float = 0.0
+    """Sim-to-real: std of Gaussian noise added to every observation element in training (0: off)."""
+    action_delay: int = 0
+    """Sim-to-real: training envs apply the action chosen this many control steps earlier (0: off)."""
 
     def __post_init__(self) -> None:
         if self.total_steps <= 0:
@@ -60,6 +72,14 @@ class RunConfig:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
+        self.sim2real()  # validates the ranges
+
+    def sim2real(self) -> Any:
+        from robotrl.envs.sim2real import Sim2Real
+
+        return Sim2Real(randomize_mass=self.randomize_mass, randomize_friction=self.randomize_friction,
+                        randomize_damping=self.randomize_damping, randomize_gain=self.randomize_gain,
+                        obs_noise=self.obs_noise, action_delay=self.action_delay)
 
 
 def _cores() -> int:
@@ -140,8 +160,10 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any) -> Any:
     workers = resolve_workers(run.workers, cfg.num_envs)
     torch.set_num_threads(run.threads)
     Algo, _ = algo_registry.get(algo).load()
-    spec = task_spec(task)
-    envs = ShardedVectorEnv(EnvFactory(task), cfg.num_envs, workers)
+    s2r = run.sim2real()
+    spec = task_spec(task, sim2real=s2r)
+    env_kwargs = {"sim2real": s2r.to_dict()} if s2r.enabled else {}
+    envs = ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs, workers)
     try:
         return Algo(cfg, spec, envs, seed=run.seed, total_steps=run.total_steps, device=run.device), spec
     except Exception:
@@ -247,6 +269,8 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                     ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes or 5, run.seed)
                     metrics["eval/mean_return"] = ev["mean_return"]
                     metrics["eval/std_return"] = ev["std_return"]
+                    if "success_rate" in ev:
+                        metrics["eval/success_rate"] = ev["success_rate"]
                     next_eval += run.eval_every
                 logger.log(algo.num_steps, metrics)
                 postfix = {"return": f"{metrics['rollout/ep_return_mean']:.1f}"} if recent_r else {}
@@ -267,9 +291,14 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
             ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes, run.seed)
             ev["step"] = algo.num_steps
             atomic_write_json(rd.eval, ev)
-            logger.log(algo.num_steps, {"eval/mean_return": ev["mean_return"], "eval/std_return": ev["std_return"]})
+            final = {"eval/mean_return": ev["mean_return"], "eval/std_return": ev["std_return"]}
+            if "success_rate" in ev:
+                final["eval/success_rate"] = ev["success_rate"]
+            logger.log(algo.num_steps, final)
             summary += f"; evaluation return {ev['mean_return']:.1f} +- {ev['std_return']:.1f} " \
                        f"over {ev['episodes']} episodes"
+            if "success_rate" in ev:
+                summary += f", success rate {ev['success_rate']:.0%}"
         print(summary, file=sys.stderr)
     finally:
         bar.close()
