@@ -108,28 +108,33 @@ class PPO(OnPolicyAlgorithm):
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
                                                                 "approx_kl", "clip_fraction")}
         epochs_done = 0
+        n_mb = B // mb
         for epoch in range(cfg.update_epochs):
             if epoch > 0 and cfg.recompute_advantage:
                 self.compute_advantages()
             advantages, returns = buf.flat("advantages").to(dev), buf.flat("returns").to(dev)
+            # One gather per tensor and epoch; the minibatches are then contiguous views.
             perm = torch.randperm(B, generator=self.gen).to(dev)
-            epoch_kl = []
-            for start in range(0, B, mb):
-                idx = perm[start:start + mb]
-                adv = advantages[idx]
-                if cfg.normalize_advantage:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                mean, log_std = self.actor(obs[idx]), self.actor.log_std
-                logp = gaussian_log_prob(actions[idx], mean, log_std)
-                log_ratio = logp - old_logp[idx]
+            p_obs, p_act, p_logp, p_ret = obs[perm], actions[perm], old_logp[perm], returns[perm]
+            p_adv = advantages[perm].view(n_mb, mb)
+            if cfg.normalize_advantage:  # per minibatch, all minibatches at once
+                p_adv = (p_adv - p_adv.mean(1, keepdim=True)) / (p_adv.std(1, keepdim=True) + 1e-8)
+            p_old_mean = old_mean[perm] if cfg.objective == "kl_penalty" else None
+            ratios, log_ratios = [], []
+            for i in range(n_mb):
+                sl = slice(i * mb, (i + 1) * mb)
+                o, adv = p_obs[sl], p_adv[i]
+                mean, log_std = self.actor(o), self.actor.log_std
+                logp = gaussian_log_prob(p_act[sl], mean, log_std)
+                log_ratio = logp - p_logp[sl]
                 ratio = log_ratio.exp()
                 if cfg.objective == "clip":
                     surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * adv)
                 else:
-                    kl = gaussian_kl(old_mean[idx], old_log_std, mean, log_std)
+                    kl = gaussian_kl(p_old_mean[sl], old_log_std, mean, log_std)
                     surrogate = ratio * adv - self.kl_beta * kl
                 policy_loss = -surrogate.mean()
-                value_loss = 0.5 * (self.critic(obs[idx]) - returns[idx]).pow(2).mean()
+                value_loss = 0.5 * (self.critic(o) - p_ret[sl]).pow(2).mean()
                 entropy = gaussian_entropy(log_std)
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
 
@@ -138,19 +143,22 @@ class PPO(OnPolicyAlgorithm):
                 clip_grad_norm_(self.params, cfg.max_grad_norm)
                 self.optimizer.step()
 
-                with torch.no_grad():  # KL(pi_old || pi) estimate of Schulman's blog "k3": E[(r - 1) - log r]
-                    approx_kl = ((ratio - 1) - log_ratio).mean()
-                    epoch_kl.append(approx_kl)
-                    stats["policy_loss"].append(policy_loss.detach())
-                    stats["value_loss"].append(value_loss.detach())
-                    stats["entropy"].append(entropy.detach())
-                    stats["approx_kl"].append(approx_kl)
-                    stats["clip_fraction"].append(((ratio - 1).abs() > cfg.clip_coef).float().mean())
+                ratios.append(ratio.detach())
+                log_ratios.append(log_ratio.detach())
+                stats["policy_loss"].append(policy_loss.detach())
+                stats["value_loss"].append(value_loss.detach())
+            with torch.no_grad():  # statistics of the epoch in a few batched ops
+                ratio, log_ratio = torch.stack(ratios), torch.stack(log_ratios)
+                # KL(pi_old || pi) estimate of Schulman's blog "k3": E[(r - 1) - log r], per minibatch
+                approx_kl = ((ratio - 1) - log_ratio).mean(1)
+                stats["approx_kl"].append(approx_kl)
+                stats["clip_fraction"].append(((ratio - 1).abs() > cfg.clip_coef).float().mean(1))
+                stats["entropy"].append(gaussian_entropy(self.actor.log_std).detach().expand(n_mb))
             epochs_done += 1
-            if cfg.target_kl is not None and float(torch.stack(epoch_kl).mean()) > cfg.target_kl:
+            if cfg.target_kl is not None and float(approx_kl.mean()) > cfg.target_kl:
                 break
 
-        metrics = {f"train/{k}": float(torch.stack(v).mean()) for k, v in stats.items()}
+        metrics = {f"train/{k}": float(torch.cat([x.reshape(-1) for x in v]).mean()) for k, v in stats.items()}
         if cfg.objective == "kl_penalty":
             with torch.no_grad():
                 d = float(gaussian_kl(old_mean, old_log_std, self.actor(obs), self.actor.log_std).mean())
