@@ -29,7 +29,7 @@ THEIRS = {"ppo": "SB3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "SB3 DDPG"}
 
 
 def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], tag: str) -> dict:
-    out = root / f"robotrl{tag}-{algo}-{task}-s{seed}"
+    out = root / f"robotrl{tag}-{algo}-{task.replace('/', '_')}-s{seed}"
     result = out / "eval.json"
     if not result.exists():
         import shutil
@@ -42,7 +42,7 @@ def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[s
 
 
 def _theirs(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str]) -> dict:
-    base = root / f"sb3-{algo}-{task}-s{seed}"
+    base = root / f"sb3-{algo}-{task.replace('/', '_')}-s{seed}"
     result = base.with_suffix(".eval.json")
     if not result.exists():
         wall, _ = run_timed([sys.executable, str(REPO / "bench" / "sb3_train.py"), algo, task, str(steps), str(seed),
@@ -116,7 +116,12 @@ def main() -> None:
             for side in ("ours", "theirs") if a.sb3 else ("ours",):
                 v = entry[side]
                 sd = statistics.stdev(v) if len(v) > 1 else 0.0
-                cells.append(f"{statistics.mean(v):,.0f} +- {sd:,.0f} ({', '.join(f'{x:,.0f}' for x in v)})")
+                cell = f"{statistics.mean(v):,.0f} +- {sd:,.0f} ({', '.join(f'{x:,.0f}' for x in v)})"
+                rates = [done[(side, algo, task, s)].get("success_rate") for s in seeds]
+                if all(r is not None for r in rates):
+                    cell += f"; success rate {statistics.mean(rates):.0%} ({', '.join(f'{r:.0%}' for r in rates)})"
+                    entry[f"{side}_success_rate"] = rates
+                cells.append(cell)
             rows.append(f"| {algo.upper()} | {task} | " + " | ".join(cells) + " |")
     save_json(a.section, {"machine": machine(), "steps": a.steps, "seeds": seeds, "results": summary})
     cmd = ("python bench/returns.py " + " ".join(sys.argv[1:])).strip()

@@ -19,10 +19,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from robotrl.envs.observation import Observer, observe
 from robotrl.envs.sim2real import Sim2Real
 from robotrl.envs.tasks import TASKS, register
-
 from robotrl.errors import UserError
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from robotrl.policies.networks import mlp
 from robotrl.policies.normalizer import RunningMeanStd
-from torch import nn
 
 RECORD_FORMAT = "robotrl-policy/1"
 OBS_EPS = 1e-8

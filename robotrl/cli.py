@@ -103,8 +103,11 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     _add_train_parser(sub, with_algorithms=bool(argv) and argv[0] == "train")
 
-    p = sub.add_parser("eval", help="evaluate a run's policy (deterministic actions)")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = sub.add_parser("eval", help="evaluate a run's policy, or an exported actor.onnx (deterministic actions)",
+                       description="robotrl eval RUN_DIR | robotrl eval --onnx actor.onnx [TASK]")
+    p.add_argument("run_dir", metavar="RUN_DIR|TASK", nargs="?",
+                   help="a run directory; with --onnx, the task to run it on (default: the card's task)")
+    p.add_argument("--onnx", metavar="FILE", help="evaluate this exported actor with onnxruntime alone")
     p.add_argument("--episodes", type=_positive_int("--episodes"), default=10)
     p.add_argument("--seed", type=int, default=None, help="first episode seed (default: the run's evaluation seed)")
     p.add_argument("--json", action="store_true", help='print {"mean_return", "std_return", "episodes"} as JSON')
@@ -114,6 +117,15 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("-o", "--out", metavar="PNG", help="output file (default: RUN_DIR/learning_curve.png for one "
                                                       "run, learning_curves.png for several)")
     p.add_argument("--metric", default="rollout/ep_return_mean", help="column of metrics.csv to plot")
+
+    p = sub.add_parser("export", help="export a run's actor alone to ONNX, with its policy card")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-o", "--out", metavar="FILE", help="output file (default: RUN_DIR/actor.onnx)")
+    p.add_argument("--json", action="store_true", help="print the export summary as JSON")
+
+    p = sub.add_parser("card", help="print the policy card of an exported actor")
+    p.add_argument("onnx", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print the card as JSON")
 
     p = sub.add_parser("tasks", help="list the task suite: observation/action sizes, control rate")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
@@ -140,24 +152,91 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from robotrl.evaluate import evaluate
-    from robotrl.policies import from_record
-    from robotrl.rundir import RunDir
     from robotrl.train import eval_seed
 
-    rd = RunDir.open(args.run_dir)
-    conf = rd.read_config()
-    state = rd.load_checkpoint()
-    policy = from_record(state["policy"])
-    seed = args.seed if args.seed is not None else eval_seed(int(conf.get("run", {}).get("seed", 0)))
-    ev = evaluate(policy.act, conf["task"], args.episodes, seed)
+    if args.onnx:
+        policy, task, step, algo = _onnx_policy(args.onnx)
+        task = args.run_dir or task
+        seed = args.seed if args.seed is not None else eval_seed(int(policy.card["training"]["seed"]))
+        act = policy
+    else:
+        from robotrl.policies import from_record
+        from robotrl.rundir import RunDir
+
+        if not args.run_dir:
+            raise UserError("give a RUN_DIR, or --onnx FILE [TASK]")
+        rd = RunDir.open(args.run_dir)
+        conf = rd.read_config()
+        state = rd.load_checkpoint()
+        act = from_record(state["policy"]).act
+        task, step, algo = conf["task"], int(state["num_steps"]), conf["algo"]
+        seed = args.seed if args.seed is not None else eval_seed(int(conf.get("run", {}).get("seed", 0)))
+    ev = evaluate(act, task, args.episodes, seed)
     if args.json:
         keys = ("mean_return", "std_return", "episodes", "success_rate")
         print(json.dumps({k: ev[k] for k in keys if k in ev}))
     else:
-        print(f"{conf['task']} ({conf['algo']}, step {int(state['num_steps']):,}): return "
+        print(f"{task} ({algo}, step {step:,}{', onnxruntime' if args.onnx else ''}): return "
               f"{ev['mean_return']:.2f} +- {ev['std_return']:.2f} over {ev['episodes']} episodes "
               f"(mean length {ev['mean_length']:.0f})"
               + (f", success rate {ev['success_rate']:.0%}" if "success_rate" in ev else ""))
+    return 0
+
+
+def _onnx_policy(path: str):
+    from robotrl.deploy.runtime import CardError, OnnxPolicy
+
+    try:
+        policy = OnnxPolicy(path)
+    except CardError as e:
+        raise UserError(str(e)) from None
+    card = policy.card
+    return policy, card["task_id"], int(card["training"]["steps"]), card["algo"]
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from robotrl.policies.export import export_run
+
+    info = export_run(args.run_dir, args.out)
+    if args.json:
+        print(json.dumps({k: v for k, v in info.items() if k != "card"}))
+    else:
+        print(f"{info['path']}: {info['bytes']:,} bytes, {info['graph_parameters']:,} numbers in the graph "
+              f"({info['actor_parameters']:,} actor parameters + normaliser and action bounds); "
+              f"max |onnxruntime - torch| = {info['parity_max_abs_diff']:.2e}")
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from robotrl.deploy.runtime import CardError, load_card
+
+    try:
+        card = load_card(args.onnx)
+    except CardError as e:
+        raise UserError(str(e)) from None
+    if args.json:
+        print(json.dumps(card, indent=2, sort_keys=True))
+        return 0
+    spec, tr, ev = card["spec"], card["training"], card.get("evaluation") or {}
+    print(f"task        {card['task_id']}  ({card['algo']}, {tr['steps']:,} steps, seed {tr['seed']})")
+    period = card.get("control_period")
+    print(f"control     {f'{period} s ({1 / period:.0f} Hz)' if period else 'unknown'}")
+    if ev:
+        extra = f", success rate {ev['success_rate']:.0%}" if "success_rate" in ev else ""
+        print(f"evaluation  {ev['mean_return']:.1f} +- {ev['std_return']:.1f} over {ev['episodes']} episodes{extra}")
+    norm = card["normalizer"]
+    frozen = f"frozen after {norm['frozen_after_steps']:,} steps" if norm["enabled"] else "none"
+    print(f"normalizer  {frozen}")
+    print(f"sim2real    {card.get('sim2real') or 'none'}")
+    print(f"robotrl     {card['robotrl_version']}")
+    print(f"observation ({len(spec['observation'])}):")
+    for i, e in enumerate(spec["observation"]):
+        label = f"{e['kind']}({e['name']})" + (f".{e['axis']}" if e.get("axis") else "") + \
+            (f"[{e['frame']}]" if e.get("frame") else "")
+        print(f"  {i:3d}  {label:45s} {e.get('unit', '')}")
+    print(f"action ({len(spec['action'])}):")
+    for i, a in enumerate(spec["action"]):
+        print(f"  {i:3d}  {a['joint']:30s} {a['kind']:9s} [{a['low']:g}, {a['high']:g}] {a.get('unit', '')}")
     return 0
 
 
@@ -208,7 +287,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "tasks": _cmd_tasks, "resume": _cmd_resume}
+COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "export": _cmd_export, "card": _cmd_card,
+            "tasks": _cmd_tasks, "resume": _cmd_resume}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from robotrl.envs import EnvFactory, task_spec
 
 from robotrl.cli import main
 from robotrl.ddpg import DDPG, DDPGConfig
+from robotrl.envs import EnvFactory, task_spec
 from robotrl.train import resume, train
 from robotrl.vec_env import ShardedVectorEnv
 

@@ -11,10 +11,10 @@ import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from robotrl.envs import TASKS, Observer, Sim2Real, make, task_spec
-from robotrl.envs.sim2real import ActionDelay, DomainRandomization
 
 from robotrl.cli import main
+from robotrl.envs import TASKS, Observer, Sim2Real, make, task_spec
+from robotrl.envs.sim2real import ActionDelay, DomainRandomization
 from robotrl.spec import TaskSpec
 
 ALL = sorted(TASKS)

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from robotrl.envs import EnvFactory
 
+from robotrl.envs import EnvFactory
 from robotrl.vec_env import ShardedVectorEnv
 
 SHORT = EnvFactory("InvertedPendulum-v5", {"max_episode_steps": 7})

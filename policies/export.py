@@ -1,0 +1,205 @@
+"""Export the actor alone to ONNX, with the policy card in the model's metadata.
+
+The graph is written node by node from the policy record (see `robotrl.policies.policy`), not traced,
+so it holds exactly what the robot needs and nothing else:
+
+    obs [N, obs_dim] float32
+      -> (obs - mean) * inv_std -> Clip(-c, c)              frozen observation normaliser (if trained with one)
+      -> Gemm -> [LayerNormalization] -> act ... -> Gemm     the actor (PPO/TRPO: Gaussian mean; DDPG: mu)
+      -> [Tanh] -> Clip(-1, 1) -> offset + scale * a         the task's action bounds, in robot units
+    action [N, act_dim] float32
+
+No critic, no log-std, no optimiser state. The card (JSON under the metadata key ``robotrl_card``)
+says what every input and output element is; `robotrl.deploy` reads it back with onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+CARD_KEY = "robotrl_card"
+CARD_FORMAT = "robotrl-card/1"
+OPSET = 17  # LayerNormalization
+PARITY_TOL = 1e-5
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+
+def build_model(record: dict[str, Any], card: dict[str, Any]):
+    """The ONNX ModelProto of a policy record, with `card` in its metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from robotrl.policies.policy import OBS_EPS
+
+    obs_dim, act_dim = int(record["obs_dim"]), int(record["act_dim"])
+    inits: list[Any] = []
+    nodes: list[Any] = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+        return name
+
+    x = "obs"
+    if record.get("normalize_obs"):  # otherwise the record's normaliser is the identity: leave it out
+        mean = _np(record["obs_mean"]).astype(np.float64)
+        inv_std = 1.0 / np.sqrt(_np(record["obs_var"]).astype(np.float64) + OBS_EPS)
+        nodes.append(helper.make_node("Sub", [x, const("obs_mean", mean)], ["obs_centered"]))
+        nodes.append(helper.make_node("Mul", ["obs_centered", const("obs_inv_std", inv_std)], ["obs_scaled"]))
+        x = "obs_scaled"
+        if record.get("obs_clip") is not None:
+            c = float(record["obs_clip"])
+            nodes.append(helper.make_node("Clip", [x, const("obs_clip_lo", np.array(-c)),
+                                                   const("obs_clip_hi", np.array(c))], ["obs_normalized"]))
+            x = "obs_normalized"
+
+    net = record["net"]
+    linear = sorted({k.split(".")[0] for k in net if k.endswith(".weight") and net[k].ndim == 2}, key=int)
+    layer_norms = {k.split(".")[0] for k in net if k.endswith(".weight") and net[k].ndim == 1}
+    act_op = {"tanh": "Tanh", "relu": "Relu", "elu": "Elu"}[record["activation"]]
+    for i, idx in enumerate(linear):
+        w, b = _np(net[f"{idx}.weight"]), _np(net[f"{idx}.bias"])
+        y = f"linear{i}"
+        nodes.append(helper.make_node("Gemm", [x, const(f"layer{i}.weight", w), const(f"layer{i}.bias", b)], [y],
+                                      transB=1))
+        x = y
+        if i == len(linear) - 1:
+            break
+        ln = str(int(idx) + 1)
+        if ln in layer_norms:
+            nodes.append(helper.make_node(
+                "LayerNormalization", [x, const(f"layer{i}.ln.weight", _np(net[f"{ln}.weight"])),
+                                       const(f"layer{i}.ln.bias", _np(net[f"{ln}.bias"]))], [f"ln{i}"],
+                axis=-1, epsilon=1e-5))
+            x = f"ln{i}"
+        nodes.append(helper.make_node(act_op, [x], [f"hidden{i}"]))
+        x = f"hidden{i}"
+    if record.get("out_activation") == "tanh":
+        nodes.append(helper.make_node("Tanh", [x], ["mu"]))
+        x = "mu"
+    nodes.append(helper.make_node("Clip", [x, const("one_neg", np.array(-1.0)), const("one", np.array(1.0))],
+                                  ["a_normalized"]))
+    low, high = _np(record["action_low"]).astype(np.float64), _np(record["action_high"]).astype(np.float64)
+    nodes.append(helper.make_node("Mul", ["a_normalized", const("act_scale", (high - low) / 2)], ["a_scaled"]))
+    nodes.append(helper.make_node("Add", ["a_scaled", const("act_offset", (high + low) / 2)], ["action"]))
+
+    graph = helper.make_graph(
+        nodes, "robotrl_actor",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["N", obs_dim])],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["N", act_dim])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="robotrl",
+                              ir_version=8)
+    helper.set_model_props(model, {CARD_KEY: json.dumps(card, sort_keys=True)})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def actor_parameter_count(record: dict[str, Any]) -> int:
+    return int(sum(int(np.prod(t.shape)) for t in record["net"].values()))
+
+
+def make_card(conf: dict[str, Any], spec: dict[str, Any], record: dict[str, Any], state: dict[str, Any],
+              ev: dict[str, Any] | None, run_dir: str) -> dict[str, Any]:
+    from robotrl import __version__
+
+    run = conf.get("run", {})
+    card: dict[str, Any] = {
+        "format": CARD_FORMAT,
+        "task_id": conf["task"],
+        "algo": conf["algo"],
+        "spec": spec,
+        "control_period": spec.get("control_period"),
+        "normalizer": {
+            "enabled": bool(record.get("normalize_obs")),
+            "frozen_after_steps": int(state["num_steps"]),
+            "samples": float(record.get("obs_count", 0.0)),
+            "clip": record.get("obs_clip") if record.get("normalize_obs") else None,
+        },
+        "actor": {"hidden_sizes": list(record["hidden_sizes"]), "activation": record["activation"],
+                  "layer_norm": bool(record["layer_norm"]), "out_activation": record.get("out_activation"),
+                  "parameters": actor_parameter_count(record)},
+        "training": {"steps": int(state["num_steps"]), "seed": int(run.get("seed", 0)),
+                     "config": conf.get(conf["algo"], {}), "run": run, "run_dir": run_dir},
+        "evaluation": ({k: ev[k] for k in ("mean_return", "std_return", "episodes", "seed", "success_rate")
+                        if k in ev} if ev else None),
+        "sim2real": spec.get("extras", {}).get("sim2real"),
+        "robotrl_version": __version__,
+    }
+    return card
+
+
+def recorded_observations(record: dict[str, Any], task: str, n: int, seed: int) -> np.ndarray:
+    """Observations the policy itself meets on the task (its own rollouts), ``[n, obs_dim]``."""
+    from robotrl.envs import make
+    from robotrl.policies.policy import from_record
+
+    policy = from_record(record)
+    env = make(task)
+    out = []
+    try:
+        obs, _ = env.reset(seed=seed)
+        while len(out) < n:
+            out.append(obs)
+            obs, _, term, trunc, _ = env.step(policy.act(obs))
+            if term or trunc:
+                obs, _ = env.reset()
+    finally:
+        env.close()
+    return np.asarray(out, dtype=np.float32)
+
+
+def parity(model_bytes: bytes, record: dict[str, Any], observations: np.ndarray) -> float:
+    """Max |onnxruntime - torch| over `observations`, as one batch and row by row."""
+    import onnxruntime as ort
+    import torch
+
+    from robotrl.policies.policy import from_record
+
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    policy = from_record(record)
+    with torch.inference_mode():
+        ref = policy(torch.from_numpy(observations)).numpy()
+    batch = sess.run(None, {"obs": observations})[0]
+    rows = np.concatenate([sess.run(None, {"obs": observations[i:i + 1]})[0] for i in range(min(64, len(ref)))])
+    return float(max(np.abs(batch - ref).max(), np.abs(rows - ref[:len(rows)]).max()))
+
+
+def export_run(run_dir: str, out: str | None = None, *, samples: int = 512) -> dict[str, Any]:
+    """Export a run's actor to ONNX after checking parity with the torch actor; returns a summary."""
+    from pathlib import Path
+
+    from robotrl.errors import UserError
+    from robotrl.rundir import RunDir, atomic_write_bytes
+
+    rd = RunDir.open(run_dir)
+    conf = rd.read_config()
+    state = rd.load_checkpoint()
+    record = state["policy"]
+    spec = json.loads(rd.spec.read_text())
+    ev = json.loads(rd.eval.read_text()) if rd.eval.exists() else None
+    card = make_card(conf, spec, record, state, ev, str(rd.path))
+    # parity on what the robot will see (the policy's own rollouts) and on random inputs around them
+    seed = int(conf.get("run", {}).get("seed", 0))
+    seen = recorded_observations(record, conf["task"], samples, seed)
+    rng = np.random.default_rng(seed)
+    spread = seen.std(0) + 1e-3
+    wild = (seen.mean(0) + spread * rng.standard_normal((samples, seen.shape[1])) * 3).astype(np.float32)
+    probe = build_model(record, card)
+    diff = parity(probe.SerializeToString(), record, np.concatenate([seen, wild]))
+    card["export"] = {"parity_max_abs_diff": diff, "parity_samples": 2 * samples, "opset": OPSET}
+    if not diff <= PARITY_TOL:
+        raise UserError(f"export refused: the ONNX graph differs from the torch actor by up to {diff:.3g} "
+                        f"(limit {PARITY_TOL:g}); nothing was written")
+    model = build_model(record, card)
+    path = Path(out) if out else rd.path / "actor.onnx"
+    data = model.SerializeToString()
+    atomic_write_bytes(path, data)
+    initializer_params = int(sum(int(np.prod(t.dims)) for t in model.graph.initializer))
+    return {"path": str(path), "bytes": len(data), "parity_max_abs_diff": diff,
+            "actor_parameters": actor_parameter_count(record), "graph_parameters": initializer_params, "card": card}

@@ -1,0 +1,171 @@
+"""ONNX export: parity with the torch actor for PPO, TRPO and DDPG, only the actor in the graph, the
+card round-trips, bad files are refused with a clear message, and the exported file evaluates to the
+checkpoint's return with onnxruntime alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from robotrl.cli import main
+from robotrl.deploy.runtime import CardError, OnnxPolicy, load_card
+from robotrl.policies.export import PARITY_TOL, actor_parameter_count
+from robotrl.train import train
+
+TASK = "robotrl/ArmReach-v0"
+RUNS = {
+    "ppo": {"num_envs": "4", "rollout_steps": "64", "minibatch_size": "64", "update_epochs": "2"},
+    "trpo": {"num_envs": "4", "rollout_steps": "64", "critic_minibatch_size": "64", "critic_epochs": "2"},
+    "ddpg": {"learning_starts": "100", "hidden_sizes": "32,32", "batch_size": "32", "iteration_steps": "250"},
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for algo, flags in RUNS.items():
+        extra = {"normalize_obs": "true"} if algo == "ddpg" else {}
+        out[algo] = train(algo, TASK, algo_flags={**flags, **extra},
+                          run_flags={"total_steps": "512", "seed": "1", "workers": "0", "eval_episodes": "3"},
+                          out=root / algo, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("algo", sorted(RUNS))
+def test_export_parity_and_actor_only(runs, algo, capsys):
+    run = runs[algo]
+    assert main(["export", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["parity_max_abs_diff"] <= PARITY_TOL
+    path = run / "actor.onnx"
+    model = onnx.load(str(path))
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    record = state["policy"]
+    obs_dim, act_dim = record["obs_dim"], record["act_dim"]
+    graph_numbers = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    # actor + (mean, inv_std) of the normaliser + (scale, offset) of the bounds + 6 scalar clip limits at most
+    assert actor_parameter_count(record) + 2 * act_dim <= graph_numbers
+    assert graph_numbers <= actor_parameter_count(record) + 2 * obs_dim + 2 * act_dim + 6
+    critic_numbers = sum(int(np.prod(v.shape)) for v in state["algorithm"]["critic"].values())
+    assert graph_numbers < actor_parameter_count(record) + critic_numbers // 2
+    names = {t.name for t in model.graph.initializer}
+    assert not any("log_std" in n or "critic" in n or "q." in n for n in names)
+
+    # independent parity check here: onnxruntime vs the torch actor rebuilt from the checkpoint
+    from robotrl.policies import from_record
+
+    policy = OnnxPolicy(path)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(0.0, 2.0, size=(256, obs_dim)).astype(np.float32)
+    with torch.inference_mode():
+        ref = from_record(record)(torch.from_numpy(obs)).numpy()
+    np.testing.assert_allclose(policy(obs), ref, atol=PARITY_TOL, rtol=0)
+    np.testing.assert_allclose(policy(obs[0]), ref[0], atol=PARITY_TOL, rtol=0)
+    # commands are in robot units inside the card's bounds
+    acts = policy(rng.normal(0.0, 100.0, size=(256, obs_dim)))
+    low = np.array([a["low"] for a in policy.card["spec"]["action"]])
+    high = np.array([a["high"] for a in policy.card["spec"]["action"]])
+    assert np.all(acts >= low - 1e-6) and np.all(acts <= high + 1e-6)
+
+
+def test_card_round_trips_and_names_what_the_robot_needs(runs, capsys):
+    run = runs["ddpg"]
+    main(["export", str(run), "-o", str(run / "a.onnx")])
+    capsys.readouterr()
+    card = load_card(run / "a.onnx")
+    spec = json.loads((run / "spec.json").read_text())
+    ev = json.loads((run / "eval.json").read_text())
+    assert card["spec"] == spec
+    assert card["task_id"] == TASK and card["algo"] == "ddpg"
+    assert card["training"]["steps"] >= 512 and card["training"]["seed"] == 1
+    assert card["evaluation"]["mean_return"] == ev["mean_return"]
+    assert card["normalizer"]["enabled"] is True and card["normalizer"]["samples"] > 0
+    assert card["control_period"] == pytest.approx(0.02)
+    assert card["robotrl_version"]
+    assert "sim2real" in card
+    assert main(["card", str(run / "a.onnx"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == card
+
+
+def test_onnx_evaluation_matches_the_checkpoint(runs, capsys):
+    run = runs["ppo"]
+    main(["export", str(run)])
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "3", "--json"]) == 0
+    from_ckpt = json.loads(capsys.readouterr().out)
+    assert main(["eval", "--onnx", str(run / "actor.onnx"), "--episodes", "3", "--json"]) == 0
+    from_onnx = json.loads(capsys.readouterr().out)
+    assert from_onnx["mean_return"] == pytest.approx(from_ckpt["mean_return"], rel=1e-4)
+    assert from_onnx["mean_return"] == pytest.approx(json.loads((run / "eval.json").read_text())["mean_return"],
+                                                     rel=1e-4)
+
+
+def _foreign_onnx(path, in_dim=3, out_dim=2):
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((out_dim, in_dim), np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(out_dim, np.float32), "b")
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", in_dim])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", out_dim])], initializer=[w, b])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return m
+
+
+def test_bad_files_are_refused_with_a_clear_message(runs, tmp_path, capsys):
+    good = runs["trpo"] / "actor.onnx"
+    main(["export", str(runs["trpo"])])
+    capsys.readouterr()
+    corrupt = tmp_path / "corrupt.onnx"
+    data = bytearray(good.read_bytes())
+    corrupt.write_bytes(bytes(data[: len(data) // 3]))
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(_foreign_onnx(foreign), str(foreign))
+    mismatched = tmp_path / "mismatched.onnx"
+    m = _foreign_onnx(mismatched)
+    card = load_card(good)
+    onnx.helper.set_model_props(m, {"robotrl_card": json.dumps(card)})  # card says 18 -> 6, graph is 3 -> 2
+    onnx.save(m, str(mismatched))
+    bad_json = tmp_path / "badjson.onnx"
+    m = _foreign_onnx(bad_json)
+    onnx.helper.set_model_props(m, {"robotrl_card": "{not json"})
+    onnx.save(m, str(bad_json))
+    cases = {
+        tmp_path / "missing.onnx": "no such file",
+        corrupt: "not a loadable ONNX model",
+        foreign: "has no robotrl policy card",
+        mismatched: "observation elements but the graph's input has 3",
+        bad_json: "not valid JSON",
+    }
+    for path, needle in cases.items():
+        with pytest.raises(CardError, match=needle):
+            load_card(path)
+        for argv in (["card", str(path)], ["eval", "--onnx", str(path), "--episodes", "1"]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("robotrl: error: ") and needle in err and err.count("\n") == 1, err
+
+
+def test_export_refuses_on_parity_failure(runs, tmp_path, monkeypatch, capsys):
+    import robotrl.policies.export as ex
+
+    monkeypatch.setattr(ex, "parity", lambda *a, **k: 3e-3)  # as if the graph computed something else
+    out = tmp_path / "never.onnx"
+    assert main(["export", str(runs["ppo"]), "-o", str(out)]) == 2
+    assert "export refused" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_robot_side_imports_no_training_stack():
+    code = ("import sys, robotrl.deploy, robotrl.deploy.runtime; "
+            "bad = [m for m in ('torch', 'gymnasium', 'mujoco', 'robotrl.envs', 'robotrl.policies') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
