@@ -16,7 +16,7 @@ weights carry Gaussian noise of scale sigma, re-drawn when its episode starts; e
 mu's on replay states by about `param_noise_desired_std` (RMS, normalised action units).
 
 Deviations from the paper: 256x256 ReLU networks with orthogonal initialisation (paper: 400x300 with
-fan-in uniform), layer normalisation in the actor (paper: batch normalisation), the action enters
+fan-in uniform), layer normalisation in the actor with parameter noise (paper: batch normalisation; none by default otherwise), the action enters
 the critic at the input (paper: at the second layer), no L2 weight decay on the critic, one Adam
 step per environment step with lr 1e-3 for both networks, tau 0.005 (paper 0.001), a uniform-random
 warm-up of `learning_starts` steps, and time-limit truncations bootstrapped (only termination ends
@@ -69,8 +69,8 @@ class DDPGConfig:
     """Hidden layer widths of actor and critic."""
     activation: Literal["relu", "tanh", "elu"] = "relu"
     """Hidden activation of actor and critic."""
-    layer_norm: bool = True
-    """Layer-normalise the actor's hidden layers (needed for meaningful parameter noise)."""
+    layer_norm: bool | None = None
+    """Layer-normalise the actor's hidden layers (default: on with parameter noise, which needs it; off otherwise)."""
     normalize_obs: bool = False
     """Normalise observations by running mean/std (the statistics ship with the exported actor)."""
     obs_clip: float = 10.0
@@ -113,6 +113,8 @@ class DDPGConfig:
             raise ValueError("noise_sigma_final needs noise_decay_steps > 0")
         if self.iteration_steps < self.num_envs:
             raise ValueError(f"iteration_steps must be >= num_envs, got {self.iteration_steps}")
+        if self.layer_norm is None:
+            self.layer_norm = self.noise == "param"
 
 
 class DDPG:
