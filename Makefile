@@ -19,10 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 # Train a small task, evaluate it, plot it.
 demo: setup
 	rm -rf runs/demo
-	$(BIN)/robotrl train ppo InvertedPendulum-v5 --steps 50000 --out runs/demo
+	$(BIN)/robotrl train ppo robotrl/ArmReach-v0 --steps 150000 --out runs/demo
 	$(BIN)/robotrl eval runs/demo --episodes 10
 	$(BIN)/robotrl plot runs/demo
-	@echo "learning curve: runs/demo/learning_curve.png   metrics: runs/demo/metrics.csv   TensorBoard: $(BIN)/tensorboard --logdir runs"
+	$(BIN)/robotrl export runs/demo
+	$(BIN)/robotrl eval --onnx runs/demo/actor.onnx --episodes 10
+	@echo "learning curve: runs/demo/learning_curve.png   metrics: runs/demo/metrics.csv   actor: runs/demo/actor.onnx"
+	@echo "policy card: $(BIN)/robotrl card runs/demo/actor.onnx   TensorBoard: $(BIN)/tensorboard --logdir runs"
 
 test: setup
 	$(BIN)/python -m pytest -q

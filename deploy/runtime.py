@@ -2,6 +2,9 @@
 
     card = load_card("actor.onnx")      # the policy card, checked against the graph
     policy = OnnxPolicy("actor.onnx")   # policy(obs [N, obs_dim] or [obs_dim]) -> action in robot units
+
+Wherever a file is expected, ``pretrained:NAME`` names an actor shipped with robotrl
+(`pretrained_names()` lists them; each card says the command that trained it and its figures).
 """
 
 from __future__ import annotations
@@ -21,10 +24,38 @@ class CardError(ValueError):
     """The file is not a usable robotrl actor; the message names what is wrong."""
 
 
+def pretrained_dir() -> Path:
+    """Where the shipped actors live (package data of robotrl.policies), found without importing
+    that package (it imports torch)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("robotrl.policies")
+    if spec is None or not spec.submodule_search_locations:
+        raise CardError("robotrl.policies is not installed; pretrained actors ship with it")
+    return Path(next(iter(spec.submodule_search_locations))) / "pretrained"
+
+
+def pretrained_names() -> list[str]:
+    d = pretrained_dir()
+    return sorted(p.stem for p in d.glob("*.onnx")) if d.is_dir() else []
+
+
+def resolve(path: str | Path) -> Path:
+    """A file path, or ``pretrained:NAME`` -> the shipped actor's path."""
+    text = str(path)
+    if text.startswith("pretrained:"):
+        name = text.split(":", 1)[1]
+        p = pretrained_dir() / f"{name}.onnx"
+        if not p.is_file():
+            raise CardError(f"no pretrained actor {name!r}; shipped: {', '.join(pretrained_names()) or 'none'}")
+        return p
+    return Path(path)
+
+
 def _session(path: str | Path, threads: int = 1):
     import onnxruntime as ort
 
-    p = Path(path)
+    p = resolve(path)
     if not p.is_file():
         raise CardError(f"{str(p)!r}: no such file")
     opts = ort.SessionOptions()
@@ -74,16 +105,16 @@ def _card_from_session(sess: Any, path: str | Path) -> dict[str, Any]:
 
 def load_card(path: str | Path) -> dict[str, Any]:
     """The policy card of an exported actor, validated against its graph; raises CardError."""
-    return _card_from_session(_session(path), path)
+    return _card_from_session(_session(path), resolve(path))
 
 
 class OnnxPolicy:
     """Runs an exported actor: raw observations in, commands in robot units out."""
 
     def __init__(self, path: str | Path, *, threads: int = 1):
-        self.path = str(path)
-        self._sess = _session(path, threads)
-        self.card = _card_from_session(self._sess, path)
+        self.path = str(resolve(path))
+        self._sess = _session(self.path, threads)
+        self.card = _card_from_session(self._sess, self.path)
         self.obs_dim = len(self.card["spec"]["observation"])
         self.act_dim = len(self.card["spec"]["action"])
         self._in = self._sess.get_inputs()[0].name
@@ -97,6 +128,8 @@ class OnnxPolicy:
             x = x[None]
         if x.ndim != 2 or x.shape[1] != self.obs_dim:
             raise ValueError(f"observation must have shape [{self.obs_dim}] or [N, {self.obs_dim}], got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("observation contains NaN or Inf")
         y = self._run(self._out, {self._in: x})[0]
         return y[0] if single else y
 

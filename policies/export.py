@@ -125,6 +125,7 @@ def make_card(conf: dict[str, Any], spec: dict[str, Any], record: dict[str, Any]
                   "layer_norm": bool(record["layer_norm"]), "out_activation": record.get("out_activation"),
                   "parameters": actor_parameter_count(record)},
         "training": {"steps": int(state["num_steps"]), "seed": int(run.get("seed", 0)),
+                     "command": conf.get("command"),
                      "config": conf.get(conf["algo"], {}), "run": run, "run_dir": run_dir},
         "evaluation": ({k: ev[k] for k in ("mean_return", "std_return", "episodes", "seed", "success_rate")
                         if k in ev} if ev else None),

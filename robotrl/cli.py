@@ -143,10 +143,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     ns = vars(args)
     run_flags = {field: ns[f"run_{field}"] for field in RUN_FLAGS.values() if f"run_{field}" in ns}
-    skip = {"command", "algo", "task", "out", "config", "no_progress"}
+    skip = {"command", "algo", "task", "out", "config", "no_progress", "argv"}
     algo_flags = {k: v for k, v in ns.items() if k not in skip and not k.startswith("run_")}
+    import shlex
+
+    command = "robotrl " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
     train(args.algo, args.task, algo_flags=algo_flags, run_flags=run_flags, config_file=args.config,
-          out=args.out, progress=not args.no_progress)
+          out=args.out, progress=not args.no_progress, command=command)
     return 0
 
 
@@ -295,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser(argv).parse_args(argv)
+        args.argv = argv
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"robotrl: error: {e}", file=sys.stderr)

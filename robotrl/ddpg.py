@@ -16,11 +16,11 @@ weights carry Gaussian noise of scale sigma, re-drawn when its episode starts; e
 mu's on replay states by about `param_noise_desired_std` (RMS, normalised action units).
 
 Deviations from the paper: 256x256 ReLU networks with orthogonal initialisation (paper: 400x300 with
-fan-in uniform), layer normalisation in the actor with parameter noise (paper: batch normalisation; none by default otherwise), the action enters
-the critic at the input (paper: at the second layer), no L2 weight decay on the critic, one Adam
-step per environment step with lr 1e-3 for both networks, tau 0.005 (paper 0.001), a uniform-random
-warm-up of `learning_starts` steps, and time-limit truncations bootstrapped (only termination ends
-the return).
+fan-in uniform), layer normalisation in the actor with parameter noise (paper: batch normalisation;
+by default none otherwise), the action enters the critic at the input (paper: at the second
+layer), no L2 weight decay on the critic, one Adam step per environment step with lr 1e-3 for both
+networks, tau 0.005 (paper 0.001), a uniform-random warm-up of `learning_starts` steps, and
+time-limit truncations bootstrapped (only termination ends the return).
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ class MetricsLogger:
     """Appends one row per `log` call to metrics.csv and writes the same scalars to TensorBoard.
 
     On resume, rows logged after the checkpoint's step are dropped from the CSV and TensorBoard is
-    told to purge them (`purge_step`), so the curves continue without a duplicated stretch.
+    told to purge them (a session-start event at that step), so the curves continue without a
+    duplicated stretch. The event files are written by `robotrl.tbevents` (no tensorboard import).
     """
 
     def __init__(self, csv_path: Path, tb_dir: Path | None, *, resume_step: int | None = None):
@@ -37,13 +38,12 @@ class MetricsLogger:
         self._file = self.csv_path.open("a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.fields) if self.fields else None
         self._tb = None
+        self._tb_flushed = time.monotonic()
         if tb_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard not installed: CSV only
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                self._tb = SummaryWriter(str(tb_dir), purge_step=resume_step, flush_secs=30)
+            from robotrl.tbevents import EventWriter
+
+            # TensorBoard drops events at steps >= the purge step; the checkpoint step's row stays
+            self._tb = EventWriter(tb_dir, purge_step=None if resume_step is None else resume_step + 1)
 
     def _rewrite(self) -> None:
         buf = io.StringIO()
@@ -66,9 +66,11 @@ class MetricsLogger:
         self._writer.writerow(row)
         self._file.flush()
         if self._tb is not None:
-            for k, v in metrics.items():
-                if v is not None and isinstance(v, int | float) and math.isfinite(v):
-                    self._tb.add_scalar(k, v, step)
+            self._tb.add_scalars(step, {k: float(v) for k, v in metrics.items()
+                                        if v is not None and isinstance(v, int | float) and math.isfinite(v)})
+            if time.monotonic() - self._tb_flushed > 10:
+                self._tb.flush()
+                self._tb_flushed = time.monotonic()
 
     def close(self) -> None:
         self._file.close()

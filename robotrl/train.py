@@ -108,7 +108,7 @@ def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = 
         data = cfgmod.load_file(config_file)
         run_data = data.pop("run", {}) or {}
         algo_data = data.pop(algo, None)
-        for key in ("algo", "task", "robotrl_version"):
+        for key in ("algo", "task", "robotrl_version", "command"):
             data.pop(key, None)
         if algo_data is None:
             algo_data = data  # flat file: top-level keys are the algorithm's fields
@@ -178,15 +178,16 @@ def _checkpoint_state(algo_name: str, task: str, algo: Any, loop: dict[str, Any]
 
 def train(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
           run_flags: dict[str, Any] | None = None, config_file: str | Path | None = None,
-          out: str | Path | None = None, progress: bool = True) -> Path:
-    """Train `algo` on `task` in a new run directory; returns its path."""
+          out: str | Path | None = None, progress: bool = True, command: str | None = None) -> Path:
+    """Train `algo` on `task` in a new run directory; returns its path. `command`: the command line
+    that asked for it, recorded in config.json (and from there in an exported actor's card)."""
     from robotrl.envs import check_task
 
     check_task(task)
     run, cfg = resolve_config(algo, task, algo_flags=algo_flags, run_flags=run_flags, config_file=config_file)
     rd = RunDir.create(out if out is not None else _default_out(algo, task, run.seed))
     atomic_write_json(rd.config, {"algo": algo, "task": task, "robotrl_version": __version__,
-                                  "run": cfgmod.to_dict(run), algo: cfgmod.to_dict(cfg)})
+                                  "command": command, "run": cfgmod.to_dict(run), algo: cfgmod.to_dict(cfg)})
     algorithm, spec = _build(algo, task, run, cfg)
     atomic_write_json(rd.spec, spec.to_dict())
     print(f"robotrl: training {algo} on {task} for {run.total_steps:,} steps -> {rd.path}", file=sys.stderr)

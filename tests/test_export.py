@@ -169,3 +169,26 @@ def test_robot_side_imports_no_training_stack():
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_runtime_refuses_bad_observations(runs, capsys):
+    main(["export", str(runs["ppo"])])
+    capsys.readouterr()
+    policy = OnnxPolicy(runs["ppo"] / "actor.onnx")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        policy(np.full(policy.obs_dim, np.nan))
+    with pytest.raises(ValueError, match=r"shape \[18\]"):
+        policy(np.zeros(5))
+
+
+def test_shipped_pretrained_actors_load_and_say_how_they_were_made():
+    from robotrl.deploy.runtime import pretrained_names
+
+    names = pretrained_names()
+    assert names, "no pretrained actors shipped"
+    for name in names:
+        card = load_card(f"pretrained:{name}")
+        assert card["training"]["command"].startswith("robotrl train ")
+        assert card["evaluation"]["mean_return"] is not None
+    with pytest.raises(CardError, match="no pretrained actor 'nope'"):
+        load_card("pretrained:nope")
