@@ -164,7 +164,7 @@ def test_export_refuses_on_parity_failure(runs, tmp_path, monkeypatch, capsys):
 
 
 def test_robot_side_imports_no_training_stack():
-    code = ("import sys, robotrl.deploy, robotrl.deploy.runtime; "
+    code = ("import sys, robotrl.deploy, robotrl.deploy.runtime, robotrl.deploy.observation, robotrl.deploy.safety; "
             "bad = [m for m in ('torch', 'gymnasium', 'mujoco', 'robotrl.envs', 'robotrl.policies') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,0 +1,193 @@
+"""Assemble the policy's observation vector on the robot, element by element, from named sources.
+
+The card's observation spec says what each element is (see `robotrl.spec.OBS_KINDS`); this is the
+robot side of the same definitions that `robotrl.envs.observation` computes from MuJoCo state:
+
+    joint_pos / joint_vel / joint_cos / joint_sin   JointState, looked up by joint *name*
+    base_pos / base_quat / base_angle               odometry pose (ROS quaternion order x, y, z, w)
+    base_lin_vel / base_ang_vel                     odometry twist, given in the base (child) frame;
+                                                    rotated to the world frame where the card says so
+    goal                                            a goal point (x, y, z) in the world frame
+    body_pos / object_pos                           named points (x, y, z), e.g. a fingertip from TF
+    prev_action                                     the node's own previous command, per joint
+
+Nothing is zero-filled: `build()` raises `MissingInput` naming every source that has not arrived
+(or has gone stale) and `BadInput` for NaN/Inf, so the caller can go to its safe action.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+_AX = {"x": 0, "y": 1, "z": 2}
+_QUAT_WXYZ = {"w": 0, "x": 1, "y": 2, "z": 3}
+
+
+class MissingInput(RuntimeError):
+    """A source the card needs has not arrived, or is older than the allowed age."""
+
+
+class BadInput(RuntimeError):
+    """A source delivered NaN/Inf or inconsistent lengths."""
+
+
+def quat_xyzw_to_matrix(q: Sequence[float]) -> np.ndarray:
+    x, y, z, w = (float(v) for v in q)
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if not n > 0:
+        raise BadInput("zero or NaN base orientation quaternion")
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+class ObservationBuilder:
+    """Holds the latest value of every source the card needs and assembles the observation."""
+
+    def __init__(self, observation_spec: Sequence[dict[str, Any]], action_joints: Sequence[str]):
+        self.elements = [dict(e) for e in observation_spec]
+        self.joints = sorted({e["name"] for e in self.elements
+                              if e["kind"] in ("joint_pos", "joint_vel", "joint_cos", "joint_sin")})
+        self.need_velocity = any(e["kind"] == "joint_vel" for e in self.elements)
+        self.need_base = any(e["kind"].startswith("base_") for e in self.elements)
+        self.need_goal = any(e["kind"] == "goal" for e in self.elements)
+        self.points = sorted({e["name"] for e in self.elements if e["kind"] in ("body_pos", "object_pos")}
+                             | {e["frame"] for e in self.elements if e["kind"] == "body_pos"
+                                and e.get("frame") not in (None, "", "world")} - self._goal_names())
+        self.action_joints = list(action_joints)
+        self.need_prev_action = any(e["kind"] == "prev_action" for e in self.elements)
+        self._jidx = {j: i for i, j in enumerate(self.joints)}
+        self.q = np.full(len(self.joints), np.nan)
+        self.dq = np.full(len(self.joints), np.nan)
+        self.q_stamp = np.full(len(self.joints), -np.inf)
+        self.base: dict[str, Any] | None = None
+        self.base_stamp = -np.inf
+        self.goal_xyz: np.ndarray | None = None
+        self.goal_stamp = -np.inf
+        self.point_xyz: dict[str, np.ndarray] = {}
+        self.point_stamp: dict[str, float] = {}
+        self.prev_action = np.zeros(len(self.action_joints))
+        self._name_cache: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
+
+    def _goal_names(self) -> set[str]:
+        return {e["name"] for e in self.elements if e["kind"] == "goal"}
+
+    # sources --------------------------------------------------------------------------------------
+    def joint_state(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
+                    stamp: float) -> None:
+        """A JointState: matched by name (any order, extra joints ignored); lengths must agree."""
+        if len(position) != len(names):
+            raise BadInput(f"JointState has {len(names)} names but {len(position)} positions")
+        if self.need_velocity and len(velocity) != len(names):
+            raise BadInput(f"JointState has {len(names)} names but {len(velocity)} velocities")
+        key = tuple(names)
+        if self._name_cache is None or self._name_cache[0] != key:
+            ours, theirs = [], []
+            for k, n in enumerate(names):
+                i = self._jidx.get(n)
+                if i is not None:
+                    ours.append(i)
+                    theirs.append(k)
+            self._name_cache = (key, np.asarray(ours, dtype=np.intp), np.asarray(theirs, dtype=np.intp))
+        _, ours, theirs = self._name_cache
+        self.q[ours] = np.asarray(position, dtype=np.float64)[theirs]
+        if self.need_velocity:
+            self.dq[ours] = np.asarray(velocity, dtype=np.float64)[theirs]
+        self.q_stamp[ours] = stamp
+
+    def base_state(self, position: Sequence[float], orientation_xyzw: Sequence[float],
+                   linear_velocity_base: Sequence[float], angular_velocity_base: Sequence[float],
+                   stamp: float) -> None:
+        """Odometry: pose in the world frame, twist in the base frame (REP-105 child frame)."""
+        self.base = {"p": np.asarray(position, dtype=np.float64), "q": np.asarray(orientation_xyzw, dtype=np.float64),
+                     "v": np.asarray(linear_velocity_base, dtype=np.float64),
+                     "w": np.asarray(angular_velocity_base, dtype=np.float64)}
+        self.base_stamp = stamp
+
+    def goal(self, xyz: Sequence[float], stamp: float) -> None:
+        self.goal_xyz = np.asarray(xyz, dtype=np.float64)
+        self.goal_stamp = stamp
+
+    def point(self, name: str, xyz: Sequence[float], stamp: float) -> None:
+        self.point_xyz[name] = np.asarray(xyz, dtype=np.float64)
+        self.point_stamp[name] = stamp
+
+    def set_prev_action(self, normalized: np.ndarray) -> None:
+        self.prev_action = np.asarray(normalized, dtype=np.float64)
+
+    # checks ---------------------------------------------------------------------------------------
+    def missing(self, now: float, max_age: float) -> list[str]:
+        """Names of the sources that have not arrived or are older than `max_age` seconds."""
+        out = [f"joint {j}" for j, t in zip(self.joints, self.q_stamp, strict=True) if now - t > max_age]
+        if self.need_base and now - self.base_stamp > max_age:
+            out.append("base odometry")
+        if self.need_goal and now - self.goal_stamp > max_age:
+            out.append("goal")
+        out += [f"point {p}" for p in self.points if now - self.point_stamp.get(p, -np.inf) > max_age]
+        return out
+
+    def build(self, now: float, max_age: float) -> np.ndarray:
+        missing = self.missing(now, max_age)
+        if missing:
+            raise MissingInput("no recent " + ", ".join(missing))
+        obs = np.empty(len(self.elements))
+        R = None
+        if self.need_base:
+            R = quat_xyzw_to_matrix(self.base["q"])
+        for i, e in enumerate(self.elements):
+            k, name, axis, frame = e["kind"], e["name"], e.get("axis", ""), e.get("frame", "")
+            if k == "joint_pos":
+                v = self.q[self._jidx[name]]
+            elif k == "joint_vel":
+                v = self.dq[self._jidx[name]]
+            elif k == "joint_cos":
+                v = math.cos(self.q[self._jidx[name]])
+            elif k == "joint_sin":
+                v = math.sin(self.q[self._jidx[name]])
+            elif k == "base_pos":
+                v = self.base["p"][_AX[axis]]
+            elif k == "base_quat":  # ROS x, y, z, w -> the card's named component
+                v = self.base["q"][{"x": 0, "y": 1, "z": 2, "w": 3}[axis]]
+            elif k == "base_angle":  # planar robot: rotation about one world axis
+                a = _AX[axis]
+                b, c = [(1, 2), (2, 0), (0, 1)][a]
+                v = math.atan2(R[c, b], R[b, b])
+            elif k == "base_lin_vel":
+                vec = self.base["v"] if frame == "base" else R @ self.base["v"]
+                v = vec[_AX[axis]]
+            elif k == "base_ang_vel":
+                vec = self.base["w"] if frame == "base" else R @ self.base["w"]
+                v = vec[_AX[axis]]
+            elif k == "goal":
+                v = self.goal_xyz[_AX[axis]]
+            elif k in ("body_pos", "object_pos"):
+                p = self.point_xyz[name][_AX[axis]]
+                if frame in ("", "world"):
+                    v = p
+                elif frame in self._goal_names():
+                    v = p - self.goal_xyz[_AX[axis]]
+                else:
+                    v = p - self.point_xyz[frame][_AX[axis]]
+            elif k == "prev_action":
+                v = self.prev_action[self.action_joints.index(name)]
+            else:
+                raise BadInput(f"observation kind {k!r} cannot be measured on a robot")
+            clip = e.get("clip")
+            if clip is not None:
+                v = min(max(v, -clip), clip)
+            obs[i] = v
+        if not np.isfinite(obs).all():
+            bad = [self.label(i) for i in np.flatnonzero(~np.isfinite(obs))]
+            raise BadInput("NaN or Inf in " + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+        return obs
+
+    def label(self, i: int) -> str:
+        e = self.elements[i]
+        return f"{e['kind']}({e['name']})" + (f".{e['axis']}" if e.get("axis") else "")

@@ -1,0 +1,142 @@
+"""The robot-side core without ROS: the observation assembled from robot-convention sources (JointState
+by name, odometry with an x-y-z-w quaternion and a base-frame twist, goal and points) equals the
+observation the policy was trained on; missing and bad input are named; the safety filter clamps,
+ramps, rate-limits and falls back to its safe action."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from robotrl.deploy.observation import BadInput, MissingInput, ObservationBuilder
+from robotrl.deploy.safety import SafetyConfig, SafetyFilter
+from robotrl.deploy.sim_sources import RobotSensors
+from robotrl.envs import TASKS, make
+
+
+def _feed(builder, sensors, data, t, rng=None, extra=True):
+    names, q, dq = sensors.joint_state(data)
+    if rng is not None:  # the wire order is not ours, and drivers publish joints we do not use
+        order = rng.permutation(len(names))
+        names, q, dq = [names[i] for i in order], q[order], dq[order]
+        if extra:
+            names, q, dq = [*names, "gripper_finger"], np.r_[q, 0.3], np.r_[dq, -0.1]
+    builder.joint_state(names, q, dq, t)
+    if sensors.has_base:
+        builder.base_state(*sensors.odometry(data), t)
+    goal = sensors.goal(data)
+    if goal is not None:
+        builder.goal(goal, t)
+    for n, p in sensors.points(data).items():
+        builder.point(n, p, t)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_robot_sources_reassemble_the_training_observation(task):
+    env = make(task)
+    spec = env.get_wrapper_attr("task_spec").to_dict()
+    sensors = RobotSensors(env.unwrapped.model, spec["observation"])
+    builder = ObservationBuilder(spec["observation"], [a["joint"] for a in spec["action"]])
+    angle = [i for i, e in enumerate(spec["observation"]) if e["kind"] == "base_angle"]
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=5)
+    env.action_space.seed(5)
+    for t in range(120):
+        _feed(builder, sensors, env.unwrapped.data, float(t), rng)
+        got = builder.build(float(t), max_age=0.5)
+        diff = got - obs
+        diff[angle] = (diff[angle] + math.pi) % (2 * math.pi) - math.pi  # an angle is an angle modulo 2 pi
+        assert np.abs(diff).max() < 1e-9, (task, t, builder.label(int(np.abs(diff).argmax())))
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            obs, _ = env.reset()
+    env.close()
+
+
+def _arm_builder():
+    env = make("robotrl/ArmReach-v0")
+    spec = env.get_wrapper_attr("task_spec").to_dict()
+    env.reset(seed=0)
+    sensors = RobotSensors(env.unwrapped.model, spec["observation"])
+    return env, spec, sensors, ObservationBuilder(spec["observation"], [a["joint"] for a in spec["action"]])
+
+
+def test_shuffled_order_and_extra_joints_give_the_same_observation():
+    env, _, sensors, b1 = _arm_builder()
+    _, _, _, b2 = _arm_builder()
+    _feed(b1, sensors, env.unwrapped.data, 0.0)
+    _feed(b2, sensors, env.unwrapped.data, 0.0, np.random.default_rng(3))
+    np.testing.assert_array_equal(b1.build(0.0, 0.1), b2.build(0.0, 0.1))
+
+
+def test_missing_stale_and_bad_input_are_named():
+    env, _, sensors, b = _arm_builder()
+    with pytest.raises(MissingInput, match=r"joint elbow_pitch.*goal.*point fingertip"):
+        b.build(0.0, 0.1)
+    names, q, dq = sensors.joint_state(env.unwrapped.data)
+    keep = [i for i, n in enumerate(names) if n != "wrist_pitch"]
+    b.joint_state([names[i] for i in keep], q[keep], dq[keep], 0.0)  # a driver that lacks one joint
+    b.goal(sensors.goal(env.unwrapped.data), 0.0)
+    b.point("fingertip", sensors.points(env.unwrapped.data)["fingertip"], 0.0)
+    with pytest.raises(MissingInput, match=r"^no recent joint wrist_pitch$"):
+        b.build(0.0, 0.1)
+    b.joint_state(names, q, dq, 0.0)
+    b.build(0.05, 0.1)
+    with pytest.raises(MissingInput, match="joint shoulder_yaw"):  # everything went stale
+        b.build(0.5, 0.1)
+    dq = dq.copy()
+    dq[names.index("elbow_pitch")] = np.nan  # some drivers send NaN velocities
+    b.joint_state(names, q, dq, 1.0)
+    b.goal(sensors.goal(env.unwrapped.data), 1.0)
+    b.point("fingertip", sensors.points(env.unwrapped.data)["fingertip"], 1.0)
+    with pytest.raises(BadInput, match=r"joint_vel\(elbow_pitch\)"):
+        b.build(1.0, 0.1)
+    with pytest.raises(BadInput, match="6 names but 5 positions"):
+        b.joint_state(names, q[:5], dq, 1.0)
+
+
+ACTION = [{"joint": "a", "kind": "position", "low": -1.0, "high": 1.0},
+          {"joint": "b", "kind": "effort", "low": -10.0, "high": 10.0}]
+
+
+def test_clamp_really_clamps_and_joint_limits_tighten_bounds():
+    f = SafetyFilter(ACTION, SafetyConfig(ramp_s=0.0), joint_limits={"a": (-0.5, 0.8)})
+    f.activate(0.0, np.array([0.0, 0.0]))
+    out = f.filter(np.array([5.0, -50.0]), 0.01, 0.01)
+    np.testing.assert_array_equal(out, [0.8, -10.0])
+    assert f.last_clamped.tolist() == [True, True]
+    out = f.filter(np.array([0.1, 3.0]), 0.02, 0.01)
+    np.testing.assert_array_equal(out, [0.1, 3.0])
+    assert not f.last_clamped.any()
+
+
+def test_soft_start_blends_from_measured_pose_and_rate_limit_holds():
+    f = SafetyFilter(ACTION, SafetyConfig(ramp_s=1.0))
+    f.activate(10.0, np.array([0.4, 123.0]))  # effort joints start from 0, whatever is measured
+    out = f.filter(np.array([-0.6, 8.0]), 10.5, 0.01)
+    np.testing.assert_allclose(out, [0.5 * 0.4 + 0.5 * -0.6, 4.0])
+    assert f.mode == "ramp"
+    out = f.filter(np.array([-0.6, 8.0]), 11.0, 0.01)
+    np.testing.assert_allclose(out, [-0.6, 8.0])
+    assert f.mode == "run"
+    g = SafetyFilter(ACTION, SafetyConfig(ramp_s=0.0, max_rate=2.0))
+    g.activate(0.0, np.array([0.0, 0.0]))
+    np.testing.assert_allclose(g.filter(np.array([1.0, 10.0]), 0.01, 0.01), [0.02, 0.02])
+    np.testing.assert_allclose(g.filter(np.array([1.0, 10.0]), 0.02, 0.01), [0.04, 0.04])
+
+
+@pytest.mark.parametrize("mode,expected", [("hold", [0.3, 0.0]), ("zero", [0.0, 0.0])])
+def test_fault_gives_the_safe_action(mode, expected):
+    f = SafetyFilter(ACTION, SafetyConfig(ramp_s=0.0, safe_action=mode))
+    f.activate(0.0, np.array([0.0, 0.0]))
+    f.filter(np.array([0.9, 9.0]), 0.01, 0.01)
+    out = f.fault("stale joint states", np.array([0.3, np.nan]))
+    np.testing.assert_array_equal(out, expected)
+    assert f.mode == "fault" and f.fault_reason == "stale joint states"
+    np.testing.assert_array_equal(f.fault("still stale", np.array([0.7, 0.0])), expected)  # holds the first pose
+    with pytest.raises(RuntimeError, match="activate"):
+        f.filter(np.array([0.0, 0.0]), 0.02, 0.01)
+    with pytest.raises(ValueError, match="safe_action"):
+        SafetyConfig(safe_action="freeze")
