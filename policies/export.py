@@ -155,8 +155,11 @@ def recorded_observations(record: dict[str, Any], task: str, n: int, seed: int) 
     return np.asarray(out, dtype=np.float32)
 
 
-def parity(model_bytes: bytes, record: dict[str, Any], observations: np.ndarray) -> float:
-    """Max |onnxruntime - torch| over `observations`, as one batch and row by row."""
+def parity(model_bytes: bytes, record: dict[str, Any], observations: np.ndarray) -> tuple[float, float]:
+    """Max |onnxruntime - torch| over `observations` (as one batch and row by row), in the policy's
+    normalised action units (the actor's own output, [-1, 1]) and in robot units. The first is the
+    one held to 1e-5: a torque range of +-200 N m alone would turn float32 rounding of 1e-7 into
+    2e-5 N m."""
     import onnxruntime as ort
     import torch
 
@@ -168,7 +171,10 @@ def parity(model_bytes: bytes, record: dict[str, Any], observations: np.ndarray)
         ref = policy(torch.from_numpy(observations)).numpy()
     batch = sess.run(None, {"obs": observations})[0]
     rows = np.concatenate([sess.run(None, {"obs": observations[i:i + 1]})[0] for i in range(min(64, len(ref)))])
-    return float(max(np.abs(batch - ref).max(), np.abs(rows - ref[:len(rows)]).max()))
+    robot = max(np.abs(batch - ref).max(), np.abs(rows - ref[:len(rows)]).max())
+    scale = (_np(record["action_high"]) - _np(record["action_low"])) / 2
+    normalised = max((np.abs(batch - ref) / scale).max(), (np.abs(rows - ref[:len(rows)]) / scale).max())
+    return float(normalised), float(robot)
 
 
 def export_run(run_dir: str, out: str | None = None, *, samples: int = 512) -> dict[str, Any]:
@@ -192,15 +198,18 @@ def export_run(run_dir: str, out: str | None = None, *, samples: int = 512) -> d
     spread = seen.std(0) + 1e-3
     wild = (seen.mean(0) + spread * rng.standard_normal((samples, seen.shape[1])) * 3).astype(np.float32)
     probe = build_model(record, card)
-    diff = parity(probe.SerializeToString(), record, np.concatenate([seen, wild]))
-    card["export"] = {"parity_max_abs_diff": diff, "parity_samples": 2 * samples, "opset": OPSET}
+    diff, diff_robot = parity(probe.SerializeToString(), record, np.concatenate([seen, wild]))
+    card["export"] = {"parity_max_abs_diff": diff, "parity_max_abs_diff_robot_units": diff_robot,
+                      "parity_units": "normalised action ([-1, 1] over each joint's range)",
+                      "parity_samples": 2 * samples, "opset": OPSET}
     if not diff <= PARITY_TOL:
         raise UserError(f"export refused: the ONNX graph differs from the torch actor by up to {diff:.3g} "
-                        f"(limit {PARITY_TOL:g}); nothing was written")
+                        f"in normalised action units (limit {PARITY_TOL:g}); nothing was written")
     model = build_model(record, card)
     path = Path(out) if out else rd.path / "actor.onnx"
     data = model.SerializeToString()
     atomic_write_bytes(path, data)
     initializer_params = int(sum(int(np.prod(t.dims)) for t in model.graph.initializer))
     return {"path": str(path), "bytes": len(data), "parity_max_abs_diff": diff,
+            "parity_max_abs_diff_robot_units": diff_robot,
             "actor_parameters": actor_parameter_count(record), "graph_parameters": initializer_params, "card": card}

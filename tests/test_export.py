@@ -66,8 +66,9 @@ def test_export_parity_and_actor_only(runs, algo, capsys):
     obs = rng.normal(0.0, 2.0, size=(256, obs_dim)).astype(np.float32)
     with torch.inference_mode():
         ref = from_record(record)(torch.from_numpy(obs)).numpy()
-    np.testing.assert_allclose(policy(obs), ref, atol=PARITY_TOL, rtol=0)
-    np.testing.assert_allclose(policy(obs[0]), ref[0], atol=PARITY_TOL, rtol=0)
+    scale = (record["action_high"] - record["action_low"]).numpy() / 2  # parity is held in normalised units
+    np.testing.assert_allclose(policy(obs) / scale, ref / scale, atol=PARITY_TOL, rtol=0)
+    np.testing.assert_allclose(policy(obs[0]) / scale, ref[0] / scale, atol=PARITY_TOL, rtol=0)
     # commands are in robot units inside the card's bounds
     acts = policy(rng.normal(0.0, 100.0, size=(256, obs_dim)))
     low = np.array([a["low"] for a in policy.card["spec"]["action"]])
@@ -156,7 +157,7 @@ def test_bad_files_are_refused_with_a_clear_message(runs, tmp_path, capsys):
 def test_export_refuses_on_parity_failure(runs, tmp_path, monkeypatch, capsys):
     import robotrl.policies.export as ex
 
-    monkeypatch.setattr(ex, "parity", lambda *a, **k: 3e-3)  # as if the graph computed something else
+    monkeypatch.setattr(ex, "parity", lambda *a, **k: (3e-3, 3e-3))  # as if the graph computed something else
     out = tmp_path / "never.onnx"
     assert main(["export", str(runs["ppo"]), "-o", str(out)]) == 2
     assert "export refused" in capsys.readouterr().err
