@@ -127,6 +127,25 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("onnx", metavar="FILE")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
 
+    p = sub.add_parser("deploy", help="run an exported actor in the ROS 2 policy node (configure + activate)",
+                       description="Run the lifecycle policy node. Arguments after the file go to ROS, e.g. "
+                                   "robotrl deploy actor.onnx --ros-args -p rate_hz:=100 -p ramp_s:=2.0")
+    p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
+    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters: see robotrl.deploy.node)")
+
+    p = sub.add_parser("sim-robot", help="a MuJoCo robot behind ROS 2 topics (the stand-in for hardware)")
+    p.add_argument("task", metavar="TASK")
+    p.add_argument("--episodes", type=_positive_int("--episodes"), default=10)
+    p.add_argument("--seed", type=int, default=0, help="episode k is seeded seed + k")
+    p.add_argument("--lockstep", action="store_true", help="step when the command answering the last state arrives")
+
+    p = sub.add_parser("sim2sim", help="the policy node against the simulated robot over DDS, vs in-process")
+    p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
+    p.add_argument("--episodes", type=_positive_int("--episodes"), default=3)
+    p.add_argument("--free-running", action="store_true", help="wall-clock timers on both sides, as on hardware")
+    p.add_argument("--tolerance", type=float, default=0.1, help="allowed shortfall of the mean return (0.1: 10%%)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
     p = sub.add_parser("tasks", help="list the task suite: observation/action sizes, control rate")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.add_argument("--spec", metavar="TASK", help="print one task's full observation/action spec")
@@ -284,6 +303,79 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _need_ros() -> None:
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        raise UserError("this command needs ROS 2's rclpy: source a ROS 2 installation (Humble, Jazzy, Kilted) "
+                        "or pip install 'robotrl[ros]' (x86_64)") from None
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from robotrl.deploy.runtime import CardError, load_card
+
+    try:
+        load_card(args.onnx)  # fail here, with one line, before ROS starts
+    except CardError as e:
+        raise UserError(str(e)) from None
+    _need_ros()
+    from robotrl.deploy.node import main as node_main
+
+    extra = list(args.ros_args)
+    if extra and extra[0] != "--ros-args":
+        raise UserError(f"unexpected arguments {' '.join(extra)!r}; ROS parameters go after --ros-args")
+    params = ["-p", f"policy:={args.onnx}", "-p", "autostart:=true"]
+    return node_main(["robotrl_deploy", "--ros-args", *params, *extra[1:]])
+
+
+def _cmd_sim_robot(args: argparse.Namespace) -> int:
+    from robotrl.envs import check_task, task_spec
+
+    check_task(args.task)
+    if not task_spec(args.task).deployable:
+        raise UserError(f"task {args.task!r} has unnamed observation elements; use a robotrl/ task (robotrl tasks)")
+    _need_ros()
+    import rclpy
+
+    from robotrl.deploy.sim_robot import SimRobot
+
+    rclpy.init()
+    robot = SimRobot(args.task, episodes=args.episodes, seed=args.seed, lockstep=args.lockstep)
+    try:
+        while rclpy.ok() and not robot.done:
+            rclpy.spin_once(robot, timeout_sec=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        robot.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    if robot.returns:
+        print(json.dumps({"returns": robot.returns, "mean_return": float(sum(robot.returns) / len(robot.returns))}))
+    return 0
+
+
+def _cmd_sim2sim(args: argparse.Namespace) -> int:
+    from robotrl.deploy.runtime import CardError, load_card
+
+    try:
+        card = load_card(args.onnx)
+    except CardError as e:
+        raise UserError(str(e)) from None
+    if not card["spec"].get("deployable"):
+        raise UserError(f"{args.onnx}: task {card['task_id']!r} has unnamed observation elements; train on a "
+                        "robotrl/ task to deploy")
+    _need_ros()
+    from robotrl.deploy.sim2sim import run
+
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    result = run(args.onnx, episodes=args.episodes, lockstep=not args.free_running, tolerance=args.tolerance,
+                 log=log)
+    if args.json:
+        print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
     from robotrl.train import resume
 
@@ -292,7 +384,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "export": _cmd_export, "card": _cmd_card,
-            "tasks": _cmd_tasks, "resume": _cmd_resume}
+            "deploy": _cmd_deploy, "sim-robot": _cmd_sim_robot, "sim2sim": _cmd_sim2sim, "tasks": _cmd_tasks,
+            "resume": _cmd_resume}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

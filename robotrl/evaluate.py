@@ -14,6 +14,12 @@ import numpy as np
 
 from robotrl.envs import make
 
+
+def eval_seed(seed: int) -> int:
+    """Evaluation episodes use seeds disjoint from training's: ``10**6 + 1000 * seed + k``."""
+    return 1_000_000 + 1000 * seed
+
+
 Policy = Callable[[np.ndarray], np.ndarray]  # [M, obs_dim] raw observations -> [M, act_dim] commands
 
 

@@ -324,9 +324,7 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
                         "is from before this; try a smaller --learning-rate)")
 
 
-def eval_seed(seed: int) -> int:
-    """Evaluation episodes use seeds disjoint from training's: ``10**6 + 1000 * seed + k``."""
-    return 1_000_000 + 1000 * seed
+from robotrl.evaluate import eval_seed  # noqa: E402  (re-exported; it lives with the evaluation)
 
 
 def _evaluate_record(record: dict[str, Any], task: str, episodes: int, seed: int) -> dict[str, Any]:

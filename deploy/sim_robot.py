@@ -1,0 +1,180 @@
+"""A simulated robot behind ROS 2: MuJoCo running a robotrl task, speaking the topics a robot speaks.
+
+    robotrl sim-robot TASK [--episodes N] [--lockstep]
+
+Publishes ``/joint_states`` (every joint the task's card names), ``/odom`` (nav_msgs/Odometry: base
+pose, twist in the base frame) where the card has base elements, ``/goal`` (PointStamped) and
+``/points/NAME`` for named bodies; subscribes to the command topic (std_msgs/Float64MultiArray in
+the order of the card's action joints, RELIABLE, like a ros2_control forward command controller).
+It applies the latest command at every control step and reports each episode's return on
+``/sim_robot/episodes`` (std_msgs/String, JSON) and in its log.
+
+Two clocks:
+  free-running (default)  steps at the task's control rate in wall time, like hardware;
+  lockstep                publishes a state, waits for the command that answers it (matched by the
+                          header stamp of the node's stamped command copy), then steps: as fast as
+                          the round trip allows, and deterministic, for the sim-to-sim check.
+Episodes are seeded ``seed + k`` as in `robotrl eval`, so returns compare episode by episode.
+
+Imports mujoco and gymnasium (the simulation side); `import robotrl.deploy` does not load it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from robotrl.deploy.sim_sources import RobotSensors
+
+
+class SimRobot(Node):
+    def __init__(self, task: str, *, episodes: int = 10, seed: int = 0, lockstep: bool = False,
+                 command_topic: str = "/policy_controller/commands",
+                 stamped_command_topic: str = "/robotrl_policy/command_stamped",
+                 state_reliability: str = "best_effort", name: str = "sim_robot", **kwargs: Any):
+        super().__init__(name, **kwargs)
+        from geometry_msgs.msg import PointStamped
+        from nav_msgs.msg import Odometry
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64MultiArray, String
+
+        from robotrl.envs import make
+
+        self._msgs = {"JointState": JointState, "Odometry": Odometry, "PointStamped": PointStamped,
+                      "String": String}
+        self.env = make(task)
+        self.spec = self.env.get_wrapper_attr("task_spec").to_dict()
+        self.period = float(self.spec["control_period"])
+        self.sensors = RobotSensors(self.env.unwrapped.model, self.spec["observation"])
+        self.action_joints = [a["joint"] for a in self.spec["action"]]
+        self.kinds = [a["kind"] for a in self.spec["action"]]
+        self.episodes, self.seed, self.lockstep = episodes, seed, lockstep
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.done = False
+        rel = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
+        state_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=rel[state_reliability])
+        cmd_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_js = self.create_publisher(JointState, "/joint_states", state_qos)
+        self.pub_odom = self.create_publisher(Odometry, "/odom", state_qos) if self.sensors.has_base else None
+        self.pub_goal = self.create_publisher(PointStamped, "/goal", state_qos) \
+            if self.sensors.goal_body is not None else None
+        self.pub_points = {n: self.create_publisher(PointStamped, f"/points/{n}", state_qos)
+                           for n in self.sensors.point_bodies}
+        self.pub_episodes = self.create_publisher(String, "/sim_robot/episodes", cmd_qos)
+        self.create_subscription(Float64MultiArray, command_topic, self._on_command, cmd_qos)
+        if lockstep:
+            self.create_subscription(JointState, stamped_command_topic, self._on_stamped_command, cmd_qos)
+        self.command: np.ndarray | None = None
+        self.commands_received = 0
+        self._k = 0
+        self._step_index = 0
+        self._ep_return, self._ep_len = 0.0, 0
+        self._reset()
+        self._last_publish = 0.0
+        self.timer = self.create_timer(self.period if not lockstep else 0.05, self._on_timer)
+
+    # simulation -----------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.env.reset(seed=self.seed + self._k)
+        self._ep_return, self._ep_len = 0.0, 0
+        self.command = None
+
+    def _hold_command(self) -> np.ndarray:
+        """Before the first command: position servos hold the current pose, motors are off."""
+        names, q, _ = self.sensors.joint_state(self.env.unwrapped.data)
+        pos = dict(zip(names, q, strict=True))
+        return np.array([pos.get(j, 0.0) if k == "position" else 0.0
+                         for j, k in zip(self.action_joints, self.kinds, strict=True)])
+
+    def _advance(self, command: np.ndarray) -> None:
+        _, r, term, trunc, _ = self.env.step(command)
+        self._ep_return += float(r)
+        self._ep_len += 1
+        self._step_index += 1
+        if term or trunc:
+            self.returns.append(self._ep_return)
+            self.lengths.append(self._ep_len)
+            self.get_logger().info(f"episode {self._k}: return {self._ep_return:.2f} in {self._ep_len} steps")
+            self.pub_episodes.publish(self._msgs["String"](data=json.dumps(
+                {"episode": self._k, "return": self._ep_return, "length": self._ep_len})))
+            self._k += 1
+            if self._k >= self.episodes:
+                self.done = True
+                return
+            self._reset()
+
+    # ROS ------------------------------------------------------------------------------------------
+    def _stamp(self) -> Any:
+        # a unique stamp per published state: the simulation step counter as time
+        from builtin_interfaces.msg import Time
+
+        ns = self._step_index * round(self.period * 1e9) + 1
+        return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+    def publish_state(self) -> None:
+        data = self.env.unwrapped.data
+        stamp = self._stamp()
+        self._state_stamp = (stamp.sec, stamp.nanosec)
+        js = self._msgs["JointState"]()
+        js.header.stamp = stamp
+        names, q, dq = self.sensors.joint_state(data)
+        js.name, js.position, js.velocity = names, [float(x) for x in q], [float(x) for x in dq]
+        if self.pub_odom is not None:
+            pos, quat, v, w = self.sensors.odometry(data)
+            o = self._msgs["Odometry"]()
+            o.header.stamp, o.header.frame_id, o.child_frame_id = stamp, "odom", "base_link"
+            o.pose.pose.position.x, o.pose.pose.position.y, o.pose.pose.position.z = (float(x) for x in pos)
+            qq = o.pose.pose.orientation
+            qq.x, qq.y, qq.z, qq.w = (float(x) for x in quat)
+            o.twist.twist.linear.x, o.twist.twist.linear.y, o.twist.twist.linear.z = (float(x) for x in v)
+            o.twist.twist.angular.x, o.twist.twist.angular.y, o.twist.twist.angular.z = (float(x) for x in w)
+            self.pub_odom.publish(o)
+        if self.pub_goal is not None:
+            self.pub_goal.publish(self._point(self.sensors.goal(data), stamp))
+        for n, p in self.sensors.points(data).items():
+            self.pub_points[n].publish(self._point(p, stamp))
+        self.pub_js.publish(js)  # last: the node computes on the joint state
+        self._last_publish = time.monotonic()
+
+    def _point(self, xyz: np.ndarray, stamp: Any) -> Any:
+        m = self._msgs["PointStamped"]()
+        m.header.stamp, m.header.frame_id = stamp, "world"
+        m.point.x, m.point.y, m.point.z = (float(x) for x in xyz)
+        return m
+
+    def _on_command(self, msg: Any) -> None:
+        if len(msg.data) != len(self.action_joints):
+            self.get_logger().error(f"command has {len(msg.data)} values, expected {len(self.action_joints)} "
+                                    f"({', '.join(self.action_joints)})")
+            return
+        self.commands_received += 1
+        if not self.lockstep:
+            self.command = np.asarray(msg.data, dtype=np.float64)
+
+    def _on_stamped_command(self, msg: Any) -> None:
+        """Lockstep: the node's stamped copy names the state it answers; step on the matching one."""
+        if self.done or (msg.header.stamp.sec, msg.header.stamp.nanosec) != self._state_stamp:
+            return
+        order = {n: i for i, n in enumerate(msg.name)}
+        vals = [msg.position[order[j]] if k == "position" else msg.effort[order[j]]
+                for j, k in zip(self.action_joints, self.kinds, strict=True)]
+        self._advance(np.asarray(vals, dtype=np.float64))
+        if not self.done:
+            self.publish_state()
+
+    def _on_timer(self) -> None:
+        if self.done:
+            return
+        if self.lockstep:
+            if time.monotonic() - self._last_publish > 0.05:  # nobody answered (yet): say it again
+                self.publish_state()
+            return
+        self._advance(self.command if self.command is not None else self._hold_command())
+        if not self.done:
+            self.publish_state()
