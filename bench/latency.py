@@ -15,6 +15,7 @@ each figure is the percentile over all calls. Writes the `latency` section of BE
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 import time
@@ -112,7 +113,7 @@ def main() -> None:
     bare50 = results["bare onnxruntime"]["p50_us"]
     ratio = results["robotrl OnnxPolicy (input checks included)"]["p50_us"] / bare50
     save_json("latency", {"machine": machine(), "hidden": hidden, "results": results, "ours_over_bare_p50": ratio})
-    cmd = ("python bench/latency.py " + " ".join(sys.argv[1:])).strip()
+    cmd = ("python bench/latency.py " + shlex.join(sys.argv[1:])).strip()
     lines = [f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}; {machine()}; "
              f"{versions('onnxruntime', 'torch', 'stable-baselines3')}).", "",
              f"One observation per call, {a.obs_dim} -> {' -> '.join(map(str, hidden))} -> {a.act_dim} MLP, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -124,7 +125,7 @@ def main() -> None:
                 cells.append(cell)
             rows.append(f"| {algo.upper()} | {task} | " + " | ".join(cells) + " |")
     save_json(a.section, {"machine": machine(), "steps": a.steps, "seeds": seeds, "results": summary})
-    cmd = ("python bench/returns.py " + " ".join(sys.argv[1:])).strip()
+    cmd = ("python bench/returns.py " + shlex.join(sys.argv[1:])).strip()
     header = "| algorithm | task | robotrl " + (f"{a.tag} " if a.tag else "") + "|" + \
         (" reference (same algorithm, library defaults) |" if a.sb3 else "")
     lines = [

@@ -12,6 +12,7 @@ of the medians. Results go to bench/out/throughput.json and the `throughput` sec
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import statistics
 import sys
@@ -69,7 +70,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     save_json(a.section, {"machine": machine(), "results": results})
-    cmd = "python bench/throughput.py " + " ".join(sys.argv[1:])
+    cmd = "python bench/throughput.py " + shlex.join(sys.argv[1:])
     lines = [
         f"Command: `{cmd.strip()}` ({time.strftime('%Y-%m-%d')}; {machine()}; "
         f"{versions('stable-baselines3', 'sb3-contrib', 'gymnasium', 'mujoco')}).",
