@@ -117,7 +117,8 @@ def main() -> None:
             for side in ("ours", "theirs") if a.sb3 else ("ours",):
                 v = entry[side]
                 sd = statistics.stdev(v) if len(v) > 1 else 0.0
-                cell = f"{statistics.mean(v):,.0f} +- {sd:,.0f} ({', '.join(f'{x:,.0f}' for x in v)})"
+                fmt = ",.0f" if max(abs(x) for x in v) >= 100 else ".2f"
+                cell = f"{statistics.mean(v):{fmt}} +- {sd:{fmt}} ({', '.join(f'{x:{fmt}}' for x in v)})"
                 rates = [done[(side, algo, task, s)].get("success_rate") for s in seeds]
                 if all(r is not None for r in rates):
                     cell += f"; success rate {statistics.mean(rates):.0%} ({', '.join(f'{r:.0%}' for r in rates)})"
