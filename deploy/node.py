@@ -298,7 +298,7 @@ class PolicyNode(LifecycleNode):
 
     def _fault(self, reason: str) -> None:
         if self.safety.mode != "fault":
-            self.get_logger().warn(f"safe action: {reason}")
+            self.get_logger().warning(f"safe action: {reason}")
         self._publish(self.safety.fault(reason, self._measured_action_joints()), self._last_state_stamp)
 
     def _step(self, now: float) -> None:

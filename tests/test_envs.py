@@ -29,6 +29,9 @@ def test_suite_has_walkers_arms_and_our_arm():
         assert any(task.startswith(f"robotrl/{t}-v") for task in ALL), t
 
 
+@pytest.mark.filterwarnings("ignore:.*is different from the unwrapped version:UserWarning")  # on purpose
+@pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value is:UserWarning")
+@pytest.mark.filterwarnings("ignore:.*we recommend using a symmetric and normalized space:UserWarning")
 @pytest.mark.parametrize("task", ALL)
 def test_gymnasium_check_env_passes(task):
     env = gym.make(task)  # registered with Gymnasium under robotrl/
