@@ -14,14 +14,14 @@ it stays a servo to the same set-point).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass
 class Sim2Real:
     randomize_mass: float = 0.0
     """Link masses are scaled by a factor uniform in [1 - f, 1 + f], drawn per link at each reset."""
@@ -37,6 +37,9 @@ class Sim2Real:
     """The env applies the action chosen this many control steps earlier."""
 
     def __post_init__(self) -> None:
+        self.check_sim2real()
+
+    def check_sim2real(self) -> None:
         for f in ("randomize_mass", "randomize_friction", "randomize_damping", "randomize_gain"):
             v = getattr(self, f)
             if not 0.0 <= v < 1.0:
@@ -48,10 +51,10 @@ class Sim2Real:
 
     @property
     def enabled(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
+        return any(getattr(self, f.name) for f in fields(Sim2Real))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(Sim2Real)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Sim2Real:

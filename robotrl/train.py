@@ -24,13 +24,15 @@ from typing import Any
 from robotrl import __version__
 from robotrl import algos as algo_registry
 from robotrl import config as cfgmod
+from robotrl.envs.sim2real import Sim2Real
 from robotrl.errors import UserError
 from robotrl.rundir import RunDir, atomic_write_json
 
 
 @dataclass
-class RunConfig:
-    """Settings of a run that are not hyper-parameters of the algorithm."""
+class RunConfig(Sim2Real):
+    """Settings of a run that are not hyper-parameters of the algorithm. The sim-to-real settings
+    (`Sim2Real`'s fields: randomize_mass, ..., obs_noise, action_delay) apply to the training envs."""
 
     total_steps: int = algo_registry.DEFAULT_STEPS
     """Environment steps to train for, all envs together (the last iteration may overshoot)."""
@@ -48,19 +50,6 @@ class RunConfig:
     """Torch device for the learner: cpu or cuda."""
     threads: int = 1
     """Torch intra-op threads of the learner. Results are bit-identical only for the same value."""
-    randomize_mass: float = 0.0
-    """Sim-to-real: scale link masses per link by U[1-f, 1+f] at each training episode (0: off)."""
-    randomize_friction: float = 0.0
-    """Sim-to-real: scale geom friction per geom by U[1-f, 1+f] at each training episode (0: off)."""
-    randomize_damping: float = 0.0
-    """Sim-to-real: scale joint damping per joint by U[1-f, 1+f] at each training episode (0: off)."""
-    randomize_gain: float = 0.0
-    """Sim-to-real: scale actuator gains per actuator by U[1-f, 1+f] at each training episode (0: off)."""
-    obs_noise: float = 0.0
-    """Sim-to-real: std of Gaussian noise added to every observation element in training (0: off)."""
-    action_delay: int = 0
-    """Sim-to-real: training envs apply the action chosen this many control steps earlier (0: off)."""
-
     def __post_init__(self) -> None:
         if self.total_steps <= 0:
             raise ValueError(f"--steps must be a positive number of steps, got {self.total_steps}")
@@ -72,14 +61,10 @@ class RunConfig:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
-        self.sim2real()  # validates the ranges
+        self.check_sim2real()
 
-    def sim2real(self) -> Any:
-        from robotrl.envs.sim2real import Sim2Real
-
-        return Sim2Real(randomize_mass=self.randomize_mass, randomize_friction=self.randomize_friction,
-                        randomize_damping=self.randomize_damping, randomize_gain=self.randomize_gain,
-                        obs_noise=self.obs_noise, action_delay=self.action_delay)
+    def sim2real(self) -> Sim2Real:
+        return Sim2Real(**Sim2Real.to_dict(self))
 
 
 def _cores() -> int:
