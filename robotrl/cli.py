@@ -230,13 +230,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_card(args: argparse.Namespace) -> int:
+def _load_card(path: str) -> dict[str, Any]:
+    """The validated card of an exported actor; a bad file is a one-line user error."""
     from robotrl.deploy.runtime import CardError, load_card
 
     try:
-        card = load_card(args.onnx)
+        return load_card(path)
     except CardError as e:
         raise UserError(str(e)) from None
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    card = _load_card(args.onnx)
     if args.json:
         print(json.dumps(card, indent=2, sort_keys=True))
         return 0
@@ -252,15 +257,21 @@ def _cmd_card(args: argparse.Namespace) -> int:
     print(f"normalizer  {frozen}")
     print(f"sim2real    {card.get('sim2real') or 'none'}")
     print(f"robotrl     {card['robotrl_version']}")
-    print(f"observation ({len(spec['observation'])}):")
-    for i, e in enumerate(spec["observation"]):
-        label = f"{e['kind']}({e['name']})" + (f".{e['axis']}" if e.get("axis") else "") + \
-            (f"[{e['frame']}]" if e.get("frame") else "")
-        print(f"  {i:3d}  {label:45s} {e.get('unit', '')}")
-    print(f"action ({len(spec['action'])}):")
-    for i, a in enumerate(spec["action"]):
-        print(f"  {i:3d}  {a['joint']:30s} {a['kind']:9s} [{a['low']:g}, {a['high']:g}] {a.get('unit', '')}")
+    from robotrl.spec import TaskSpec
+
+    _print_elements(TaskSpec.from_dict(spec))
     return 0
+
+
+def _print_elements(spec: Any) -> None:
+    """The observation and action elements of a `TaskSpec`, one per line."""
+    print(f"observation ({spec.obs_dim}):")
+    for i, e in enumerate(spec.observation):
+        clip = f"  clipped to +-{e.clip:g}" if e.clip is not None else ""
+        print(f"  {i:3d}  {e.label():45s} {e.unit}{clip}")
+    print(f"action ({spec.act_dim}):")
+    for i, a in enumerate(spec.action):
+        print(f"  {i:3d}  {a.joint:30s} {a.kind:9s} [{a.low:g}, {a.high:g}] {a.unit}")
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -283,13 +294,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
             print(spec.to_json())
             return 0
         print(f"{spec.task_id}: control period {spec.control_period} s, {spec.max_episode_steps} steps per episode")
-        print(f"observation ({spec.obs_dim}):")
-        for i, e in enumerate(spec.observation):
-            clip = f"  clipped to +-{e.clip:g}" if e.clip is not None else ""
-            print(f"  {i:3d}  {e.label():45s} {e.unit}{clip}")
-        print(f"action ({spec.act_dim}):")
-        for i, a in enumerate(spec.action):
-            print(f"  {i:3d}  {a.joint:30s} {a.kind:9s} [{a.low:g}, {a.high:g}] {a.unit}")
+        _print_elements(spec)
         return 0
     rows = list_tasks()
     if args.json:
@@ -312,12 +317,7 @@ def _need_ros() -> None:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from robotrl.deploy.runtime import CardError, load_card
-
-    try:
-        load_card(args.onnx)  # fail here, with one line, before ROS starts
-    except CardError as e:
-        raise UserError(str(e)) from None
+    _load_card(args.onnx)  # fail here, with one line, before ROS starts
     _need_ros()
     from robotrl.deploy.node import main as node_main
 
@@ -356,12 +356,7 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim2sim(args: argparse.Namespace) -> int:
-    from robotrl.deploy.runtime import CardError, load_card
-
-    try:
-        card = load_card(args.onnx)
-    except CardError as e:
-        raise UserError(str(e)) from None
+    card = _load_card(args.onnx)
     if not card["spec"].get("deployable"):
         raise UserError(f"{args.onnx}: task {card['task_id']!r} has unnamed observation elements; train on a "
                         "robotrl/ task to deploy")
