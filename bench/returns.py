@@ -3,7 +3,9 @@
     python bench/returns.py [--algos ppo,trpo] [--tasks Hopper-v5,HalfCheetah-v5] [--seeds 0,1,2]
                             [--steps 1000000] [--jobs 2] [--sb3] [--section returns]
 
-Each (library, algorithm, task, seed) trains with that library's defaults (ours: per-task defaults
+A robotrl run stopped part-way (its checkpoint is there, its eval.json not) is resumed with
+`robotrl resume`, so a benchmark of many CPU-hours can span several sessions. Each (library,
+algorithm, task, seed) trains with that library's defaults (ours: per-task defaults
 of `robotrl train`; theirs: constructor defaults via bench/sb3_train.py). Both are then evaluated by
 the same protocol, `robotrl.evaluate`: 10 deterministic episodes with the seeds robotrl uses for
 its final evaluation. The table gives the mean over seeds of each seed's mean return, +- the std
@@ -33,12 +35,17 @@ def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[s
     out = root / f"robotrl{tag}-{algo}-{task.replace('/', '_')}-s{seed}"
     result = out / "eval.json"
     if not result.exists():
-        import shutil
+        if (out / "checkpoints" / "latest.pt").exists():  # stopped part-way (a session ended): continue it
+            wall, _ = run_timed([str(BIN / "robotrl"), "resume", str(out), "--no-progress"])
+            before = float((out / "wall_s.txt").read_text()) if (out / "wall_s.txt").exists() else 0.0
+            (out / "wall_s.txt").write_text(f"{before + wall:.1f}\n")
+        else:
+            import shutil
 
-        shutil.rmtree(out, ignore_errors=True)
-        wall, _ = run_timed([str(BIN / "robotrl"), "train", algo, task, "--steps", str(steps), "--seed", str(seed),
-                             "--out", str(out), "--no-progress", "--workers", "0", *extra])
-        (out / "wall_s.txt").write_text(f"{wall:.1f}\n")
+            shutil.rmtree(out, ignore_errors=True)
+            wall, _ = run_timed([str(BIN / "robotrl"), "train", algo, task, "--steps", str(steps), "--seed",
+                                 str(seed), "--out", str(out), "--no-progress", "--workers", "0", *extra])
+            (out / "wall_s.txt").write_text(f"{wall:.1f}\n")
     return json.loads(result.read_text())
 
 
