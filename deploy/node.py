@@ -187,16 +187,19 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def missing_joints(self) -> list[str]:
-        return sorted(set(self.builder.joints) - self.seen_joints)
+        """The card's joints (observed and commanded) that the robot's JointState has not named."""
+        return sorted((set(self.builder.joints) | set(self.action_joints)) - self.seen_joints)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         missing = self.missing_joints()
         if missing:
             self.get_logger().error(f"refusing to activate: the robot's joint states lack {', '.join(missing)}")
             return TransitionCallbackReturn.FAILURE
+        if self.estop:
+            self.get_logger().error("refusing to activate: the e-stop is asserted")
+            return TransitionCallbackReturn.FAILURE
         now = time.monotonic()
         self.safety.activate(now, self._measured_action_joints())
-        self.estop = False
         self.telemetry = Telemetry()
         self._last_tick = None
         self._done_stamp = None

@@ -190,6 +190,11 @@ def test_nan_estop_inference_error_and_missing_joint_end_in_the_safe_action(harn
     assert h.node.safety.fault_reason == "e-stop" and time.monotonic() - t0 < PERIOD + 0.02
     h.spin(0.05)
     np.testing.assert_array_equal(h.reliable[-1], np.zeros(6))
+    h.node.trigger_deactivate()  # while the e-stop is still asserted, activation is refused
+    assert h.node.trigger_activate() != TransitionCallbackReturn.SUCCESS
+    h.pub_estop.publish(Bool(data=False))
+    h.spin(0.1)
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
     h = harness()
     h.start()
