@@ -379,11 +379,29 @@ class PolicyNode(LifecycleNode):
             self._pubs["status"].publish(String(data=json.dumps(self.status())))
 
 
+def _init_without_signal_handlers(args: list[str]) -> None:
+    """rclpy.init, keeping SIGINT/SIGTERM for ourselves: on either, the node first sends its safe
+    action, then shuts down (rclpy's own handler would invalidate the context before that)."""
+    try:
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except (ImportError, TypeError):  # an rclpy without the option: its handlers stay
+        rclpy.init(args=args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
     import sys
 
     args = list(sys.argv if argv is None else argv)
-    rclpy.init(args=args)
+    _init_without_signal_handlers(args)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     node = PolicyNode()
     try:
         if node.p("autostart"):
@@ -395,9 +413,13 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.spin(node)
     except KeyboardInterrupt:
         pass
+    except Exception as e:  # e.g. rclpy's ExternalShutdownException: the context is gone
+        if rclpy.ok():
+            raise
+        print(f"robotrl deploy: ROS shut down ({type(e).__name__})", file=sys.stderr)
     finally:
-        if node._active:
-            node.trigger_deactivate()
+        if node._active and rclpy.ok():
+            node.trigger_deactivate()  # publishes the safe action
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
