@@ -395,6 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("robotrl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (robotrl card ... | head): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
