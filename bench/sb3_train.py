@@ -5,7 +5,10 @@
 
 Runs the whole process the way a user of those libraries would (model constructor defaults, one
 environment), so that `bench/throughput.py` can time it as a whole process. With --save the model
-is stored for `bench/returns.py` to evaluate with robotrl's evaluation protocol.
+is stored for `bench/returns.py` to evaluate with robotrl's evaluation protocol, and a partial model
+(plus the replay buffer for DDPG) is saved every --checkpoint-every steps: a run stopped part-way
+(a session ended) continues from it when started again with the same arguments (the random number
+streams restart there, which only a benchmark that ran uninterrupted would not see).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def main() -> None:
     p.add_argument("--noise", choices=["ou", "gaussian"])
     p.add_argument("--learning-starts", type=int, help="DDPG: random steps before learning")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
+    p.add_argument("--checkpoint-every", type=int, default=100_000, help="with --save: partial saves (0: none)")
     a = p.parse_args()
     if a.threads:
         import torch
@@ -68,10 +72,40 @@ def main() -> None:
     t0 = time.perf_counter()
     model = build(a.algo, a.task, a.seed, [int(x) for x in a.net.split(",")] if a.net else None, a.batch, a.noise,
                   a.learning_starts)
-    model.learn(a.steps)
+    partial = f"{a.save}.partial" if a.save else None
+    callback = None
+    if partial and a.checkpoint_every > 0:
+        import os
+
+        if os.path.exists(partial + ".zip"):
+            model = type(model).load(partial + ".zip", env=model.get_env(), device="cpu")
+            if os.path.exists(partial + ".replay.pkl"):
+                model.load_replay_buffer(partial + ".replay.pkl")
+            print(f"resumed at {model.num_timesteps} steps", flush=True)
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Checkpoint(BaseCallback):
+            def _on_step(self) -> bool:
+                if self.num_timesteps % a.checkpoint_every == 0:
+                    self.model.save(partial + ".tmp.zip")
+                    os.replace(partial + ".tmp.zip", partial + ".zip")
+                    if hasattr(self.model, "save_replay_buffer"):
+                        self.model.save_replay_buffer(partial + ".tmp.pkl")
+                        os.replace(partial + ".tmp.pkl", partial + ".replay.pkl")
+                return True
+
+        callback = Checkpoint()
+    model.learn(max(0, a.steps - model.num_timesteps), callback=callback, reset_num_timesteps=False)
     print(f"learn_s={time.perf_counter() - t0:.2f}")
     if a.save:
         model.save(a.save)
+        if partial:
+            import contextlib
+            import os
+
+            for f in (partial + ".zip", partial + ".replay.pkl"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(f)
 
 
 if __name__ == "__main__":
