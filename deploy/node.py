@@ -374,6 +374,19 @@ class PolicyNode(LifecycleNode):
                 "fault": self.safety.fault_reason if self.safety else "", "estop": self.estop,
                 "state_age_ms": None if age is None else age * 1e3, **self.telemetry.summary()}
 
+    def flush_commands(self, timeout_s: float = 0.5) -> None:
+        """Wait until RELIABLE subscribers have the last command (before the process exits)."""
+        pub = self._pubs.get("cmd")
+        if pub is None:
+            return
+        wait = getattr(pub, "wait_for_all_acked", None)
+        if wait is not None:
+            from rclpy.duration import Duration
+
+            wait(Duration(seconds=timeout_s))
+        else:
+            time.sleep(min(timeout_s, 0.2))
+
     def publish_status(self) -> None:
         if "status" in self._pubs:
             self._pubs["status"].publish(String(data=json.dumps(self.status())))
@@ -420,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if node._active and rclpy.ok():
             node.trigger_deactivate()  # publishes the safe action
+            node.flush_commands()
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -243,3 +243,36 @@ def test_sim_to_sim_within_ten_percent(actor, episodes):
     assert result["ok"], result
     assert result["ros_mean"] >= result["in_process_mean"] - 0.1 * abs(result["in_process_mean"])
     assert result["node_status"]["mode"] == "run"
+
+
+def test_deploy_command_in_its_own_process_drives_the_robot_and_holds_on_sigterm(harness):
+    """`robotrl deploy` as a robot would run it: a separate process over DDS; SIGTERM sends the safe
+    action before it exits."""
+    import signal
+    import subprocess
+    import sys
+
+    h = harness()  # only its robot side is used; its own node stays unconfigured
+    proc = subprocess.Popen([sys.executable, "-m", "robotrl.deploy", ARM, "--ros-args", "-p", "ramp_s:=0.0",
+                             "-p", "watchdog_s:=1.0", "-r", "__node:=deployed_policy"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while len(h.reliable) < 20 and time.monotonic() - t0 < 30:
+            h.spin(0.05)
+        assert len(h.reliable) >= 20, "the deployed node sent no commands"
+        hold = h.hold_pose()
+        n = len(h.reliable)
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < 10:
+            h.spin(0.02)
+        h.spin(0.2, publish=False)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert len(h.reliable) > n
+    np.testing.assert_allclose(h.reliable[-1], hold, atol=1e-9)  # its last word: hold the measured pose
