@@ -5,12 +5,29 @@ a random goal.
     robotrl/ArmReachHard-v0  goals all around and below, random start pose, 0.5 kg payload at the
                              tool (the servos sag under it), success within 2 cm held to the end
 
-Action: the six joint position targets in rad (the servo set-points a ros2_control position
-controller takes), bounded by the joint ranges. Observation (18): joint positions and velocities,
-the goal (x, y, z in the arm's base frame), the fingertip minus the goal (x, y, z).
-Reward per step: ``-distance(fingertip, goal) - 0.001 |qvel|^2``. Control at 50 Hz (frame skip 10 of
-a 2 ms physics step). Goals are drawn by forward kinematics of random joint positions, so every goal
-is reachable. ``info["is_success"]``: the fingertip is within the tolerance at this step.
+Action (6): the joint position targets in rad (the servo set-points a ros2_control position
+controller takes), bounded by the joint ranges:
+
+    | index | joint           | range [rad]  | servo kp [N m/rad] | torque limit [N m] |
+    | 0     | shoulder_yaw    | -2.9 .. 2.9  | 150                | 80                 |
+    | 1     | shoulder_pitch  | -1.9 .. 1.9  | 300                | 150                |
+    | 2     | elbow_pitch     | -2.4 .. 2.4  | 200                | 100                |
+    | 3     | wrist_roll1     | -2.9 .. 2.9  | 30                 | 20                 |
+    | 4     | wrist_pitch     | -2.0 .. 2.0  | 30                 | 20                 |
+    | 5     | wrist_roll2     | -2.9 .. 2.9  | 10                 | 10                 |
+
+Observation (18):
+
+    | index | element                                  | unit  |
+    | 0-5   | joint_pos of the six joints, in order    | rad   |
+    | 6-11  | joint_vel of the six joints              | rad/s |
+    | 12-14 | goal x, y, z (world = arm base frame)    | m     |
+    | 15-17 | fingertip minus goal, x, y, z            | m     |
+
+Reward per step: ``-distance_weight * |fingertip - goal| - velocity_weight * |qvel|^2``; each term is
+in ``info`` (``reward_distance``, ``reward_velocity``). Control at 50 Hz (frame skip 10 of a 2 ms
+physics step). Goals are drawn by forward kinematics of random joint positions, so every goal is
+reachable. ``info["is_success"]``: the fingertip is within the tolerance at this step.
 """
 
 from __future__ import annotations
@@ -40,10 +57,12 @@ def arm_observation(model: mujoco.MjModel | None = None) -> list[ObsElement]:
 class ArmReachEnv(MujocoEnv):
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 50}  # noqa: RUF012
 
-    def __init__(self, *, hard: bool = False, frame_skip: int = 10, render_mode: str | None = None,
+    def __init__(self, *, hard: bool = False, frame_skip: int = 10, distance_weight: float = 1.0,
+                 velocity_weight: float = 1e-3, tolerance: float | None = None, render_mode: str | None = None,
                  **kwargs: Any):
         self.hard = hard
-        self.tolerance = 0.02 if hard else 0.05
+        self.tolerance = tolerance if tolerance is not None else (0.02 if hard else 0.05)
+        self.distance_weight, self.velocity_weight = distance_weight, velocity_weight
         obs_space = spaces.Box(-np.inf, np.inf, shape=(18,), dtype=np.float64)
         MujocoEnv.__init__(self, str(ASSET), frame_skip, observation_space=obs_space, render_mode=render_mode,
                            default_camera_config={"distance": 2.0, "elevation": -25.0, "azimuth": 135.0,
@@ -105,8 +124,11 @@ class ArmReachEnv(MujocoEnv):
         mujoco.mj_kinematics(self.model, self.data)  # positions of the state just reached
         obs = self._get_obs()
         distance = float(np.linalg.norm(obs[15:18]))
-        reward = -distance - 1e-3 * float(np.dot(self.data.qvel, self.data.qvel))
-        info = {"distance": distance, "is_success": distance < self.tolerance}
+        r_dist = -self.distance_weight * distance
+        r_vel = -self.velocity_weight * float(np.dot(self.data.qvel, self.data.qvel))
+        reward = r_dist + r_vel
+        info = {"distance": distance, "is_success": distance < self.tolerance, "reward_distance": r_dist,
+                "reward_velocity": r_vel}
         if self.render_mode == "human":
             self.render()
         return obs, reward, False, False, info

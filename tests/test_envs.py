@@ -126,6 +126,7 @@ def test_arm_goal_is_reachable_and_success_is_reported():
     assert np.linalg.norm(obs[15:18]) == pytest.approx(info["distance"])
     np.testing.assert_allclose(obs[12:15], goal)  # the goal stays put within an episode
     assert r == pytest.approx(-info["distance"] - 1e-3 * float(base.data.qvel @ base.data.qvel))
+    assert r == info["reward_distance"] + info["reward_velocity"]  # the reward is the sum of its terms
     assert trunc  # 100 steps per episode
     env.close()
 
