@@ -20,13 +20,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robotrl.envs.observation import Observer, observe
+from robotrl.envs.observation import Observer
 from robotrl.envs.sim2real import Sim2Real
 from robotrl.envs.tasks import TASKS, register
 from robotrl.errors import UserError
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
-__all__ = ["TASKS", "EnvFactory", "Observer", "Sim2Real", "check_task", "list_tasks", "make", "observe", "task_spec"]
+__all__ = ["TASKS", "EnvFactory", "Observer", "Sim2Real", "check_task", "list_tasks", "make", "task_spec"]
 
 
 def _quiet_known_mujoco_warnings() -> None:

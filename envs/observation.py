@@ -106,9 +106,3 @@ class Observer:
                 v = min(max(v, -e.clip), e.clip)
             out[i] = v
         return out
-
-
-def observe(model: mujoco.MjModel, data: mujoco.MjData, elements: Sequence[ObsElement],
-            prev_action: dict[str, float] | None = None) -> np.ndarray:
-    """One-shot form of `Observer`."""
-    return Observer(model, elements)(data, prev_action)
