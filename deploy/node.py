@@ -44,6 +44,7 @@ PARAMS: dict[str, Any] = {
     "sync_stamps": False,              # trigger=state: wait until every source carries the JointState's stamp
     "joint_states_topic": "/joint_states",
     "odom_topic": "/odom",
+    "imu_topic": "",                   # sensor_msgs/Imu for orientation + angular velocity ("": from odometry)
     "goal_topic": "/goal",
     "points_prefix": "/points/",       # a card point NAME is read from <prefix>NAME (PointStamped)
     "command_topic": "/policy_controller/commands",
@@ -142,7 +143,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(str(e))
             return TransitionCallbackReturn.FAILURE
         self.action_joints = [a["joint"] for a in spec["action"]]
-        self.builder = ObservationBuilder(spec["observation"], self.action_joints)
+        self.builder = ObservationBuilder(spec["observation"], self.action_joints, use_imu=bool(self.p("imu_topic")))
         try:
             limits = json.loads(self.p("joint_limits")) if self.p("joint_limits") else None
         except json.JSONDecodeError as e:
@@ -156,10 +157,14 @@ class PolicyNode(LifecycleNode):
         self._subs = [self.create_subscription(JointState, self.p("joint_states_topic"), self._on_joint_state,
                                                state_qos),
                       self.create_subscription(Bool, self.p("estop_topic"), self._on_estop, _qos("reliable"))]
-        if self.builder.need_base:
+        if self.builder.need_odom:
             from nav_msgs.msg import Odometry
 
             self._subs.append(self.create_subscription(Odometry, self.p("odom_topic"), self._on_odom, state_qos))
+        if self.builder.use_imu:
+            from sensor_msgs.msg import Imu
+
+            self._subs.append(self.create_subscription(Imu, self.p("imu_topic"), self._on_imu, state_qos))
         if self.builder.need_goal or self.builder.points:
             from geometry_msgs.msg import PointStamped
         if self.builder.need_goal:
@@ -180,7 +185,8 @@ class PolicyNode(LifecycleNode):
         self._pubs["stamped"] = self.create_publisher(JointState, self.p("stamped_command_topic"), cmd_qos)
         self._pubs["status"] = self.create_publisher(String, self.p("status_topic"), _qos("reliable"))
         self._status_every = max(1, round(rate))
-        self._sources = ["joint_states", *(["odom"] if self.builder.need_base else []),
+        self._sources = ["joint_states", *(["odom"] if self.builder.need_odom else []),
+                         *(["imu"] if self.builder.use_imu else []),
                          *(["goal"] if self.builder.need_goal else []), *(f"point:{n}" for n in self.builder.points)]
         self.get_logger().info(f"configured {card['task_id']} ({card['algo']}) at {rate:.0f} Hz, "
                                f"watchdog {self.watchdog * 1e3:.0f} ms, trigger {self.p('trigger')}")
@@ -265,6 +271,12 @@ class PolicyNode(LifecycleNode):
         now = time.monotonic()
         self.builder.base_state((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), (v.x, v.y, v.z), (w.x, w.y, w.z), now)
         self._arrived("odom", msg, now)
+
+    def _on_imu(self, msg: Any) -> None:
+        q, w = msg.orientation, msg.angular_velocity
+        now = time.monotonic()
+        self.builder.imu((q.x, q.y, q.z, q.w), (w.x, w.y, w.z), now)
+        self._arrived("imu", msg, now)
 
     def _on_goal(self, msg: Any) -> None:
         now = time.monotonic()

@@ -7,6 +7,8 @@ robot side of the same definitions that `robotrl.envs.observation` computes from
     base_pos / base_quat / base_angle               odometry pose (ROS quaternion order x, y, z, w)
     base_lin_vel / base_ang_vel                     odometry twist, given in the base (child) frame;
                                                     rotated to the world frame where the card says so
+    (with `use_imu`, orientation and angular velocity come from an IMU instead: sensor_msgs/Imu
+     orientation and angular_velocity, the latter in the IMU = base frame)
     goal                                            a goal point (x, y, z) in the world frame
     body_pos / object_pos                           named points (x, y, z), e.g. a fingertip from TF
     prev_action                                     the node's own previous command, per joint
@@ -51,12 +53,20 @@ def quat_xyzw_to_matrix(q: Sequence[float]) -> np.ndarray:
 class ObservationBuilder:
     """Holds the latest value of every source the card needs and assembles the observation."""
 
-    def __init__(self, observation_spec: Sequence[dict[str, Any]], action_joints: Sequence[str]):
+    _IMU_KINDS = ("base_quat", "base_angle", "base_ang_vel")
+
+    def __init__(self, observation_spec: Sequence[dict[str, Any]], action_joints: Sequence[str], *,
+                 use_imu: bool = False):
         self.elements = [dict(e) for e in observation_spec]
         self.joints = sorted({e["name"] for e in self.elements
                               if e["kind"] in ("joint_pos", "joint_vel", "joint_cos", "joint_sin")})
         self.need_velocity = any(e["kind"] == "joint_vel" for e in self.elements)
-        self.need_base = any(e["kind"].startswith("base_") for e in self.elements)
+        base_kinds = {e["kind"] for e in self.elements if e["kind"].startswith("base_")}
+        self.need_base = bool(base_kinds)
+        self.use_imu = use_imu and bool(base_kinds & set(self._IMU_KINDS))
+        # odometry is needed for position/linear velocity, and for orientation when there is no IMU;
+        # a world-frame linear velocity also needs the orientation (from whichever source has it)
+        self.need_odom = bool(base_kinds - set(self._IMU_KINDS)) or (bool(base_kinds) and not self.use_imu)
         self.need_goal = any(e["kind"] == "goal" for e in self.elements)
         self.points = sorted({e["name"] for e in self.elements if e["kind"] in ("body_pos", "object_pos")}
                              | {e["frame"] for e in self.elements if e["kind"] == "body_pos"
@@ -69,6 +79,9 @@ class ObservationBuilder:
         self.q_stamp = np.full(len(self.joints), -np.inf)
         self.base: dict[str, Any] | None = None
         self.base_stamp = -np.inf
+        self.imu_q: np.ndarray | None = None
+        self.imu_w: np.ndarray | None = None
+        self.imu_stamp = -np.inf
         self.goal_xyz: np.ndarray | None = None
         self.goal_stamp = -np.inf
         self.point_xyz: dict[str, np.ndarray] = {}
@@ -111,6 +124,12 @@ class ObservationBuilder:
                      "w": np.asarray(angular_velocity_base, dtype=np.float64)}
         self.base_stamp = stamp
 
+    def imu(self, orientation_xyzw: Sequence[float], angular_velocity: Sequence[float], stamp: float) -> None:
+        """An IMU mounted on the base: orientation in the world frame, angular velocity in its own frame."""
+        self.imu_q = np.asarray(orientation_xyzw, dtype=np.float64)
+        self.imu_w = np.asarray(angular_velocity, dtype=np.float64)
+        self.imu_stamp = stamp
+
     def goal(self, xyz: Sequence[float], stamp: float) -> None:
         self.goal_xyz = np.asarray(xyz, dtype=np.float64)
         self.goal_stamp = stamp
@@ -126,8 +145,10 @@ class ObservationBuilder:
     def missing(self, now: float, max_age: float) -> list[str]:
         """Names of the sources that have not arrived or are older than `max_age` seconds."""
         out = [f"joint {j}" for j, t in zip(self.joints, self.q_stamp, strict=True) if now - t > max_age]
-        if self.need_base and now - self.base_stamp > max_age:
+        if self.need_odom and now - self.base_stamp > max_age:
             out.append("base odometry")
+        if self.use_imu and now - self.imu_stamp > max_age:
+            out.append("imu")
         if self.need_goal and now - self.goal_stamp > max_age:
             out.append("goal")
         out += [f"point {p}" for p in self.points if now - self.point_stamp.get(p, -np.inf) > max_age]
@@ -140,7 +161,9 @@ class ObservationBuilder:
         obs = np.empty(len(self.elements))
         R = None
         if self.need_base:
-            R = quat_xyzw_to_matrix(self.base["q"])
+            quat = self.imu_q if self.use_imu else self.base["q"]
+            ang = self.imu_w if self.use_imu else self.base["w"]
+            R = quat_xyzw_to_matrix(quat)
         for i, e in enumerate(self.elements):
             k, name, axis, frame = e["kind"], e["name"], e.get("axis", ""), e.get("frame", "")
             if k == "joint_pos":
@@ -154,7 +177,7 @@ class ObservationBuilder:
             elif k == "base_pos":
                 v = self.base["p"][_AX[axis]]
             elif k == "base_quat":  # ROS x, y, z, w -> the card's named component
-                v = self.base["q"][{"x": 0, "y": 1, "z": 2, "w": 3}[axis]]
+                v = quat[{"x": 0, "y": 1, "z": 2, "w": 3}[axis]]
             elif k == "base_angle":  # planar robot: rotation about one world axis
                 a = _AX[axis]
                 b, c = [(1, 2), (2, 0), (0, 1)][a]
@@ -163,7 +186,7 @@ class ObservationBuilder:
                 vec = self.base["v"] if frame == "base" else R @ self.base["v"]
                 v = vec[_AX[axis]]
             elif k == "base_ang_vel":
-                vec = self.base["w"] if frame == "base" else R @ self.base["w"]
+                vec = ang if frame == "base" else R @ ang
                 v = vec[_AX[axis]]
             elif k == "goal":
                 v = self.goal_xyz[_AX[axis]]

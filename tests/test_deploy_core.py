@@ -140,3 +140,39 @@ def test_fault_gives_the_safe_action(mode, expected):
         f.filter(np.array([0.0, 0.0]), 0.02, 0.01)
     with pytest.raises(ValueError, match="safe_action"):
         SafetyConfig(safe_action="freeze")
+
+
+def test_imu_supplies_orientation_and_angular_velocity():
+    """Ant with an IMU: orientation and body angular velocity from the IMU, position and linear velocity
+    from odometry (whose orientation is deliberately wrong here, so using it would show)."""
+    env = make("robotrl/Ant-v5")
+    spec = env.get_wrapper_attr("task_spec").to_dict()
+    sensors = RobotSensors(env.unwrapped.model, spec["observation"])
+    b = ObservationBuilder(spec["observation"], [a["joint"] for a in spec["action"]], use_imu=True)
+    assert b.need_odom and b.use_imu
+    obs, _ = env.reset(seed=2)
+    for _ in range(30):
+        obs, *_ = env.step(env.action_space.sample())
+    data = env.unwrapped.data
+    names, q, dq = sensors.joint_state(data)
+    pos, quat, v_base, w_base = sensors.odometry(data)
+    b.joint_state(names, q, dq, 0.0)
+    b.imu(quat, w_base, 0.0)
+    b.base_state(pos, (0.0, 0.0, 0.0, 1.0), v_base, (9.0, 9.0, 9.0), 0.0)
+    wrong = _built_without_imu(spec, names, q, dq, pos, v_base)
+    assert np.abs(wrong - obs).max() > 1e-3  # the odometry's orientation is wrong: not what the IMU path uses
+    _assert_close(b.build(0.0, 0.1), obs)
+    b.imu_stamp = -np.inf  # the IMU goes quiet
+    with pytest.raises(MissingInput, match="imu"):
+        b.build(0.0, 0.1)
+
+
+def _built_without_imu(spec, names, q, dq, pos, v_base):
+    b = ObservationBuilder(spec["observation"], [a["joint"] for a in spec["action"]])
+    b.joint_state(names, q, dq, 0.0)
+    b.base_state(pos, (0.0, 0.0, 0.0, 1.0), v_base, (9.0, 9.0, 9.0), 0.0)
+    return b.build(0.0, 0.1)
+
+
+def _assert_close(a, b):
+    assert np.abs(np.asarray(a) - np.asarray(b)).max() < 1e-9
