@@ -6,6 +6,7 @@ enough to check by hand.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -161,3 +162,11 @@ def polyak_update(target: Iterable[torch.Tensor], online: Iterable[torch.Tensor]
     """``target <- (1 - tau) * target + tau * online``, in place, as one fused multi-tensor op."""
     t, o = list(target), list(online)
     torch._foreach_lerp_(t, o, tau)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -12,7 +12,6 @@ checkpoint. On resume the envs start fresh episodes, seeded from the restored RN
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -26,6 +25,7 @@ from robotrl import algos as algo_registry
 from robotrl import config as cfgmod
 from robotrl.envs.sim2real import Sim2Real
 from robotrl.errors import UserError
+from robotrl.functional import available_cores
 from robotrl.rundir import RunDir, atomic_write_json
 
 
@@ -67,17 +67,10 @@ class RunConfig(Sim2Real):
         return Sim2Real(**Sim2Real.to_dict(self))
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def resolve_workers(requested: int, num_envs: int) -> int:
     if requested >= 0:
         return min(requested, num_envs - 1)
-    return max(0, min(_cores() - 1, num_envs - 1))
+    return max(0, min(available_cores() - 1, num_envs - 1))
 
 
 def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,

@@ -62,6 +62,34 @@ def test_parameter_noise_adaptation_tracks_the_desired_action_distance():
         agent.close()
 
 
+def test_concurrent_actor_step_gives_the_same_result_on_one_core_and_two():
+    # actor_update="concurrent" runs the actor step in a second thread next to the critic step; the
+    # arithmetic must not depend on whether that thread exists.
+    finals = []
+    for threaded in (True, False):
+        agent = _agent()
+        try:
+            if not threaded and agent._pool is not None:
+                agent._pool.shutdown()
+                agent._pool = None
+            agent.iterate()  # 1000 steps: 800 updates
+            finals.append(torch.cat([p.detach().flatten() for p in [*agent.actor.parameters(),
+                                                                    *agent.critic.parameters()]]))
+            # the actor's view of the critic is the critic after the step
+            for a, b in zip(agent.critic_view.parameters(), agent.critic.parameters(), strict=True):
+                assert torch.equal(a, b)
+        finally:
+            agent.close()
+    assert torch.equal(finals[0], finals[1])
+    sequential = _agent(actor_update="sequential")
+    try:
+        sequential.iterate()
+        other = torch.cat([p.detach().flatten() for p in sequential.actor.parameters()])
+    finally:
+        sequential.close()
+    assert not torch.equal(other, finals[0][:other.numel()])  # the orders differ, so do the results
+
+
 def _random_policy_return(task: str, episodes: int, seed: int) -> float:
     import gymnasium as gym
 
