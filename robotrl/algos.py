@@ -52,6 +52,10 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "trpo": {
         "InvertedPendulum": {"steps": 50_000, "config": {},
                              "why": "reaches 1000 by 50k steps (tests/test_learning.py)"},
+        "Hopper": {"config": {"gae_lambda": 0.97},
+                   "why": "1M-step sweep, seeds 0-4: lambda 0.95 -> 3651/3403/710/3577/2307, 0.97 -> "
+                          "3568/3539/3479/3276/761 (the low ones stuck diving forward, episodes of ~200-700 steps); "
+                          "log_std_init 0 and 2 envs x 1024 steps did not rescue seed 2 (1558, 2277)"},
     },
     "ddpg": {
         "Pendulum": {"steps": 10_000, "config": {"learning_starts": 1000, "hidden_sizes": (128, 128)},
