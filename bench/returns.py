@@ -85,9 +85,11 @@ def main() -> None:
     p.add_argument("--sb3", action=argparse.BooleanOptionalAction, default=True, help="also run the SB3 side")
     p.add_argument("--ours-args", default="", help="extra arguments for robotrl train (e.g. --noise param)")
     p.add_argument("--theirs-args", default="", help="extra arguments for bench/sb3_train.py")
-    p.add_argument("--tag", default="", help="distinguishes runs with different --ours-args")
+    p.add_argument("--tag", default="", help="names runs with different --ours-args apart, e.g. ou, param "
+                   "(run directories robotrl-TAG-...)")
     p.add_argument("--section", default="returns")
     a = p.parse_args()
+    tag = "-" + a.tag.lstrip("-") if a.tag else ""  # `--tag ou` and `--tag=-ou` name the same runs
     root = OUT / "returns"
     root.mkdir(parents=True, exist_ok=True)
     algos, tasks = a.algos.split(","), a.tasks.split(",")
@@ -103,7 +105,7 @@ def main() -> None:
     def run(job):
         side, algo, task, seed = job
         t0 = time.time()
-        ev = (_ours(algo, task, seed, a.steps, root, a.ours_args.split(), a.tag) if side == "ours"
+        ev = (_ours(algo, task, seed, a.steps, root, a.ours_args.split(), tag) if side == "ours"
               else _theirs(algo, task, seed, a.steps, root, a.theirs_args.split()))
         print(f"{side} {algo} {task} seed {seed}: {ev['mean_return']:.1f} ({time.time() - t0:.0f} s)", flush=True)
         return job, ev
@@ -134,7 +136,7 @@ def main() -> None:
             rows.append(f"| {algo.upper()} | {task} | " + " | ".join(cells) + " |")
     save_json(a.section, {"machine": machine(), "steps": a.steps, "seeds": seeds, "results": summary})
     cmd = ("python bench/returns.py " + shlex.join(sys.argv[1:])).strip()
-    header = "| algorithm | task | robotrl " + (f"{a.tag} " if a.tag else "") + "|" + \
+    header = "| algorithm | task | robotrl " + (f"({tag[1:]}) " if tag else "") + "|" + \
         (" reference (same algorithm, library defaults) |" if a.sb3 else "")
     lines = [
         f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}; {machine()}; "
