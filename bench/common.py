@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -18,8 +19,14 @@ BENCHMARKS = REPO / "BENCHMARKS.md"
 BIN = Path(sys.executable).parent
 
 
-def run_timed(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float | None = None) -> tuple[float, str]:
-    """Run `cmd` to completion; returns (wall seconds of the whole process, stdout). Fails loudly."""
+def run_timed(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float | None = None,
+              cpu: int | None = None) -> tuple[float, str]:
+    """Run `cmd` to completion; returns (wall seconds of the whole process, stdout). Fails loudly.
+
+    `cpu`: run the process (and its threads) on that core only, via taskset where there is one.
+    """
+    if cpu is not None and shutil.which("taskset"):
+        cmd = ["taskset", "-c", str(cpu), *cmd]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
     wall = time.perf_counter() - t0

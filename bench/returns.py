@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import shlex
 import statistics
 import sys
@@ -31,12 +32,13 @@ from common import BIN, OUT, REPO, machine, run_timed, save_json, update_section
 THEIRS = {"ppo": "SB3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "SB3 DDPG"}
 
 
-def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], tag: str) -> dict:
+def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], tag: str,
+          cpu: int | None) -> dict:
     out = root / f"robotrl{tag}-{algo}-{task.replace('/', '_')}-s{seed}"
     result = out / "eval.json"
     if not result.exists():
         if (out / "checkpoints" / "latest.pt").exists():  # stopped part-way (a session ended): continue it
-            wall, _ = run_timed([str(BIN / "robotrl"), "resume", str(out), "--no-progress"])
+            wall, _ = run_timed([str(BIN / "robotrl"), "resume", str(out), "--no-progress"], cpu=cpu)
             before = float((out / "wall_s.txt").read_text()) if (out / "wall_s.txt").exists() else 0.0
             (out / "wall_s.txt").write_text(f"{before + wall:.1f}\n")
         else:
@@ -44,17 +46,17 @@ def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[s
 
             shutil.rmtree(out, ignore_errors=True)
             wall, _ = run_timed([str(BIN / "robotrl"), "train", algo, task, "--steps", str(steps), "--seed",
-                                 str(seed), "--out", str(out), "--no-progress", "--workers", "0", *extra])
+                                 str(seed), "--out", str(out), "--no-progress", "--workers", "0", *extra], cpu=cpu)
             (out / "wall_s.txt").write_text(f"{wall:.1f}\n")
     return json.loads(result.read_text())
 
 
-def _theirs(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str]) -> dict:
+def _theirs(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], cpu: int | None) -> dict:
     base = root / f"sb3-{algo}-{task.replace('/', '_')}-s{seed}"
     result = base.with_suffix(".eval.json")
     if not result.exists():
         wall, _ = run_timed([sys.executable, str(REPO / "bench" / "sb3_train.py"), algo, task, str(steps), str(seed),
-                             "--save", str(base), *extra], env={"OMP_NUM_THREADS": "1"})
+                             "--save", str(base), *extra], env={"OMP_NUM_THREADS": "1"}, cpu=cpu)
         ev = evaluate_sb3(algo, str(base) + ".zip", task, seed)
         ev["wall_s"] = wall
         result.write_text(json.dumps(ev))
@@ -88,6 +90,8 @@ def main() -> None:
     p.add_argument("--tag", default="", help="names runs with different --ours-args apart, e.g. ou, param "
                    "(run directories robotrl-TAG-...)")
     p.add_argument("--section", default="returns")
+    p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --jobs > 1, give each concurrent run a core of its own (default on)")
     a = p.parse_args()
     tag = "-" + a.tag.lstrip("-") if a.tag else ""  # `--tag ou` and `--tag=-ou` name the same runs
     root = OUT / "returns"
@@ -102,11 +106,23 @@ def main() -> None:
                 if a.sb3:
                     jobs.append(("theirs", algo, task, seed))
 
+    # Concurrent runs on one core each, so every run of a table gets the same share of the machine
+    # and its wall time means the same thing. Results do not change (DDPG's actor-step thread gives
+    # bit-identical weights with or without a second core, tests/test_ddpg.py).
+    free_cpus: queue.Queue[int | None] = queue.Queue()
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    for i in range(a.jobs):
+        free_cpus.put(cores[i] if a.pin and a.jobs > 1 and a.jobs <= len(cores) else None)
+
     def run(job):
         side, algo, task, seed = job
         t0 = time.time()
-        ev = (_ours(algo, task, seed, a.steps, root, a.ours_args.split(), tag) if side == "ours"
-              else _theirs(algo, task, seed, a.steps, root, a.theirs_args.split()))
+        cpu = free_cpus.get()
+        try:
+            ev = (_ours(algo, task, seed, a.steps, root, a.ours_args.split(), tag, cpu) if side == "ours"
+                  else _theirs(algo, task, seed, a.steps, root, a.theirs_args.split(), cpu))
+        finally:
+            free_cpus.put(cpu)
         print(f"{side} {algo} {task} seed {seed}: {ev['mean_return']:.1f} ({time.time() - t0:.0f} s)", flush=True)
         return job, ev
 
