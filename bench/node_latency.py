@@ -47,7 +47,7 @@ def measure(rate: float, trigger: str, cycles: int) -> dict:
     try:
         node.trigger_configure()
         t0 = time.monotonic()
-        while node.missing_joints() and time.monotonic() - t0 < 10:
+        while node.activation_blockers() and time.monotonic() - t0 < 10:
             ex.spin_once(timeout_sec=0.01)
         node.trigger_activate()
         node.telemetry = Telemetry(n=cycles + 100)

@@ -4,16 +4,32 @@
 
 Lifecycle (drive it with `ros2 lifecycle set /robotrl_policy configure|activate|...`, or let
 ``autostart`` do configure + activate):
-  configure   load the ONNX file and validate its card, warm up the runtime, create the
-              subscriptions (state BEST_EFFORT depth 1) and publishers (commands RELIABLE depth 1)
-  activate    refuse, naming them, if the robot's joint states do not cover the card's joints;
-              capture the measured pose and start the soft-start ramp
+  configure   validate the parameters and the card (schema, bounds, rates, element definitions) and
+              refuse with one line naming the problem; load the ONNX file, warm up the runtime,
+              create the subscriptions (state BEST_EFFORT depth 1) and publishers (commands RELIABLE)
+  activate    refuse, naming them, while any source the card needs is missing or stale (joint states
+              covering the card's joints, odometry/IMU, goal, named points) or the e-stop is asserted;
+              capture the measured pose and start the soft-start ramp. Under ``autostart`` the node
+              waits up to ``activation_timeout_s`` (10 s) for every source, then activates, or says
+              what is missing and stays inactive (activate it through its lifecycle later)
   deactivate  publish the safe action, stop the loop
 Every control step (a fixed-period timer, or on each JointState with ``trigger:=state``) assembles
 the observation by joint name (`ObservationBuilder`), runs the actor, and sends the result through
-the `SafetyFilter`. Stale input (older than ``watchdog_s``), NaN/Inf, an inference error, an
-overrun (a step longer than its period) or the e-stop put the node in its safe action, latched
-until the node is deactivated and activated again.
+the `SafetyFilter`. A fault puts the node in its safe action, latched until it is deactivated and
+activated again:
+  stale input      joint states, odometry, IMU or a named point older than ``watchdog_s`` (default
+                   three control periods); a goal older than ``goal_timeout_s`` (default 0: a goal,
+                   once received, stays valid until the next one: it may be sent once)
+  sensor fault     NaN/Inf, a value beyond 32-bit float range, a joint position outside the card's
+                   joint range by more than ``range_margin``, a joint velocity above ``max_joint_speed``
+                   or a position jump faster than it; the reading is refused, never stored
+  inference error, NaN/Inf from the actor, an overrun (a step longer than its period), the e-stop
+The safe action ``hold`` commands position joints to the last *good* measured pose (clamped to the
+card's bounds and ``joint_limits``) and effort joints to 0; ``zero`` commands 0 everywhere.
+``~/status`` (std_msgs/String, JSON) is published at ``status_rate_hz`` in every lifecycle state and
+at once whenever the mode or fault changes; ``~/command_stamped`` (sensor_msgs/JointState) repeats
+every command with the stamp of the JointState it answers (positions in ``position``, efforts in
+``effort``). SIGINT/SIGTERM stop the node within ~0.1 s in every state (active: after the safe action).
 
 Only numpy, onnxruntime and rclpy; written against the rclpy API of Humble (no newer calls), so it
 runs the same on Humble, Jazzy and Kilted.
@@ -21,13 +37,16 @@ runs the same on Humble, Jazzy and Kilted.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import time
 from collections import deque
 from typing import Any
 
 import numpy as np
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -54,14 +73,73 @@ PARAMS: dict[str, Any] = {
     "stamped_command_topic": "~/command_stamped",
     "ramp_s": 1.0,
     "max_rate": 0.0,                   # command units per second; 0: no rate limit
-    "watchdog_s": 0.0,                 # 0: three control periods
+    "watchdog_s": 0.0,                 # measurements older than this are stale; 0: three control periods
+    "goal_timeout_s": 0.0,             # a goal older than this is stale; 0: a goal stays valid until replaced
     "safe_action": "hold",             # hold | zero
     "joint_limits": "",                # JSON {"joint": [low, high]}: position commands are clamped to these too
+    "range_margin": 0.5,               # a joint reading this far (rad or m) outside its range is a sensor fault
+    "max_joint_speed": 100.0,          # faster (rad/s or m/s, or an equivalent jump) is a sensor fault; 0: off
     "state_reliability": "best_effort",
     "command_reliability": "reliable",
     "autostart": False,                # configure and activate at start-up
+    "activation_timeout_s": 10.0,      # autostart: how long to wait for every source; 0: for ever
+    "status_rate_hz": 10.0,            # ~/status in every state
     "overrun_is_fault": True,          # a step longer than the period -> safe action (off for lockstep sims)
 }
+_NONNEGATIVE = ("rate_hz", "ramp_s", "max_rate", "watchdog_s", "goal_timeout_s", "range_margin", "max_joint_speed",
+                "activation_timeout_s")
+_CHOICES = {"trigger": ("timer", "state"), "command_type": ("float64_multi_array", "joint_trajectory"),
+            "safe_action": ("hold", "zero"), "state_reliability": ("best_effort", "reliable"),
+            "command_reliability": ("reliable", "best_effort")}
+
+
+_ROS_PARAMS = ("use_sim_time", "start_type_description_service", "start_parameter_event_publisher")
+
+
+class ConfigError(ValueError):
+    """A parameter or the policy file is unusable; the message names it."""
+
+
+def check_params(values: dict[str, Any]) -> dict[str, Any]:
+    """The node's parameters, type-checked (an integer where a number is expected is fine: ``rate_hz:=100``)."""
+    out = {}
+    for name, default in PARAMS.items():
+        v = values.get(name, default)
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise ConfigError(f"parameter {name} must be true or false, got {v!r}")
+        elif isinstance(default, float):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"parameter {name} must be a finite number, got {v!r}")
+            v = float(v)
+            if name in _NONNEGATIVE and v < 0:
+                raise ConfigError(f"parameter {name} must be >= 0, got {v:g}")
+            if name == "status_rate_hz" and not 0 < v <= 1000:
+                raise ConfigError(f"parameter status_rate_hz must be in (0, 1000], got {v:g}")
+        elif not isinstance(v, str):
+            raise ConfigError(f"parameter {name} must be a string, got {v!r}")
+        if name in _CHOICES and v not in _CHOICES[name]:
+            raise ConfigError(f"parameter {name} must be one of {', '.join(_CHOICES[name])}, got {v!r}")
+        out[name] = v
+    return out
+
+
+def parse_joint_limits(text: str) -> dict[str, tuple[float, float]] | None:
+    if not text:
+        return None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"parameter joint_limits is not JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError('parameter joint_limits must be a JSON object {"joint": [low, high]}')
+    out = {}
+    for k, r in d.items():
+        if not (isinstance(r, list) and len(r) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                            and math.isfinite(x) for x in r) and r[0] < r[1]):
+            raise ConfigError(f"parameter joint_limits[{k!r}] must be [low, high], finite, low < high; got {r!r}")
+        out[k] = (float(r[0]), float(r[1]))
+    return out
 
 
 def _qos(reliability: str) -> QoSProfile:
@@ -96,14 +174,26 @@ class Telemetry:
 class PolicyNode(LifecycleNode):
     def __init__(self, name: str = "robotrl_policy", **kwargs: Any):
         super().__init__(name, **kwargs)
+        dynamic = ParameterDescriptor(dynamic_typing=True)  # types are checked by check_params, with one line
         for k, v in PARAMS.items():
-            self.declare_parameter(k, v)
+            self.declare_parameter(k, v, dynamic)
+        unknown = sorted(k for k in getattr(self, "_parameter_overrides", {}) or {}
+                         if k not in PARAMS and k not in _ROS_PARAMS and not k.startswith("qos_overrides."))
+        if unknown:  # a misspelt safety setting must not be ignored silently
+            raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; the node's parameters are "
+                              f"{', '.join(PARAMS)}")
+        self.params = check_params(self._raw_params())  # raises ConfigError
+        parse_joint_limits(self.params["joint_limits"])
+        self._autostarting = False
         self.policy: OnnxPolicy | None = None
         self.builder: ObservationBuilder | None = None
         self.safety: SafetyFilter | None = None
         self.telemetry = Telemetry()
         self.estop = False
         self.seen_joints: set[str] = set()
+        self.lifecycle = "unconfigured"
+        self.config_error = ""
+        self.bad_input = ""                # the last refused reading (while not active, it blocks nothing)
         self._timer = None
         self._subs: list[Any] = []
         self._pubs: dict[str, Any] = {}
@@ -111,45 +201,69 @@ class PolicyNode(LifecycleNode):
         self._last_tick: float | None = None
         self._last_state_rx = 0.0
         self._last_state_stamp = None
-        self._status_every = 1
+        self._reported: tuple[str, str, bool] | None = None
         self.last_command: np.ndarray | None = None
         self._src_stamp: dict[str, tuple[int, int]] = {}
         self._done_stamp: tuple[int, int] | None = None
+        self._sources: list[str] = []
+        # status in every lifecycle state: a plain (not lifecycle-managed) publisher and its own timer
+        self._status_pub = self.create_publisher(String, self.params["status_topic"], _qos("reliable"))
+        self._status_timer = self.create_timer(1.0 / self.params["status_rate_hz"], self.publish_status)
+
+    def _raw_params(self) -> dict[str, Any]:
+        return {k: self.get_parameter(k).value for k in PARAMS}
 
     def p(self, name: str) -> Any:
-        return self.get_parameter(name).value
+        return self.params[name]
 
     # lifecycle -------------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
-            self.policy = OnnxPolicy(self.p("policy"))
-        except CardError as e:
-            self.get_logger().error(str(e))
+            self._configure()
+        except (ConfigError, CardError, ValueError) as e:
+            self.config_error = str(e)
+            if not self._autostarting:  # under autostart, main() says it once, on stderr, and exits 2
+                self.get_logger().error(f"refusing to configure: {e}")
+            self.policy = self.builder = self.safety = None
+            self._destroy_io()
+            self.publish_status()
             return TransitionCallbackReturn.FAILURE
+        self.config_error = ""
+        self.lifecycle = "inactive"
+        self.publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        self.params = check_params(self._raw_params())  # parameters may have been set since start-up
+        self.policy = OnnxPolicy(self.p("policy"))  # validates the card (schema, bounds, rates, elements)
         card = self.policy.card
         spec = card["spec"]
         generic = [e for e in spec["observation"] if e["kind"] == "obs"]
         if generic or not spec.get("deployable", False):
-            self.get_logger().error(f"{self.policy.path}: task {card['task_id']!r} has unnamed observation elements "
-                                    "(a plain Gymnasium id); train on a robotrl/ task to deploy")
-            return TransitionCallbackReturn.FAILURE
+            raise ConfigError(f"{self.policy.path}: task {card['task_id']!r} has unnamed observation elements "
+                              "(a plain Gymnasium id); train on a robotrl/ task to deploy")
         rate = self.p("rate_hz") or 1.0 / float(card["control_period"])
+        if not 0 < rate <= 10000:
+            raise ConfigError(f"control rate {rate:g} Hz is outside (0, 10000]")
         self.period = 1.0 / rate
         self.watchdog = self.p("watchdog_s") or 3.0 * self.period
-        try:
-            cfg = SafetyConfig(ramp_s=self.p("ramp_s"), max_rate=self.p("max_rate") or None,
-                               safe_action=self.p("safe_action"))
-        except ValueError as e:
-            self.get_logger().error(str(e))
-            return TransitionCallbackReturn.FAILURE
+        if self.watchdog < self.period:
+            raise ConfigError(f"watchdog_s {self.watchdog:g} is shorter than one control period ({self.period:g} s): "
+                              "every step would be stale")
+        self.goal_max_age = self.p("goal_timeout_s") or None
+        cfg = SafetyConfig(ramp_s=self.p("ramp_s"), max_rate=self.p("max_rate") or None,
+                           safe_action=self.p("safe_action"))
         self.action_joints = [a["joint"] for a in spec["action"]]
-        self.builder = ObservationBuilder(spec["observation"], self.action_joints, use_imu=bool(self.p("imu_topic")))
-        try:
-            limits = json.loads(self.p("joint_limits")) if self.p("joint_limits") else None
-        except json.JSONDecodeError as e:
-            self.get_logger().error(f"joint_limits is not JSON: {e}")
-            return TransitionCallbackReturn.FAILURE
-        self.safety = SafetyFilter(spec["action"], cfg, joint_limits=limits)
+        limits = parse_joint_limits(self.p("joint_limits"))
+        self.safety = SafetyFilter(spec["action"], cfg, joint_limits=limits)  # ValueError names a bad limit
+        # a joint's plausible range: the card's (from the model), else a position joint's command bounds,
+        # else the joint_limits parameter
+        ranges = {a["joint"]: (a["low"], a["high"]) for a in spec["action"] if a["kind"] == "position"}
+        ranges.update(limits or {})
+        ranges.update({k: tuple(v) for k, v in (spec.get("joint_ranges") or {}).items()})
+        self.builder = ObservationBuilder(spec["observation"], self.action_joints, use_imu=bool(self.p("imu_topic")),
+                                          joint_ranges=ranges, range_margin=self.p("range_margin"),
+                                          max_joint_speed=self.p("max_joint_speed"), period=self.period)
         zeros = np.zeros(self.policy.obs_dim)
         for _ in range(200):  # warm-up: first calls allocate
             self.policy(zeros)
@@ -176,42 +290,54 @@ class PolicyNode(LifecycleNode):
             from trajectory_msgs.msg import JointTrajectory
 
             self._pubs["cmd"] = self.create_publisher(JointTrajectory, self.p("command_topic"), cmd_qos)
-        elif self.p("command_type") == "float64_multi_array":
-            self._pubs["cmd"] = self.create_publisher(Float64MultiArray, self.p("command_topic"), cmd_qos)
         else:
-            self.get_logger().error(f"command_type must be float64_multi_array or joint_trajectory, "
-                                    f"got {self.p('command_type')!r}")
-            return TransitionCallbackReturn.FAILURE
+            self._pubs["cmd"] = self.create_publisher(Float64MultiArray, self.p("command_topic"), cmd_qos)
         self._pubs["stamped"] = self.create_publisher(JointState, self.p("stamped_command_topic"), cmd_qos)
-        self._pubs["status"] = self.create_publisher(String, self.p("status_topic"), _qos("reliable"))
-        self._status_every = max(1, round(rate))
         self._sources = ["joint_states", *(["odom"] if self.builder.need_odom else []),
                          *(["imu"] if self.builder.use_imu else []),
                          *(["goal"] if self.builder.need_goal else []), *(f"point:{n}" for n in self.builder.points)]
         self.get_logger().info(f"configured {card['task_id']} ({card['algo']}) at {rate:.0f} Hz, "
                                f"watchdog {self.watchdog * 1e3:.0f} ms, trigger {self.p('trigger')}")
-        return TransitionCallbackReturn.SUCCESS
 
     def missing_joints(self) -> list[str]:
         """The card's joints (observed and commanded) that the robot's JointState has not named."""
         return sorted((set(self.builder.joints) | set(self.action_joints)) - self.seen_joints)
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
+    def activation_blockers(self) -> list[str]:
+        """What activation waits for: every source the card needs, fresh, and the e-stop released."""
+        if self.builder is None:
+            return ["configuration"]
+        out = []
         missing = self.missing_joints()
         if missing:
-            self.get_logger().error(f"refusing to activate: the robot's joint states lack {', '.join(missing)}")
-            return TransitionCallbackReturn.FAILURE
+            out.append("joint states naming " + ", ".join(missing))
+        seen = set(missing)
+        out += [m for m in self.builder.missing(time.monotonic(), self.watchdog, self.goal_max_age)
+                if m.removeprefix("joint ") not in seen]
         if self.estop:
-            self.get_logger().error("refusing to activate: the e-stop is asserted")
+            out.append("the e-stop to be released")
+        return out
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        blockers = self.activation_blockers()
+        if blockers:
+            missing = self.missing_joints() if self.builder is not None else []
+            if missing:
+                self.get_logger().error(f"refusing to activate: the robot's joint states lack {', '.join(missing)}")
+            why = "; ".join(blockers) + (f" (last refused reading: {self.bad_input})" if self.bad_input else "")
+            self.get_logger().error(f"refusing to activate: waiting for {why}")
             return TransitionCallbackReturn.FAILURE
         now = time.monotonic()
         self.safety.activate(now, self._measured_action_joints())
         self.telemetry = Telemetry()
         self._last_tick = None
         self._done_stamp = None
+        self.bad_input = ""
         self._active = True
+        self.lifecycle = "active"
         self._timer = self.create_timer(self.period, self._on_timer)
         self.get_logger().info("active")
+        self._report_if_changed()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -220,30 +346,43 @@ class PolicyNode(LifecycleNode):
             self.destroy_timer(self._timer)
             self._timer = None
         self._publish(self.safety.deactivate(self._measured_action_joints()), None)
+        self.lifecycle = "inactive"
+        self.publish_status()
         return TransitionCallbackReturn.SUCCESS
 
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+    def _destroy_io(self) -> None:
         for s in self._subs:
             self.destroy_subscription(s)
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
         self._subs, self._pubs = [], {}
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._destroy_io()
         self.policy = None
+        self.lifecycle = "unconfigured"
+        self.publish_status()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         if self._active:
             self.on_deactivate(state)
+        self.lifecycle = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
     # inputs ---------------------------------------------------------------------------------------
+    def _refused(self, source: str, e: BadInput) -> None:
+        """A reading failed its plausibility check: nothing was stored; while active it is a sensor fault."""
+        self.bad_input = f"{source}: {e}"
+        if self._active:
+            self._fault(f"sensor fault: {e}")
+
     def _on_joint_state(self, msg: JointState) -> None:
         now = time.monotonic()
         try:
             self.builder.joint_state(msg.name, msg.position, msg.velocity, now)
         except BadInput as e:
-            if self._active:
-                self._fault(str(e))
+            self._refused("joint_states", e)
             return
         self.seen_joints.update(msg.name)
         self._last_state_rx = now
@@ -269,32 +408,52 @@ class PolicyNode(LifecycleNode):
     def _on_odom(self, msg: Any) -> None:
         p, q, v, w = msg.pose.pose.position, msg.pose.pose.orientation, msg.twist.twist.linear, msg.twist.twist.angular
         now = time.monotonic()
-        self.builder.base_state((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), (v.x, v.y, v.z), (w.x, w.y, w.z), now)
+        try:
+            self.builder.base_state((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), (v.x, v.y, v.z), (w.x, w.y, w.z), now)
+        except BadInput as e:
+            self._refused("odom", e)
+            return
         self._arrived("odom", msg, now)
 
     def _on_imu(self, msg: Any) -> None:
         q, w = msg.orientation, msg.angular_velocity
         now = time.monotonic()
-        self.builder.imu((q.x, q.y, q.z, q.w), (w.x, w.y, w.z), now)
+        try:
+            self.builder.imu((q.x, q.y, q.z, q.w), (w.x, w.y, w.z), now)
+        except BadInput as e:
+            self._refused("imu", e)
+            return
         self._arrived("imu", msg, now)
 
     def _on_goal(self, msg: Any) -> None:
         now = time.monotonic()
-        self.builder.goal((msg.point.x, msg.point.y, msg.point.z), now)
+        try:
+            self.builder.goal((msg.point.x, msg.point.y, msg.point.z), now)
+        except BadInput as e:
+            self._refused("goal", e)
+            return
         self._arrived("goal", msg, now)
 
     def _on_point(self, name: str, msg: Any) -> None:
         now = time.monotonic()
-        self.builder.point(name, (msg.point.x, msg.point.y, msg.point.z), now)
+        try:
+            self.builder.point(name, (msg.point.x, msg.point.y, msg.point.z), now)
+        except BadInput as e:
+            self._refused(f"point {name}", e)
+            return
         self._arrived(f"point:{name}", msg, now)
 
     def _on_estop(self, msg: Bool) -> None:
+        changed = bool(msg.data) != self.estop
         self.estop = bool(msg.data)
         if self.estop and self._active:
             self._step(time.monotonic())  # act now, not at the next tick
+        elif changed:
+            self.publish_status()
 
     # the loop -------------------------------------------------------------------------------------
     def _measured_action_joints(self) -> np.ndarray | None:
+        """The last *good* measured position of each action joint (NaN where none has come)."""
         if self.builder is None:
             return None
         idx = self.builder._jidx
@@ -325,7 +484,7 @@ class PolicyNode(LifecycleNode):
             self._fault("e-stop")
             return
         try:
-            obs = self.builder.build(now, self.watchdog)
+            obs = self.builder.build(now, self.watchdog, self.goal_max_age)
         except (MissingInput, BadInput) as e:
             self._fault(str(e))
             return
@@ -350,8 +509,6 @@ class PolicyNode(LifecycleNode):
         if self._last_state_rx:
             self.telemetry.latency.append(time.monotonic() - self._last_state_rx)
         self.telemetry.steps += 1
-        if self.telemetry.steps % self._status_every == 0:
-            self.publish_status()
 
     def _publish(self, cmd: np.ndarray, state_stamp: Any) -> None:
         if "cmd" not in self._pubs:
@@ -379,12 +536,28 @@ class PolicyNode(LifecycleNode):
         s.position = [v if k == "position" else 0.0 for v, k in zip(values, kinds, strict=True)]
         s.effort = [v if k == "effort" else 0.0 for v, k in zip(values, kinds, strict=True)]
         self._pubs["stamped"].publish(s)
+        self._report_if_changed()
+
+    def _report_if_changed(self) -> None:
+        """Status at once when the mode, the fault or the e-stop changes (else at status_rate_hz)."""
+        key = (self.safety.mode if self.safety else "unconfigured",
+               self.safety.fault_reason if self.safety else "", self.estop)
+        if key != self._reported:
+            self.publish_status()
 
     def status(self) -> dict[str, Any]:
-        age = time.monotonic() - self._last_state_rx if self._last_state_rx else None
-        return {"mode": self.safety.mode if self.safety else "unconfigured",
-                "fault": self.safety.fault_reason if self.safety else "", "estop": self.estop,
-                "state_age_ms": None if age is None else age * 1e3, **self.telemetry.summary()}
+        now = time.monotonic()
+        age = now - self._last_state_rx if self._last_state_rx else None
+        out = {"state": self.lifecycle, "mode": self.safety.mode if self.safety else "unconfigured",
+               "fault": self.safety.fault_reason if self.safety else "", "estop": self.estop,
+               "state_age_ms": None if age is None else age * 1e3}
+        if self.config_error:
+            out["config_error"] = self.config_error
+        if self.bad_input:
+            out["refused_reading"] = self.bad_input
+        if self.builder is not None and not self._active:
+            out["waiting_for"] = self.activation_blockers()
+        return {**out, **self.telemetry.summary()}
 
     def flush_commands(self, timeout_s: float = 0.5) -> None:
         """Wait until RELIABLE subscribers have the last command (before the process exits)."""
@@ -400,8 +573,32 @@ class PolicyNode(LifecycleNode):
             time.sleep(min(timeout_s, 0.2))
 
     def publish_status(self) -> None:
-        if "status" in self._pubs:
-            self._pubs["status"].publish(String(data=json.dumps(self.status())))
+        status = self.status()
+        self._reported = (status["mode"], status["fault"], status["estop"])
+        with contextlib.suppress(Exception):  # the context is shutting down: nothing left to report to
+            self._status_pub.publish(String(data=json.dumps(status)))
+
+    def autostart(self, executor: Any) -> bool:
+        """Configure, wait up to ``activation_timeout_s`` for every source the card needs, activate.
+        Returns False (the node stays inactive, having said what is missing) when they do not all come."""
+        self._autostarting = True
+        try:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise ConfigError(self.config_error or "configuration failed")
+        finally:
+            self._autostarting = False
+        timeout = self.p("activation_timeout_s")
+        deadline = time.monotonic() + timeout if timeout > 0 else math.inf
+        while self.activation_blockers():
+            if time.monotonic() >= deadline:
+                self.get_logger().error(
+                    f"not activated: after {timeout:g} s still waiting for {'; '.join(self.activation_blockers())}"
+                    + (f" (last refused reading: {self.bad_input})" if self.bad_input else "")
+                    + "; the node stays inactive (activate it through its lifecycle once they arrive)")
+                self.publish_status()
+                return False
+            executor.spin_once(timeout_sec=0.05)
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
 
 def _init_without_signal_handlers(args: list[str]) -> None:
@@ -416,37 +613,56 @@ def _init_without_signal_handlers(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the node until SIGINT/SIGTERM. Exit 0 on a signal, 2 (one line on stderr) when the
+    parameters or the policy are unusable under autostart.
+
+    The executor waits at most 0.1 s at a time, so a signal is acted on promptly in every lifecycle
+    state (Python runs signal handlers only between waits; an unbounded spin would wait for a message).
+    """
     import signal
     import sys
 
+    from rclpy.executors import SingleThreadedExecutor
+
     args = list(sys.argv if argv is None else argv)
-    _init_without_signal_handlers(args)
+    try:
+        _init_without_signal_handlers(args)
+    except Exception as e:  # rcl could not parse the --ros-args (it has logged where)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"robotrl: error: ROS arguments not understood ({first[:160]}); a JSON or text value "
+              "goes in quotes: -p 'joint_limits:=\'{\"elbow\": [0, 1]}\''", file=sys.stderr)
+        return 2
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    node = PolicyNode()
+    node = None
+    code = 0
     try:
+        node = PolicyNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
         if node.p("autostart"):
-            node.trigger_configure()
-            deadline = time.monotonic() + 10.0
-            while node.missing_joints() and time.monotonic() < deadline:
-                rclpy.spin_once(node, timeout_sec=0.05)
-            node.trigger_activate()
-        rclpy.spin(node)
+            node.autostart(executor)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except KeyboardInterrupt:
         pass
+    except ConfigError as e:
+        print(f"robotrl: error: {e}", file=sys.stderr)
+        code = 2
     except Exception as e:  # e.g. rclpy's ExternalShutdownException: the context is gone
         if rclpy.ok():
             raise
         print(f"robotrl deploy: ROS shut down ({type(e).__name__})", file=sys.stderr)
     finally:
-        if node._active and rclpy.ok():
-            node.trigger_deactivate()  # publishes the safe action
-            node.flush_commands()
-        node.destroy_node()
+        if node is not None:
+            if node._active and rclpy.ok():
+                node.trigger_deactivate()  # publishes the safe action
+                node.flush_commands()
+            node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return code

@@ -15,6 +15,13 @@ robot side of the same definitions that `robotrl.envs.observation` computes from
 
 Nothing is zero-filled: `build()` raises `MissingInput` naming every source that has not arrived
 (or has gone stale) and `BadInput` for NaN/Inf, so the caller can go to its safe action.
+
+Every reading is checked for plausibility *before* it is stored, so the stored joint positions are
+always the last good measurement (the pose a hold may command). A JointState is refused whole
+(`BadInput`, nothing stored) when any joint the card names reads NaN/Inf or a value no 32-bit float
+holds, a position outside the joint's range by more than `range_margin`, a velocity above
+`max_joint_speed`, or a position that moved faster than `max_joint_speed` since the last good
+reading (over at least one control period). Other sources are refused when not finite in 32 bits.
 """
 
 from __future__ import annotations
@@ -34,14 +41,23 @@ class MissingInput(RuntimeError):
 
 
 class BadInput(RuntimeError):
-    """A source delivered NaN/Inf or inconsistent lengths."""
+    """A source delivered NaN/Inf, an implausible value or inconsistent lengths."""
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _finite32(values: np.ndarray) -> np.ndarray:
+    """Elementwise: finite, and finite once the policy casts it to float32."""
+    return np.isfinite(values) & (np.abs(values) <= F32_MAX)
 
 
 def quat_xyzw_to_matrix(q: Sequence[float]) -> np.ndarray:
     x, y, z, w = (float(v) for v in q)
     n = math.sqrt(x * x + y * y + z * z + w * w)
-    if not n > 0:
-        raise BadInput("zero or NaN base orientation quaternion")
+    if not abs(n - 1.0) <= 0.2:  # a unit quaternion, give or take a driver's rounding; NaN fails too
+        raise BadInput(f"base orientation quaternion has norm {n:.4g}, not 1 (x, y, z, w = {x:.4g}, {y:.4g}, "
+                       f"{z:.4g}, {w:.4g})")
     x, y, z, w = x / n, y / n, z / n, w / n
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -56,7 +72,8 @@ class ObservationBuilder:
     _IMU_KINDS = ("base_quat", "base_angle", "base_ang_vel")
 
     def __init__(self, observation_spec: Sequence[dict[str, Any]], action_joints: Sequence[str], *,
-                 use_imu: bool = False):
+                 use_imu: bool = False, joint_ranges: dict[str, Sequence[float]] | None = None,
+                 range_margin: float = 0.5, max_joint_speed: float = 100.0, period: float = 0.0):
         self.elements = [dict(e) for e in observation_spec]
         self.joints = sorted({e["name"] for e in self.elements
                               if e["kind"] in ("joint_pos", "joint_vel", "joint_cos", "joint_sin")})
@@ -88,6 +105,12 @@ class ObservationBuilder:
         self.point_stamp: dict[str, float] = {}
         self.prev_action = np.zeros(len(self.action_joints))
         self._name_cache: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
+        ranges = joint_ranges or {}
+        self.range_lo = np.array([float(ranges[j][0]) if j in ranges else -np.inf for j in self.joints])
+        self.range_hi = np.array([float(ranges[j][1]) if j in ranges else np.inf for j in self.joints])
+        self.range_margin = float(range_margin)
+        self.max_joint_speed = float(max_joint_speed)  # 0: no speed or jump check
+        self.period = float(period)
 
     def _goal_names(self) -> set[str]:
         return {e["name"] for e in self.elements if e["kind"] == "goal"}
@@ -110,52 +133,102 @@ class ObservationBuilder:
                     theirs.append(k)
             self._name_cache = (key, np.asarray(ours, dtype=np.intp), np.asarray(theirs, dtype=np.intp))
         _, ours, theirs = self._name_cache
-        self.q[ours] = np.asarray(position, dtype=np.float64)[theirs]
-        if self.need_velocity:
-            self.dq[ours] = np.asarray(velocity, dtype=np.float64)[theirs]
+        q = np.asarray(position, dtype=np.float64)[theirs]
+        dq = np.asarray(velocity, dtype=np.float64)[theirs] if self.need_velocity else None
+        self._check_joints(ours, q, dq, stamp)
+        self.q[ours] = q
+        if dq is not None:
+            self.dq[ours] = dq
         self.q_stamp[ours] = stamp
+
+    def _check_joints(self, ours: np.ndarray, q: np.ndarray, dq: np.ndarray | None, stamp: float) -> None:
+        """Raise BadInput naming the first implausible reading (and how many others there are)."""
+        problems: list[str] = []
+        names = [self.joints[i] for i in ours]
+        for k in np.flatnonzero(~_finite32(q)):
+            kind = "NaN or Inf" if not np.isfinite(q[k]) else "a value beyond 32-bit float range"
+            problems.append(f"{kind} in joint {names[k]} position ({q[k]:.6g})")
+        if dq is not None:
+            for k in np.flatnonzero(~_finite32(dq)):
+                kind = "NaN or Inf" if not np.isfinite(dq[k]) else "a value beyond 32-bit float range"
+                problems.append(f"{kind} in joint {names[k]} velocity ({dq[k]:.6g})")
+        if not problems:
+            lo, hi, m = self.range_lo[ours], self.range_hi[ours], self.range_margin
+            for k in np.flatnonzero((q < lo - m) | (q > hi + m)):
+                problems.append(f"implausible reading: joint {names[k]} position {q[k]:.6g} is outside its range "
+                                f"[{lo[k]:.4g}, {hi[k]:.4g}] by more than {m:g}")
+            vmax = self.max_joint_speed
+            if vmax > 0:
+                if dq is not None:
+                    for k in np.flatnonzero(np.abs(dq) > vmax):
+                        problems.append(f"implausible reading: joint {names[k]} velocity {dq[k]:.6g} exceeds the "
+                                        f"plausible speed {vmax:g}")
+                last, last_t = self.q[ours], self.q_stamp[ours]
+                seen = np.isfinite(last) & np.isfinite(last_t)
+                dt = np.maximum(self.period, np.where(seen, stamp - last_t, 0.0))
+                jump = np.abs(q - np.where(seen, last, q))
+                for k in np.flatnonzero(seen & (jump > vmax * dt + 1e-9)):
+                    problems.append(f"implausible reading: joint {names[k]} position jumped {jump[k]:.4g} in "
+                                    f"{dt[k]:.3f} s (faster than the plausible speed {vmax:g})")
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise BadInput(problems[0] + more)
+
+    @staticmethod
+    def _checked(values: Sequence[float], what: str, n: int) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.size != n:
+            raise BadInput(f"{what} has {v.size} values, expected {n}")
+        if not _finite32(v).all():
+            shown = ", ".join(f"{x:.6g}" for x in v)
+            raise BadInput(f"NaN, Inf or a value beyond 32-bit float range in {what} ({shown})")
+        return v
 
     def base_state(self, position: Sequence[float], orientation_xyzw: Sequence[float],
                    linear_velocity_base: Sequence[float], angular_velocity_base: Sequence[float],
                    stamp: float) -> None:
         """Odometry: pose in the world frame, twist in the base frame (REP-105 child frame)."""
-        self.base = {"p": np.asarray(position, dtype=np.float64), "q": np.asarray(orientation_xyzw, dtype=np.float64),
-                     "v": np.asarray(linear_velocity_base, dtype=np.float64),
-                     "w": np.asarray(angular_velocity_base, dtype=np.float64)}
+        self.base = {"p": self._checked(position, "odometry position", 3),
+                     "q": self._checked(orientation_xyzw, "odometry orientation", 4),
+                     "v": self._checked(linear_velocity_base, "odometry linear velocity", 3),
+                     "w": self._checked(angular_velocity_base, "odometry angular velocity", 3)}
         self.base_stamp = stamp
 
     def imu(self, orientation_xyzw: Sequence[float], angular_velocity: Sequence[float], stamp: float) -> None:
         """An IMU mounted on the base: orientation in the world frame, angular velocity in its own frame."""
-        self.imu_q = np.asarray(orientation_xyzw, dtype=np.float64)
-        self.imu_w = np.asarray(angular_velocity, dtype=np.float64)
+        q = self._checked(orientation_xyzw, "IMU orientation", 4)
+        self.imu_w = self._checked(angular_velocity, "IMU angular velocity", 3)
+        self.imu_q = q
         self.imu_stamp = stamp
 
     def goal(self, xyz: Sequence[float], stamp: float) -> None:
-        self.goal_xyz = np.asarray(xyz, dtype=np.float64)
+        self.goal_xyz = self._checked(xyz, "goal", 3)
         self.goal_stamp = stamp
 
     def point(self, name: str, xyz: Sequence[float], stamp: float) -> None:
-        self.point_xyz[name] = np.asarray(xyz, dtype=np.float64)
+        self.point_xyz[name] = self._checked(xyz, f"point {name}", 3)
         self.point_stamp[name] = stamp
 
     def set_prev_action(self, normalized: np.ndarray) -> None:
         self.prev_action = np.asarray(normalized, dtype=np.float64)
 
     # checks ---------------------------------------------------------------------------------------
-    def missing(self, now: float, max_age: float) -> list[str]:
-        """Names of the sources that have not arrived or are older than `max_age` seconds."""
+    def missing(self, now: float, max_age: float, goal_max_age: float | None = None) -> list[str]:
+        """Names of the sources that have not arrived or are older than `max_age` seconds; the goal
+        (a command, not a measurement) has its own limit, None: any goal once received stays valid."""
         out = [f"joint {j}" for j, t in zip(self.joints, self.q_stamp, strict=True) if now - t > max_age]
         if self.need_odom and now - self.base_stamp > max_age:
             out.append("base odometry")
         if self.use_imu and now - self.imu_stamp > max_age:
             out.append("imu")
-        if self.need_goal and now - self.goal_stamp > max_age:
+        if self.need_goal and (self.goal_stamp == -np.inf
+                               or (goal_max_age is not None and now - self.goal_stamp > goal_max_age)):
             out.append("goal")
         out += [f"point {p}" for p in self.points if now - self.point_stamp.get(p, -np.inf) > max_age]
         return out
 
-    def build(self, now: float, max_age: float) -> np.ndarray:
-        missing = self.missing(now, max_age)
+    def build(self, now: float, max_age: float, goal_max_age: float | None = None) -> np.ndarray:
+        missing = self.missing(now, max_age, goal_max_age)
         if missing:
             raise MissingInput("no recent " + ", ".join(missing))
         obs = np.empty(len(self.elements))
@@ -206,8 +279,8 @@ class ObservationBuilder:
             if clip is not None:
                 v = min(max(v, -clip), clip)
             obs[i] = v
-        if not np.isfinite(obs).all():
-            bad = [self.label(i) for i in np.flatnonzero(~np.isfinite(obs))]
+        if not _finite32(obs).all():
+            bad = [self.label(i) for i in np.flatnonzero(~_finite32(obs))]
             raise BadInput("NaN or Inf in " + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
         return obs
 

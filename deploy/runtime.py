@@ -10,10 +10,13 @@ Wherever a file is expected, ``pretrained:NAME`` names an actor shipped with rob
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from robotrl.spec import ACT_KINDS, OBS_KINDS
 
 CARD_KEY = "robotrl_card"
 CARD_FORMAT = "robotrl-card/1"
@@ -81,15 +84,8 @@ def _card_from_session(sess: Any, path: str | Path) -> dict[str, Any]:
         raise CardError(f"{str(path)!r}: the policy card is not valid JSON ({e})") from None
     if not isinstance(card, dict):
         raise CardError(f"{str(path)!r}: the policy card is not a JSON object")
-    missing = [k for k in REQUIRED if k not in card]
-    if missing:
-        raise CardError(f"{str(path)!r}: the policy card lacks {', '.join(missing)}")
-    if card["format"] != CARD_FORMAT:
-        raise CardError(f"{str(path)!r}: policy card format {card['format']!r} is not {CARD_FORMAT!r}")
+    validate_card(card, str(path))
     spec = card["spec"]
-    for key in ("observation", "action"):
-        if not isinstance(spec.get(key), list) or not spec[key]:
-            raise CardError(f"{str(path)!r}: the card's spec has no {key} elements")
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
         raise CardError(f"{str(path)!r}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
@@ -101,6 +97,121 @@ def _card_from_session(sess: Any, path: str | Path) -> dict[str, Any]:
         raise CardError(f"{str(path)!r}: the card names {len(spec['action'])} action elements but the graph's "
                         f"output has {out_dim}")
     return card
+
+
+_AXES = {"base_pos": "xyz", "base_angle": "xyz", "base_quat": "wxyz", "base_lin_vel": "xyz", "base_ang_vel": "xyz",
+          "body_pos": "xyz", "object_pos": "xyz", "goal": "xyz"}
+_FRAMES = {"base_lin_vel": ("world", "base"), "base_ang_vel": ("world", "base")}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def validate_card(card: Any, where: str = "card") -> None:
+    """Check a policy card's schema and its consistency; raise `CardError` naming the first problem.
+
+    Types and presence of every field the robot side reads; action bounds finite with low < high and
+    one element per joint; a positive control period; observation elements of known kinds with the
+    axis and frame their kind needs; joint ranges finite with low < high; a sane normaliser clip.
+    """
+    def bad(field: str, expected: str, got: Any = None) -> CardError:
+        shown = "" if got is None else f", got {json.dumps(got)[:80] if _jsonable(got) else type(got).__name__}"
+        return CardError(f"{where}: policy card field {field} must be {expected}{shown}")
+
+    if not isinstance(card, dict):
+        raise CardError(f"{where}: the policy card is not a JSON object")
+    missing = [k for k in REQUIRED if k not in card]
+    if missing:
+        raise CardError(f"{where}: the policy card lacks {', '.join(missing)}")
+    if card["format"] != CARD_FORMAT:
+        raise CardError(f"{where}: policy card format {card['format']!r} is not {CARD_FORMAT!r}")
+    for key in ("task_id", "algo", "robotrl_version"):
+        if not isinstance(card[key], str) or not card[key]:
+            raise bad(key, "a non-empty string", card[key])
+    for key in ("normalizer", "training"):
+        if not isinstance(card[key], dict):
+            raise bad(key, "an object", card[key])
+    spec = card["spec"]
+    if not isinstance(spec, dict):
+        raise bad("spec", "an object", spec)
+    for key in ("observation", "action"):
+        if not isinstance(spec.get(key), list) or not spec[key]:
+            raise CardError(f"{where}: the card's spec has no {key} elements")
+    deployable = spec.get("deployable", False)
+    if not isinstance(deployable, bool):
+        raise bad("spec.deployable", "true or false", deployable)
+    period = card.get("control_period", spec.get("control_period"))
+    if (period is not None or deployable) and not (_number(period) and 0 < period <= 10):
+        raise bad("control_period", "a number of seconds in (0, 10]", period)
+    for key in ("frame_skip", "max_episode_steps"):
+        v = spec.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise bad(f"spec.{key}", "a positive integer or null", v)
+    joints = []
+    for i, a in enumerate(spec["action"]):
+        f = f"spec.action[{i}]"
+        if not isinstance(a, dict):
+            raise bad(f, "an object", a)
+        if not isinstance(a.get("joint"), str) or not a["joint"]:
+            raise bad(f"{f}.joint", "a joint name", a.get("joint"))
+        if a.get("kind") not in ACT_KINDS:
+            raise bad(f"{f}.kind", "one of " + ", ".join(ACT_KINDS), a.get("kind"))
+        lo, hi = a.get("low"), a.get("high")
+        if not (_number(lo) and _number(hi)):
+            raise bad(f"{f} ({a['joint']}) low/high", "finite numbers", [lo, hi])
+        if not lo < hi:
+            raise CardError(f"{where}: policy card action bounds of {a['joint']!r} are inconsistent: "
+                            f"low {lo} is not below high {hi}")
+        joints.append(a["joint"])
+    dup = sorted({j for j in joints if joints.count(j) > 1})
+    if dup:
+        raise CardError(f"{where}: policy card commands joint(s) {', '.join(dup)} more than once")
+    for i, e in enumerate(spec["observation"]):
+        f = f"spec.observation[{i}]"
+        if not isinstance(e, dict):
+            raise bad(f, "an object", e)
+        kind = e.get("kind")
+        if kind not in OBS_KINDS:
+            raise bad(f"{f}.kind", "a known observation kind (" + ", ".join(OBS_KINDS) + ")", kind)
+        if not isinstance(e.get("name"), str) or not e["name"]:
+            raise bad(f"{f}.name", "a non-empty string", e.get("name"))
+        for key in ("axis", "frame", "unit"):
+            if not isinstance(e.get(key, ""), str):
+                raise bad(f"{f}.{key}", "a string", e.get(key))
+        if kind in _AXES and (len(e.get("axis", "")) != 1 or e["axis"] not in _AXES[kind]):
+            raise bad(f"{f}.axis ({kind})", "one of " + ", ".join(_AXES[kind]), e.get("axis"))
+        if kind in _FRAMES and e.get("frame", "") not in ("", *_FRAMES[kind]):
+            raise bad(f"{f}.frame ({kind})", "world or base", e.get("frame"))
+        clip = e.get("clip")
+        if clip is not None and (not _number(clip) or clip <= 0):
+            raise bad(f"{f}.clip", "a positive number or null", clip)
+        if kind == "prev_action" and e["name"] not in joints:
+            raise CardError(f"{where}: policy card observes the previous action of {e['name']!r}, which it does "
+                            "not command")
+    ranges = spec.get("joint_ranges") or {}
+    if not isinstance(ranges, dict):
+        raise bad("spec.joint_ranges", "an object {joint: [low, high]}", ranges)
+    for name, r in ranges.items():
+        if not (isinstance(r, (list, tuple)) and len(r) == 2 and _number(r[0]) and _number(r[1])):
+            raise bad(f"spec.joint_ranges.{name}", "[low, high] (finite numbers)", r)
+        if not r[0] < r[1]:
+            raise CardError(f"{where}: policy card joint range of {name!r} is inconsistent: low {r[0]} is not "
+                            f"below high {r[1]}")
+    norm = card["normalizer"]
+    if not isinstance(norm.get("enabled", False), bool):
+        raise bad("normalizer.enabled", "true or false", norm.get("enabled"))
+    clip = norm.get("clip")
+    if norm.get("enabled") and clip is not None and (not _number(clip) or clip <= 0):
+        raise bad("normalizer.clip", "a positive number or null", clip)
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def load_card(path: str | Path) -> dict[str, Any]:

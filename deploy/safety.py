@@ -48,10 +48,17 @@ class SafetyFilter:
         self.position = self.kinds == "position"
         low = np.array([float(a["low"]) for a in action_spec])
         high = np.array([float(a["high"]) for a in action_spec])
+        for name in joint_limits or {}:
+            if name not in self.joints:
+                raise ValueError(f"joint_limits names {name!r}, which the policy does not command "
+                                 f"(it commands {', '.join(self.joints)})")
         for i, j in enumerate(self.joints):
             if joint_limits and j in joint_limits and self.position[i]:
                 lo, hi = joint_limits[j]
                 low[i], high[i] = max(low[i], lo), min(high[i], hi)
+                if not low[i] < high[i]:
+                    raise ValueError(f"joint_limits of {j!r} [{lo}, {hi}] leave no room inside the card's bounds "
+                                     f"[{action_spec[i]['low']}, {action_spec[i]['high']}]")
         self.low, self.high = low, high
         self.mode = "inactive"
         self.fault_reason = ""

@@ -93,6 +93,22 @@ def actuator_elements(model: mujoco.MjModel) -> tuple[list[ActElement], np.ndarr
     return acts, np.asarray(to_ctrl)
 
 
+def joint_ranges(model: mujoco.MjModel, observation: Any, action: Any) -> dict[str, tuple[float, float]]:
+    """The model's range of every limited hinge/slide joint that the observation or action names."""
+    names = {e.name for e in observation if e.kind.startswith("joint_")} | {a.joint for a in action}
+    out = {}
+    for name in sorted(names):
+        j = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+        if j < 0 or not model.jnt_limited[j]:
+            continue
+        if int(model.jnt_type[j]) not in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
+            continue
+        lo, hi = (float(x) for x in model.jnt_range[j])
+        if lo < hi:
+            out[name] = (lo, hi)
+    return out
+
+
 @dataclass(frozen=True)
 class TaskDef:
     """How a robotrl task is made from a Gymnasium env (or our own)."""
@@ -131,7 +147,7 @@ def _build_spec(task_id: str, env: gym.Env, observation: Any, max_steps: int | N
     spec = TaskSpec(task_id=task_id, observation=obs, action=tuple(acts), control_period=float(base.dt),
                     frame_skip=int(base.frame_skip),
                     max_episode_steps=max_steps or (env.spec.max_episode_steps if env.spec is not None else None),
-                    deployable=True)
+                    deployable=True, joint_ranges=joint_ranges(model, obs, acts))
     return spec, to_ctrl
 
 

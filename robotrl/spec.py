@@ -115,6 +115,9 @@ class TaskSpec:
     """True when every element can be measured on a robot (the task suite names them all)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Task-specific facts that travel with the card (e.g. sim-to-real settings used)."""
+    joint_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Physical range [low, high] of each limited joint the card names (rad or m), from the model. The
+    robot side treats a reading well outside it as a sensor fault."""
 
     @property
     def obs_dim(self) -> int:
@@ -167,8 +170,21 @@ class TaskSpec:
             max_episode_steps=d.get("max_episode_steps"),
             deployable=bool(d.get("deployable", False)),
             extras=dict(d.get("extras") or {}),
+            joint_ranges=_joint_ranges(d.get("joint_ranges") or {}),
         )
 
     @classmethod
     def from_json(cls, text: str) -> TaskSpec:
         return cls.from_dict(json.loads(text))
+
+
+def _joint_ranges(d: Any) -> dict[str, tuple[float, float]]:
+    if not isinstance(d, dict):
+        raise ValueError("task spec 'joint_ranges' must be an object {joint: [low, high]}")
+    out = {}
+    for name, r in d.items():
+        if not (isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)
+                and all(math.isfinite(v) for v in r) and r[0] < r[1]):
+            raise ValueError(f"task spec joint_ranges[{name!r}] must be [low, high], finite, low < high; got {r!r}")
+        out[str(name)] = (float(r[0]), float(r[1]))
+    return out

@@ -66,12 +66,16 @@ class Harness:
         self.sensors = RobotSensors(env.unwrapped.model, spec["observation"])
         self.joints = [a["joint"] for a in spec["action"]]
 
-    def publish(self, *, order=None, extra=False, nan=None, drop=None):
+    def publish(self, *, order=None, extra=False, nan=None, drop=None, q_set=None, dq_set=None, goal=True):
         data = self.env.unwrapped.data
         names, q, dq = self.sensors.joint_state(data)
         q, dq = q.copy(), dq.copy()
         if nan is not None:
             dq[names.index(nan)] = np.nan
+        for joint, value in (q_set or {}).items():
+            q[names.index(joint)] = value
+        for joint, value in (dq_set or {}).items():
+            dq[names.index(joint)] = value
         idx = list(range(len(names))) if order is None else list(order)
         if drop is not None:
             idx = [i for i in idx if names[i] != drop]
@@ -80,7 +84,8 @@ class Harness:
         js.position = [float(q[i]) for i in idx] + ([0.01, 0.02] if extra else [])
         js.velocity = [float(dq[i]) for i in idx] + ([0.0, 0.0] if extra else [])
         tip = self.sensors.points(data)["fingertip"]
-        for pub, xyz in ((self.pub_goal, self.sensors.goal(data)), (self.pub_tip, tip)):
+        sources = [(self.pub_goal, self.sensors.goal(data))] if goal else []
+        for pub, xyz in [*sources, (self.pub_tip, tip)]:
             m = PointStamped()
             m.point.x, m.point.y, m.point.z = (float(v) for v in xyz)
             pub.publish(m)
@@ -276,3 +281,267 @@ def test_deploy_command_in_its_own_process_drives_the_robot_and_holds_on_sigterm
     assert "Traceback" not in err, err
     assert len(h.reliable) > n
     np.testing.assert_allclose(h.reliable[-1], hold, atol=1e-9)  # its last word: hold the measured pose
+
+
+# ---- robot-side safety (issue 15): implausible readings, signals in every state, slow inputs, status, cards ----
+
+@pytest.mark.parametrize("case,bad,needle", [
+    ("beyond float32", {"q_set": {"elbow_pitch": 1e300}}, "beyond 32-bit float range"),
+    ("outside the range", {"q_set": {"shoulder_pitch": 1e6}}, "outside its range"),
+    ("jump", {"q_set": {"wrist_pitch": "+1.0"}}, "jumped"),
+    ("velocity", {"dq_set": {"shoulder_yaw": 1e4}}, "velocity"),
+])
+def test_an_implausible_reading_holds_the_last_good_pose(harness, case, bad, needle):
+    """A glitching encoder must not become the pose the robot is held at: the hold is the last good
+    measurement, and the bad reading is a sensor fault, not an input to the policy."""
+    h = harness(safe_action="hold", watchdog_s=0.2, max_joint_speed=10.0)
+    h.start()
+    good = h.hold_pose()
+    if "q_set" in bad:  # relative values: a jump from the current reading
+        names, q, _ = h.sensors.joint_state(h.env.unwrapped.data)
+        bad = {"q_set": {j: (q[names.index(j)] + float(v) if isinstance(v, str) else v)
+                         for j, v in bad["q_set"].items()}}
+    n0 = len(h.reliable)
+    t0 = time.monotonic()
+    while h.node.safety.mode != "fault" and time.monotonic() - t0 < 1.0:
+        h.spin(0.002, **bad)
+    assert h.node.safety.mode == "fault", (case, h.node.status())
+    assert "sensor fault" in h.node.safety.fault_reason and needle in h.node.safety.fault_reason, \
+        h.node.safety.fault_reason
+    assert time.monotonic() - t0 < PERIOD + 0.05, case  # refused on arrival, not at the next step
+    h.spin(0.1, **bad)  # the glitch goes on; so does the hold
+    after = np.array(h.reliable[n0:])
+    faulted = [i for i, c in enumerate(after) if np.allclose(c, good, atol=1e-9)]
+    assert faulted, "no command equal to the last good pose"
+    np.testing.assert_allclose(after[faulted[0]:], np.broadcast_to(good, after[faulted[0]:].shape), atol=1e-9)
+    assert np.all(np.isfinite(after)) and np.all(np.abs(after) < 3.0)
+
+
+def test_activation_waits_for_every_source_and_names_the_missing_goal(harness):
+    h = harness()
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    h.spin(0.3, goal=False)
+    assert h.node.activation_blockers() == ["goal"]
+    assert h.node.trigger_activate() != TransitionCallbackReturn.SUCCESS and not h.node._active
+    assert h.node.status()["waiting_for"] == ["goal"]
+    h.spin(0.1)
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+
+def test_a_goal_sent_once_keeps_the_node_running(harness):
+    """A goal is a command, not a measurement: by default it stays valid until the next one."""
+    h = harness()
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    h.spin(0.3)  # everything once, then the goal never again
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.spin(1.0, goal=False)
+    assert h.node.safety.mode == "run", h.node.status()
+    n = len(h.reliable)
+    h.spin(0.3, goal=False)
+    assert len(h.reliable) > n + 5
+
+    h2 = harness(goal_timeout_s=0.2)  # an integrator may ask for a fresh goal
+    assert h2.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    h2.spin(0.3)
+    assert h2.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    t0 = time.monotonic()
+    while h2.node.safety.mode != "fault" and time.monotonic() - t0 < 1.0:
+        h2.spin(0.005, goal=False)
+    assert "no recent goal" in h2.node.safety.fault_reason
+    assert 0.15 < time.monotonic() - t0 < 0.2 + PERIOD + 0.05
+
+
+def test_status_comes_in_every_state_and_reports_a_fault_at_once(harness):
+    import json
+
+    from std_msgs.msg import String
+
+    h = harness(status_rate_hz=10.0)
+    got: list[tuple[float, dict]] = []
+    h.robot.create_subscription(String, "/robotrl_policy/status",
+                                lambda m: got.append((time.monotonic(), json.loads(m.data))),
+                                QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                                           reliability=ReliabilityPolicy.RELIABLE))
+    h.spin(1.0, publish=False)
+    assert 7 <= len(got) <= 13 and got[-1][1]["state"] == "unconfigured", [g[1] for g in got[-2:]]
+    h.start()
+    h.spin(0.5)
+    assert got[-1][1]["mode"] == "run" and got[-1][1]["state"] == "active"
+    t0 = time.monotonic()
+    h.pub_estop.publish(Bool(data=True))
+    while not any(s["mode"] == "fault" for t, s in got if t >= t0) and time.monotonic() - t0 < 1.0:
+        h.spin(0.002)
+    first = next((t, s) for t, s in got if t >= t0 and s["mode"] == "fault")
+    assert first[0] - t0 < 0.1 and first[1]["fault"] == "e-stop" and first[1]["estop"]
+    n = len(got)
+    h.spin(1.0)
+    in_fault = [s for _, s in got[n:]]
+    assert len(in_fault) >= 8 and all(s["mode"] == "fault" and s["fault"] == "e-stop" for s in in_fault)
+
+
+def _card_with(tmp_path, name, mutate):
+    import json
+
+    import onnx
+
+    from robotrl.deploy.runtime import CARD_KEY, resolve
+
+    model = onnx.load(str(resolve(ARM)))
+    prop = next(p for p in model.metadata_props if p.key == CARD_KEY)
+    card = json.loads(prop.value)
+    mutate(card)
+    prop.value = json.dumps(card)
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, str(path))
+    return str(path)
+
+
+BAD_CARDS = {
+    "low above high": (lambda c: c["spec"]["action"][2].update(low=3.0, high=-3.0), "low 3.0 is not below high"),
+    "zero period": (lambda c: c.update(control_period=0.0), "control_period"),
+    "unknown kind": (lambda c: c["spec"]["observation"][0].update(kind="joint_torque"), "observation[0].kind"),
+    "goal without axis": (lambda c: c["spec"]["observation"][12].update(axis=""), "observation[12].axis"),
+    "joint twice": (lambda c: c["spec"]["action"][1].update(joint="shoulder_yaw"), "more than once"),
+    "bad range": (lambda c: c["spec"]["joint_ranges"].update(elbow_pitch=[1.0, -1.0]), "joint range of 'elbow_pitch'"),
+    "string bound": (lambda c: c["spec"]["action"][0].update(high="2.9"), "finite numbers"),
+    "spec a list": (lambda c: c.update(spec=[]), "spec must be an object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CARDS))
+def test_an_inconsistent_card_is_refused_at_configure_with_one_line(harness, tmp_path, case):
+    mutate, needle = BAD_CARDS[case]
+    path = _card_with(tmp_path, case.replace(" ", "_"), mutate)
+    h = harness(policy=path)
+    assert h.node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+    assert needle in h.node.config_error and "\n" not in h.node.config_error, h.node.config_error
+    assert h.node.status()["state"] == "unconfigured"
+
+
+def test_deploy_refuses_bad_cards_and_parameters_with_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    bad = _card_with(tmp_path, "low_above_high", BAD_CARDS["low above high"][0])
+    cases = {
+        "card": [bad],
+        "parameter type": [ARM, "--ros-args", "-p", "rate_hz:=fast", "-r", "__node:=p_type"],
+        "negative": [ARM, "--ros-args", "-p", "watchdog_s:=-1.0", "-r", "__node:=p_neg"],
+        "choice": [ARM, "--ros-args", "-p", "safe_action:=freeze", "-r", "__node:=p_choice"],
+        "limits": [ARM, "--ros-args", "-p", 'joint_limits:=\'{"elbow": [0, 1]}\'', "-r", "__node:=p_lim"],
+        "misspelt": [ARM, "--ros-args", "-p", "watchdog:=0.1", "-r", "__node:=p_name"],
+    }
+    procs = {k: subprocess.Popen([sys.executable, "-m", "robotrl.deploy", *a], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for k, a in cases.items()}
+    needles = {"card": "not below high", "parameter type": "rate_hz", "negative": "watchdog_s",
+               "choice": "safe_action", "limits": "'elbow'", "misspelt": "unknown parameter(s) watchdog;"}
+    for k, proc in procs.items():
+        _, err = proc.communicate(timeout=60)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert proc.returncode == 2, (k, err)
+        assert len(lines) == 1 and lines[0].startswith("robotrl: error:") and needles[k] in lines[0], (k, err)
+
+
+def _status_of(h, node_name, seconds, until, **publish):
+    """Spin the robot side until a status of `node_name` satisfies `until`; returns it (or None)."""
+    import json
+
+    from std_msgs.msg import String
+
+    seen: list[dict] = []
+    sub = h.robot.create_subscription(String, f"/{node_name}/status", lambda m: seen.append(json.loads(m.data)),
+                                      QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                                                 reliability=ReliabilityPolicy.RELIABLE))
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < seconds:
+            h.spin(0.02, **publish)
+            hit = next((s for s in seen if until(s)), None)
+            if hit is not None:
+                return hit
+        return None
+    finally:
+        h.robot.destroy_subscription(sub)
+
+
+def test_sigterm_stops_the_node_promptly_in_every_lifecycle_state(harness):
+    """Unconfigured (no autostart), waiting for sources under autostart, inactive after an autostart that
+    gave up, and active: SIGTERM ends the process with status 0 within a second, each in its own process."""
+    import signal
+    import subprocess
+    import sys
+
+    h = harness()
+    run_node = "import sys; from robotrl.deploy.node import main; sys.exit(main())"
+    cases = {
+        "unconfigured": ([sys.executable, "-c", run_node, "--ros-args", "-p", f"policy:={ARM}"],
+                         lambda s: s["state"] == "unconfigured"),
+        "waiting": ([sys.executable, "-m", "robotrl.deploy", ARM, "--ros-args", "-p", "activation_timeout_s:=0.0",
+                     "-p", "joint_states_topic:=/nobody_publishes"],
+                    lambda s: s["state"] == "inactive" and s.get("waiting_for")),
+        "gave up": ([sys.executable, "-m", "robotrl.deploy", ARM, "--ros-args", "-p", "activation_timeout_s:=0.3",
+                     "-p", "joint_states_topic:=/nobody_publishes"],
+                    lambda s: s["state"] == "inactive"),
+        "active": ([sys.executable, "-m", "robotrl.deploy", ARM, "--ros-args", "-p", "ramp_s:=0.0"],
+                   lambda s: s["state"] == "active"),
+    }
+    procs = {}
+    for k, (cmd, _) in cases.items():
+        name = "sig_" + k.replace(" ", "_")
+        procs[k] = subprocess.Popen([*cmd, "-r", f"__node:={name}"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+    try:
+        for k, (_, until) in cases.items():
+            name = "sig_" + k.replace(" ", "_")
+            status = _status_of(h, name, 30.0, until)
+            assert status is not None, (k, procs[k].poll())
+            if k == "gave up":  # it waited 0.3 s, said why, and stays up
+                h.spin(0.5, publish=False)
+                assert procs[k].poll() is None
+            procs[k].send_signal(signal.SIGTERM)
+            t0 = time.monotonic()
+            while procs[k].poll() is None and time.monotonic() - t0 < 5:
+                h.spin(0.01)
+            took = time.monotonic() - t0
+            _, err = procs[k].communicate(timeout=10)
+            assert procs[k].returncode == 0 and "Traceback" not in err, (k, err)
+            assert took < 1.0, (k, took)
+            if k == "gave up":
+                assert "not activated: after 0.3 s still waiting for joint states naming" in err, err
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+
+
+def test_autostart_waits_for_a_late_goal_then_runs(harness):
+    """The goal arrives 1.5 s after the joint states: the deployed node must wait for it, then activate,
+    and keep running on that one goal."""
+    import subprocess
+    import sys
+
+    h = harness()
+    proc = subprocess.Popen([sys.executable, "-m", "robotrl.deploy", ARM, "--ros-args", "-p", "ramp_s:=0.0",
+                             "-r", "__node:=late_goal"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        waiting = _status_of(h, "late_goal", 30.0, lambda s: s["state"] == "inactive" and s.get("waiting_for")
+                             and "joint states naming" not in s["waiting_for"][0], goal=False)
+        assert waiting is not None and waiting["waiting_for"] == ["goal"], waiting
+        h.spin(1.5, goal=False)
+        assert not h.reliable, "commands before the goal came"
+        rel = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        once = h.robot.create_publisher(PointStamped, "/goal", rel)
+        while once.get_subscription_count() < 1:
+            h.spin(0.01, goal=False)
+        m = PointStamped()
+        m.point.x, m.point.y, m.point.z = (float(v) for v in h.sensors.goal(h.env.unwrapped.data))
+        once.publish(m)  # once, and never again
+        running = _status_of(h, "late_goal", 15.0, lambda s: s["state"] == "active", goal=False)
+        assert running is not None
+        h.spin(1.0, goal=False)
+        final = _status_of(h, "late_goal", 2.0, lambda s: True, goal=False)
+        assert final["mode"] == "run" and not final["fault"], final
+        assert len(h.reliable) > 40
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
