@@ -324,8 +324,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     extra = list(args.ros_args)
     if extra and extra[0] != "--ros-args":
         raise UserError(f"unexpected arguments {' '.join(extra)!r}; ROS parameters go after --ros-args")
-    params = ["-p", f"policy:={args.onnx}", "-p", "autostart:=true"]
-    return node_main(["robotrl_deploy", "--ros-args", *params, *extra[1:]])
+    params = ["-p", f"policy:={args.onnx}", "-p", "autostart:=true"]  # after the user's: a params file's
+    return node_main(["robotrl_deploy", "--ros-args", *extra[1:], *params])  # placeholder policy must not win
 
 
 def _cmd_sim_robot(args: argparse.Namespace) -> int:

@@ -545,3 +545,43 @@ def test_autostart_waits_for_a_late_goal_then_runs(harness):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_the_shipped_parameter_file_names_every_parameter_and_the_node_takes_it(harness, tmp_path):
+    """deploy/config/policy.yaml documents every parameter; `--params-file` with it starts the node."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from robotrl.deploy.node import PARAMS, check_params
+
+    path = os.path.join(os.path.dirname(__file__), "..", "deploy", "config", "policy.yaml")
+    with open(path) as f:
+        original = f.read()
+    shipped = yaml.safe_load(original)["robotrl_policy"]["ros__parameters"]
+    assert set(shipped) == set(PARAMS)
+    assert check_params({**shipped, "policy": ARM}) == {**PARAMS, "policy": ARM}  # the file's values are the defaults
+    # the same file for a node of another name, commanding on another topic: proof that the file is read
+    text = original.replace("robotrl_policy:", "robotrl_policy_file:", 1)
+    text = text.replace('"/policy_controller/commands"', '"/from_params_file/commands"')
+    copy = tmp_path / "policy.yaml"
+    copy.write_text(text)
+    h = harness()
+    got = []
+    h.robot.create_subscription(Float64MultiArray, "/from_params_file/commands", lambda m: got.append(m.data),
+                                QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                           reliability=ReliabilityPolicy.RELIABLE))
+    proc = subprocess.Popen([sys.executable, "-m", "robotrl.deploy", ARM, "--ros-args", "--params-file", str(copy),
+                             "-p", "ramp_s:=0.0", "-r", "__node:=robotrl_policy_file"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while len(got) < 10 and time.monotonic() - t0 < 30 and proc.poll() is None:
+            h.spin(0.05)
+        assert len(got) >= 10, proc.stderr.read() if proc.poll() is not None else "no commands"
+        assert not h.reliable  # nothing on the default topic
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
