@@ -19,7 +19,9 @@ the `SafetyFilter`. A fault puts the node in its safe action, latched until it i
 activated again:
   stale input      joint states, odometry, IMU or a named point older than ``watchdog_s`` (default
                    three control periods); a goal older than ``goal_timeout_s`` (default 0: a goal,
-                   once received, stays valid until the next one: it may be sent once)
+                   once received, stays valid until the next one: it may be sent once). A velocity
+                   command (/cmd_vel) older than ``cmd_vel_timeout_s`` (0.5 s), or none yet, is not
+                   a fault: the command is zero, and a walking policy stands
   sensor fault     NaN/Inf, a value beyond 32-bit float range, a joint position outside the card's
                    joint range by more than ``range_margin``, a joint velocity above ``max_joint_speed``
                    or a position jump faster than it; the reading is refused, never stored
@@ -65,6 +67,7 @@ PARAMS: dict[str, Any] = {
     "odom_topic": "/odom",
     "imu_topic": "",                   # sensor_msgs/Imu for orientation + angular velocity ("": from odometry)
     "goal_topic": "/goal",
+    "cmd_vel_topic": "/cmd_vel",        # geometry_msgs/Twist: the velocity command, where the card has one
     "points_prefix": "/points/",       # a card point NAME is read from <prefix>NAME (PointStamped)
     "command_topic": "/policy_controller/commands",
     "command_type": "float64_multi_array",  # or joint_trajectory
@@ -75,6 +78,7 @@ PARAMS: dict[str, Any] = {
     "max_rate": 0.0,                   # command units per second; 0: no rate limit
     "watchdog_s": 0.0,                 # measurements older than this are stale; 0: three control periods
     "goal_timeout_s": 0.0,             # a goal older than this is stale; 0: a goal stays valid until replaced
+    "cmd_vel_timeout_s": 0.5,          # a /cmd_vel older than this (or none yet) means zero: stand; 0: never stale
     "safe_action": "hold",             # hold | zero
     "joint_limits": "",                # JSON {"joint": [low, high]}: position commands are clamped to these too
     "range_margin": 0.5,               # a joint reading this far (rad or m) outside its range is a sensor fault
@@ -86,8 +90,8 @@ PARAMS: dict[str, Any] = {
     "status_rate_hz": 10.0,            # ~/status in every state
     "overrun_is_fault": True,          # a step longer than the period -> safe action (off for lockstep sims)
 }
-_NONNEGATIVE = ("rate_hz", "ramp_s", "max_rate", "watchdog_s", "goal_timeout_s", "range_margin", "max_joint_speed",
-                "activation_timeout_s")
+_NONNEGATIVE = ("rate_hz", "ramp_s", "max_rate", "watchdog_s", "goal_timeout_s", "cmd_vel_timeout_s", "range_margin",
+                "max_joint_speed", "activation_timeout_s")
 _CHOICES = {"trigger": ("timer", "state"), "command_type": ("float64_multi_array", "joint_trajectory"),
             "safe_action": ("hold", "zero"), "state_reliability": ("best_effort", "reliable"),
             "command_reliability": ("reliable", "best_effort")}
@@ -251,6 +255,7 @@ class PolicyNode(LifecycleNode):
             raise ConfigError(f"watchdog_s {self.watchdog:g} is shorter than one control period ({self.period:g} s): "
                               "every step would be stale")
         self.goal_max_age = self.p("goal_timeout_s") or None
+        self.command_max_age = self.p("cmd_vel_timeout_s") or None
         cfg = SafetyConfig(ramp_s=self.p("ramp_s"), max_rate=self.p("max_rate") or None,
                            safe_action=self.p("safe_action"))
         self.action_joints = [a["joint"] for a in spec["action"]]
@@ -283,6 +288,14 @@ class PolicyNode(LifecycleNode):
             from geometry_msgs.msg import PointStamped
         if self.builder.need_goal:
             self._subs.append(self.create_subscription(PointStamped, self.p("goal_topic"), self._on_goal, state_qos))
+        if self.builder.need_command:
+            from geometry_msgs.msg import Twist
+
+            self._subs.append(self.create_subscription(Twist, self.p("cmd_vel_topic"), self._on_cmd_vel,
+                                                       _qos("best_effort")))
+        low = np.array([a["low"] for a in spec["action"]], dtype=np.float64)
+        high = np.array([a["high"] for a in spec["action"]], dtype=np.float64)
+        self._act_low, self._act_high, self._act_offset, self._act_scale = low, high, (high + low) / 2, (high - low) / 2
         for name in self.builder.points:
             self._subs.append(self.create_subscription(
                 PointStamped, self.p("points_prefix") + name, lambda m, n=name: self._on_point(n, m), state_qos))
@@ -443,6 +456,14 @@ class PolicyNode(LifecycleNode):
             return
         self._arrived(f"point:{name}", msg, now)
 
+    def _on_cmd_vel(self, msg: Any) -> None:
+        """The operator's command: clamped to the card's ranges; a garbled one is refused, not a fault
+        (the last good command stays in force until it goes stale, then zero)."""
+        try:
+            self.builder.velocity_command(msg.linear.x, msg.linear.y, msg.angular.z, time.monotonic())
+        except BadInput as e:
+            self.bad_input = f"cmd_vel: {e}"
+
     def _on_estop(self, msg: Bool) -> None:
         changed = bool(msg.data) != self.estop
         self.estop = bool(msg.data)
@@ -484,7 +505,7 @@ class PolicyNode(LifecycleNode):
             self._fault("e-stop")
             return
         try:
-            obs = self.builder.build(now, self.watchdog, self.goal_max_age)
+            obs = self.builder.build(now, self.watchdog, self.goal_max_age, self.command_max_age)
         except (MissingInput, BadInput) as e:
             self._fault(str(e))
             return
@@ -497,6 +518,9 @@ class PolicyNode(LifecycleNode):
         except Exception as e:  # any inference failure ends in the safe action
             self._fault(f"inference error: {e}")
             return
+        if self.builder.need_prev_action:  # what the policy chose, within the card's bounds, normalised
+            self.builder.set_prev_action((np.clip(action, self._act_low, self._act_high)
+                                          - self._act_offset) / self._act_scale)
         dt = self.period
         cmd = self.safety.filter(action, now, dt)
         elapsed = time.perf_counter() - t0
@@ -555,6 +579,8 @@ class PolicyNode(LifecycleNode):
             out["config_error"] = self.config_error
         if self.bad_input:
             out["refused_reading"] = self.bad_input
+        if self.builder is not None and self.builder.need_command:
+            out["velocity_command"] = self.builder.current_command(now, self.command_max_age)
         if self.builder is not None and not self._active:
             out["waiting_for"] = self.activation_blockers()
         return {**out, **self.telemetry.summary()}

@@ -9,6 +9,14 @@ robot side of the same definitions that `robotrl.envs.observation` computes from
                                                     rotated to the world frame where the card says so
     (with `use_imu`, orientation and angular velocity come from an IMU instead: sensor_msgs/Imu
      orientation and angular_velocity, the latter in the IMU = base frame)
+    projected_gravity                               (0, 0, -1) rotated into the base frame, from the
+                                                    IMU's (or odometry's) orientation
+    joint_pos_rel                                   JointState position minus the element's `offset`
+                                                    (the default pose)
+    velocity_command                                the operator's command (geometry_msgs/Twist on
+                                                    /cmd_vel: linear.x, linear.y, angular.z), clamped
+                                                    to the element's range; none yet, or older than the
+                                                    command timeout: zero (stand), never a fault
     goal                                            a goal point (x, y, z) in the world frame
     body_pos / object_pos                           named points (x, y, z), e.g. a fingertip from TF
     prev_action                                     the node's own previous command, per joint
@@ -69,16 +77,17 @@ def quat_xyzw_to_matrix(q: Sequence[float]) -> np.ndarray:
 class ObservationBuilder:
     """Holds the latest value of every source the card needs and assembles the observation."""
 
-    _IMU_KINDS = ("base_quat", "base_angle", "base_ang_vel")
+    _IMU_KINDS = ("base_quat", "base_angle", "base_ang_vel", "projected_gravity")
+    _BASE_KINDS = ("base_pos", "base_quat", "base_angle", "base_lin_vel", "base_ang_vel", "projected_gravity")
 
     def __init__(self, observation_spec: Sequence[dict[str, Any]], action_joints: Sequence[str], *,
                  use_imu: bool = False, joint_ranges: dict[str, Sequence[float]] | None = None,
                  range_margin: float = 0.5, max_joint_speed: float = 100.0, period: float = 0.0):
         self.elements = [dict(e) for e in observation_spec]
         self.joints = sorted({e["name"] for e in self.elements
-                              if e["kind"] in ("joint_pos", "joint_vel", "joint_cos", "joint_sin")})
+                              if e["kind"] in ("joint_pos", "joint_pos_rel", "joint_vel", "joint_cos", "joint_sin")})
         self.need_velocity = any(e["kind"] == "joint_vel" for e in self.elements)
-        base_kinds = {e["kind"] for e in self.elements if e["kind"].startswith("base_")}
+        base_kinds = {e["kind"] for e in self.elements if e["kind"] in self._BASE_KINDS}
         self.need_base = bool(base_kinds)
         self.use_imu = use_imu and bool(base_kinds & set(self._IMU_KINDS))
         # odometry is needed for position/linear velocity, and for orientation when there is no IMU;
@@ -90,6 +99,11 @@ class ObservationBuilder:
                                 and e.get("frame") not in (None, "", "world")} - self._goal_names())
         self.action_joints = list(action_joints)
         self.need_prev_action = any(e["kind"] == "prev_action" for e in self.elements)
+        self.need_command = any(e["kind"] == "velocity_command" for e in self.elements)
+        self.command_ranges = {e["axis"]: tuple(e["range"]) if e.get("range") else (-np.inf, np.inf)
+                               for e in self.elements if e["kind"] == "velocity_command"}
+        self.cmd = {"x": 0.0, "y": 0.0, "yaw": 0.0}
+        self.cmd_stamp = -np.inf
         self._jidx = {j: i for i, j in enumerate(self.joints)}
         self.q = np.full(len(self.joints), np.nan)
         self.dq = np.full(len(self.joints), np.nan)
@@ -209,6 +223,20 @@ class ObservationBuilder:
         self.point_xyz[name] = self._checked(xyz, f"point {name}", 3)
         self.point_stamp[name] = stamp
 
+    def velocity_command(self, vx: float, vy: float, yaw_rate: float, stamp: float) -> None:
+        """/cmd_vel: each component clamped to the range the policy was trained on."""
+        v = self._checked((vx, vy, yaw_rate), "velocity command", 3)
+        lo_hi = self.command_ranges
+        self.cmd = {a: float(np.clip(x, *lo_hi.get(a, (-np.inf, np.inf)))) for a, x in zip(("x", "y", "yaw"), v,
+                                                                                            strict=True)}
+        self.cmd_stamp = stamp
+
+    def current_command(self, now: float, max_age: float | None) -> dict[str, float]:
+        """The command in force: the last one, or zero (stand) when there is none or it is stale."""
+        if self.cmd_stamp == -np.inf or (max_age is not None and now - self.cmd_stamp > max_age):
+            return {"x": 0.0, "y": 0.0, "yaw": 0.0}
+        return self.cmd
+
     def set_prev_action(self, normalized: np.ndarray) -> None:
         self.prev_action = np.asarray(normalized, dtype=np.float64)
 
@@ -227,10 +255,12 @@ class ObservationBuilder:
         out += [f"point {p}" for p in self.points if now - self.point_stamp.get(p, -np.inf) > max_age]
         return out
 
-    def build(self, now: float, max_age: float, goal_max_age: float | None = None) -> np.ndarray:
+    def build(self, now: float, max_age: float, goal_max_age: float | None = None,
+              command_max_age: float | None = 0.5) -> np.ndarray:
         missing = self.missing(now, max_age, goal_max_age)
         if missing:
             raise MissingInput("no recent " + ", ".join(missing))
+        cmd = self.current_command(now, command_max_age) if self.need_command else None
         obs = np.empty(len(self.elements))
         R = None
         if self.need_base:
@@ -241,6 +271,12 @@ class ObservationBuilder:
             k, name, axis, frame = e["kind"], e["name"], e.get("axis", ""), e.get("frame", "")
             if k == "joint_pos":
                 v = self.q[self._jidx[name]]
+            elif k == "joint_pos_rel":
+                v = self.q[self._jidx[name]] - float(e.get("offset", 0.0))
+            elif k == "projected_gravity":  # R^T (0, 0, -1)
+                v = -R[2, _AX[axis]]
+            elif k == "velocity_command":
+                v = cmd[axis]
             elif k == "joint_vel":
                 v = self.dq[self._jidx[name]]
             elif k == "joint_cos":

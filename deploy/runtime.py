@@ -99,8 +99,10 @@ def _card_from_session(sess: Any, path: str | Path) -> dict[str, Any]:
     return card
 
 
-_AXES = {"base_pos": "xyz", "base_angle": "xyz", "base_quat": "wxyz", "base_lin_vel": "xyz", "base_ang_vel": "xyz",
-          "body_pos": "xyz", "object_pos": "xyz", "goal": "xyz"}
+_XYZ = ("x", "y", "z")
+_AXES = {"base_pos": _XYZ, "base_angle": _XYZ, "base_quat": ("w", "x", "y", "z"), "base_lin_vel": _XYZ,
+         "base_ang_vel": _XYZ, "projected_gravity": _XYZ, "body_pos": _XYZ, "object_pos": _XYZ, "goal": _XYZ,
+         "velocity_command": ("x", "y", "yaw")}
 _FRAMES = {"base_lin_vel": ("world", "base"), "base_ang_vel": ("world", "base")}
 
 
@@ -179,13 +181,21 @@ def validate_card(card: Any, where: str = "card") -> None:
         for key in ("axis", "frame", "unit"):
             if not isinstance(e.get(key, ""), str):
                 raise bad(f"{f}.{key}", "a string", e.get(key))
-        if kind in _AXES and (len(e.get("axis", "")) != 1 or e["axis"] not in _AXES[kind]):
+        if kind in _AXES and e.get("axis", "") not in _AXES[kind]:
             raise bad(f"{f}.axis ({kind})", "one of " + ", ".join(_AXES[kind]), e.get("axis"))
         if kind in _FRAMES and e.get("frame", "") not in ("", *_FRAMES[kind]):
             raise bad(f"{f}.frame ({kind})", "world or base", e.get("frame"))
         clip = e.get("clip")
         if clip is not None and (not _number(clip) or clip <= 0):
             raise bad(f"{f}.clip", "a positive number or null", clip)
+        if not _number(e.get("offset", 0.0)):
+            raise bad(f"{f}.offset", "a finite number", e.get("offset"))
+        rng = e.get("range")
+        if kind == "velocity_command" and rng is None:
+            raise bad(f"{f}.range ({kind})", "[low, high], the range trained on", rng)
+        if rng is not None and not (isinstance(rng, (list, tuple)) and len(rng) == 2 and _number(rng[0])
+                                    and _number(rng[1]) and rng[0] <= rng[1]):
+            raise bad(f"{f}.range", "[low, high] with low <= high", rng)
         if kind == "prev_action" and e["name"] not in joints:
             raise CardError(f"{where}: policy card observes the previous action of {e['name']!r}, which it does "
                             "not command")

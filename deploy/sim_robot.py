@@ -3,9 +3,11 @@
     robotrl sim-robot TASK [--episodes N] [--lockstep]
 
 Publishes ``/joint_states`` (every joint the task's card names), ``/odom`` (nav_msgs/Odometry: base
-pose, twist in the base frame) where the card has base elements, ``/goal`` (PointStamped) and
+pose, twist in the base frame) and ``/imu`` (sensor_msgs/Imu: orientation, angular velocity in the
+base frame) where the card has base elements, ``/goal`` (PointStamped) and
 ``/points/NAME`` for named bodies; subscribes to the command topic (std_msgs/Float64MultiArray in
 the order of the card's action joints, RELIABLE, like a ros2_control forward command controller).
+A velocity-tracking task takes its command from ``/cmd_vel`` (geometry_msgs/Twist) once one arrives.
 It applies the latest command at every control step and reports each episode's return on
 ``/sim_robot/episodes`` (std_msgs/String, JSON) and in its log.
 
@@ -36,7 +38,8 @@ class SimRobot(Node):
     def __init__(self, task: str, *, episodes: int = 10, seed: int = 0, lockstep: bool = False,
                  command_topic: str = "/policy_controller/commands",
                  stamped_command_topic: str = "/robotrl_policy/command_stamped",
-                 state_reliability: str = "best_effort", name: str = "sim_robot", **kwargs: Any):
+                 state_reliability: str = "best_effort", name: str = "sim_robot", imu_topic: str = "/imu",
+                 **kwargs: Any):
         super().__init__(name, **kwargs)
         from geometry_msgs.msg import PointStamped
         from nav_msgs.msg import Odometry
@@ -62,6 +65,17 @@ class SimRobot(Node):
         cmd_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_js = self.create_publisher(JointState, "/joint_states", state_qos)
         self.pub_odom = self.create_publisher(Odometry, "/odom", state_qos) if self.sensors.has_base else None
+        self.pub_imu = None
+        if self.sensors.has_base:
+            from sensor_msgs.msg import Imu
+
+            self._msgs["Imu"] = Imu
+            self.pub_imu = self.create_publisher(Imu, imu_topic, state_qos)
+        self.cmd_vel_received = 0
+        if hasattr(self.env.unwrapped, "set_command"):  # a velocity-tracking task: the operator commands it
+            from geometry_msgs.msg import Twist
+
+            self.create_subscription(Twist, "/cmd_vel", self._on_cmd_vel, state_qos)
         self.pub_goal = self.create_publisher(PointStamped, "/goal", state_qos) \
             if self.sensors.goal_body is not None else None
         self.pub_points = {n: self.create_publisher(PointStamped, f"/points/{n}", state_qos)
@@ -82,6 +96,8 @@ class SimRobot(Node):
     # simulation -----------------------------------------------------------------------------------
     def _reset(self) -> None:
         self.env.reset(seed=self.seed + self._k)
+        if self.cmd_vel_received and hasattr(self.env.unwrapped, "set_command"):
+            self.env.unwrapped.set_command(*self._cmd_vel)  # the operator's command outlives the episode
         self._ep_return, self._ep_len = 0.0, 0
         self.command = None
 
@@ -135,6 +151,13 @@ class SimRobot(Node):
             o.twist.twist.linear.x, o.twist.twist.linear.y, o.twist.twist.linear.z = (float(x) for x in v)
             o.twist.twist.angular.x, o.twist.twist.angular.y, o.twist.twist.angular.z = (float(x) for x in w)
             self.pub_odom.publish(o)
+        if self.pub_imu is not None:
+            quat, w = self.sensors.imu(data)
+            imu = self._msgs["Imu"]()
+            imu.header.stamp, imu.header.frame_id = stamp, "base_link"
+            imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = (float(x) for x in quat)
+            imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(x) for x in w)
+            self.pub_imu.publish(imu)
         if self.pub_goal is not None:
             self.pub_goal.publish(self._point(self.sensors.goal(data), stamp))
         for n, p in self.sensors.points(data).items():
@@ -156,6 +179,12 @@ class SimRobot(Node):
         self.commands_received += 1
         if not self.lockstep:
             self.command = np.asarray(msg.data, dtype=np.float64)
+
+    def _on_cmd_vel(self, msg: Any) -> None:
+        """/cmd_vel drives the task's velocity command (and stops its random resampling)."""
+        self._cmd_vel = (msg.linear.x, msg.linear.y, msg.angular.z)
+        self.cmd_vel_received += 1
+        self.env.unwrapped.set_command(*self._cmd_vel)
 
     def _on_stamped_command(self, msg: Any) -> None:
         """Lockstep: the node's stamped copy names the state it answers; step on the matching one."""

@@ -8,6 +8,7 @@ against the very definitions a real robot must meet:
     odometry()     base pose in the world (quaternion x, y, z, w) and twist in the base frame
                    (REP-105); a planar base (slide x, slide z, hinge about y) is reported as the
                    3-D pose it implies
+    imu()          orientation and base-frame angular velocity, as sensor_msgs/Imu carries them
     goal()         the goal marker's position;   points()  named bodies' positions
 
 Imports mujoco (the simulation side); `robotrl.deploy` itself does not import this module.
@@ -22,7 +23,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-_BASE_KINDS = ("base_pos", "base_quat", "base_angle", "base_lin_vel", "base_ang_vel")
+_BASE_KINDS = ("base_pos", "base_quat", "base_angle", "base_lin_vel", "base_ang_vel", "projected_gravity")
 
 
 def _rot(q_wxyz: np.ndarray) -> np.ndarray:
@@ -59,7 +60,9 @@ class RobotSensors:
         names = {e["name"] for e in elems if e["kind"] in ("body_pos", "object_pos")}
         names |= {e["frame"] for e in elems if e["kind"] == "body_pos" and e.get("frame") not in (None, "", "world")}
         names -= {e["name"] for e in elems if e["kind"] == "goal"}
-        self.point_bodies = {n: bid(n) for n in sorted(names)}
+        sid = lambda n: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, n)  # noqa: E731
+        # a named point is a body, or a site (an end effector given as a site)
+        self.point_bodies = {n: (bid(n), -1) if bid(n) >= 0 else (-1, sid(n)) for n in sorted(names)}
         self.has_base = bool(base_joints)
 
     def joint_state(self, data: mujoco.MjData) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -91,8 +94,14 @@ class RobotSensors:
         R = _rot(q_wxyz)
         return pos, np.r_[q_wxyz[1:], q_wxyz[0]], R.T @ v_world, R.T @ w_world
 
+    def imu(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
+        """An IMU on the base, axes aligned with it: (orientation x y z w in the world, angular velocity in
+        the base frame), unit quaternion as a real IMU reports it."""
+        _, quat, _, w = self.odometry(data)
+        return quat / np.linalg.norm(quat), w
+
     def goal(self, data: mujoco.MjData) -> np.ndarray | None:
         return None if self.goal_body is None else data.xpos[self.goal_body].copy()
 
     def points(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
-        return {n: data.xpos[b].copy() for n, b in self.point_bodies.items()}
+        return {n: (data.xpos[b] if b >= 0 else data.site_xpos[s]).copy() for n, (b, s) in self.point_bodies.items()}

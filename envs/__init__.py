@@ -6,6 +6,10 @@
     list_tasks()                  -> the robotrl task suite (`robotrl tasks`)
     Observer(model, elements)     -> recomputes observation elements from MuJoCo state by name
 
+A user's robot is a task too: ``legged:my_robot.toml`` (velocity tracking, `robotrl.envs.legged`) or
+``reach:my_arm.toml`` (`robotrl.envs.reach`), built from the MJCF model and robot config
+(`robotrl.envs.robot`).
+
 The suite (`robotrl/Hopper-v5`, ..., `robotrl/ArmReach-v0`) is registered with Gymnasium on import:
 every observation and action element is named (see `robotrl.envs.tasks`). A plain Gymnasium id
 gets a generic spec: elements named by index, kind "obs", not deployable on a robot.
@@ -26,7 +30,8 @@ from robotrl.envs.tasks import TASKS, register
 from robotrl.errors import UserError
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
-__all__ = ["TASKS", "EnvFactory", "Observer", "Sim2Real", "check_task", "list_tasks", "make", "task_spec"]
+__all__ = ["TASKS", "EnvFactory", "Observer", "Sim2Real", "canonical_task", "check_task", "list_tasks", "make",
+           "task_spec"]
 
 
 def _quiet_known_mujoco_warnings() -> None:
@@ -58,8 +63,36 @@ def _known_ids() -> list[str]:
     return sorted(gym.registry.keys())
 
 
+TEMPLATES = ("legged", "reach")
+
+
+def robot_task_parts(task_id: str) -> tuple[str, str] | None:
+    """``legged:PATH.toml`` / ``reach:PATH.toml`` -> (template, path); anything else -> None."""
+    head, sep, tail = task_id.partition(":")
+    return (head, tail) if sep and head in TEMPLATES else None
+
+
+def canonical_task(task_id: str) -> str:
+    """The id to store in a run: a robot config's path made absolute, so eval and resume work from anywhere."""
+    parts = robot_task_parts(task_id)
+    if parts is None:
+        return task_id
+    from pathlib import Path
+
+    return f"{parts[0]}:{Path(parts[1]).expanduser().resolve()}"
+
+
 def check_task(task_id: str) -> None:
-    """Raise UserError unless `task_id` is a registered continuous-control task."""
+    """Raise UserError unless `task_id` is a registered continuous-control task or a robot config with a
+    template (``legged:my_robot.toml``, ``reach:my_arm.toml``)."""
+    parts = robot_task_parts(task_id)
+    if parts is not None:
+        from pathlib import Path
+
+        if not parts[1] or not Path(parts[1]).expanduser().is_file():
+            raise UserError(f"task {task_id!r}: no robot config file {parts[1]!r} (write one next to your MJCF "
+                            "model; 'robotrl robot inspect MODEL.xml' says what it needs)")
+        return
     if task_id not in gym.registry:
         close = difflib.get_close_matches(task_id, _known_ids(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else (
@@ -77,7 +110,16 @@ def make(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, **kwar
         except (TypeError, ValueError) as e:
             raise UserError(f"sim-to-real settings: {e}") from None
     try:
-        env = gym.make(task_id, disable_env_checker=True, **kwargs)
+        parts = robot_task_parts(task_id)
+        if parts is not None:
+            from pathlib import Path
+
+            from robotrl.envs.tasks import TaskDef, make_wrapped, robot_task
+
+            path = Path(parts[1]).expanduser()
+            env = make_wrapped(TaskDef(task_id, robot_task(parts[0], path, task_id), "", None), **kwargs)
+        else:
+            env = gym.make(task_id, disable_env_checker=True, **kwargs)
     except (gym.error.Error, TypeError) as e:
         raise UserError(f"cannot make task {task_id!r}: {e}") from None
     except ModuleNotFoundError as e:

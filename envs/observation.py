@@ -46,6 +46,20 @@ class Observer:
     @staticmethod
     def _compile(model: mujoco.MjModel, e: ObsElement):  # -> (source, index, extra)
         k = e.kind
+        if k == "joint_pos_rel":
+            j = _id(model, mujoco.mjtObj.mjOBJ_JOINT, e.name, "joint")
+            if int(model.jnt_type[j]) not in (_SLIDE, _HINGE):
+                raise KeyError(f"{e.label()}: joint {e.name!r} is not a hinge or slide joint")
+            return ("qpos_rel", int(model.jnt_qposadr[j]), float(e.offset))
+        if k == "projected_gravity":
+            j = _id(model, mujoco.mjtObj.mjOBJ_JOINT, e.name, "joint")
+            if int(model.jnt_type[j]) != _FREE:
+                raise KeyError(f"{e.label()}: projected gravity needs a free joint, {e.name!r} is not one")
+            return ("gravity", int(model.jnt_qposadr[j]) + 3, _axis(e, _AXES))
+        if k == "velocity_command":
+            if e.axis not in ("x", "y", "yaw"):
+                raise KeyError(f"{e.label()}: axis must be x, y or yaw, got {e.axis!r}")
+            return ("command", e.axis, None)
         if k in ("joint_pos", "joint_vel", "joint_cos", "joint_sin", "base_angle"):
             j = _id(model, mujoco.mjtObj.mjOBJ_JOINT, e.name, "joint")
             if int(model.jnt_type[j]) not in (_SLIDE, _HINGE):
@@ -75,20 +89,35 @@ class Observer:
                 return ("qvel" if k.endswith("_vel") else "qpos", vadr if k.endswith("_vel") else qadr, None)
             raise KeyError(f"{e.label()}: joint {e.name!r} cannot carry {k}")
         if k in ("body_pos", "object_pos", "goal"):
-            b = _id(model, mujoco.mjtObj.mjOBJ_BODY, e.name, "body")
             ref = -1
             if e.frame not in ("", "world"):
                 ref = _id(model, mujoco.mjtObj.mjOBJ_BODY, e.frame, "body")
+            site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, e.name)
+            if k == "body_pos" and site >= 0 and mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, e.name) < 0:
+                return ("site_xpos", (site, _axis(e, _AXES)), ref)  # an end effector given as a site
+            b = _id(model, mujoco.mjtObj.mjOBJ_BODY, e.name, "body")
             return ("xpos", (b, _axis(e, _AXES)), ref)
         if k == "prev_action":
             return ("prev_action", e.name, None)
         raise KeyError(f"{e.label()}: elements of kind {k!r} have no simulation recipe")
 
-    def __call__(self, data: mujoco.MjData, prev_action: dict[str, float] | None = None) -> np.ndarray:
+    def __call__(self, data: mujoco.MjData, prev_action: dict[str, float] | None = None,
+                 command: dict[str, float] | None = None) -> np.ndarray:
+        """The observation; `prev_action` (joint -> normalised action) and `command` (axis -> value) give
+        what MuJoCo's state does not hold."""
         out = np.empty(len(self._recipes))
         for i, ((src, idx, extra), e) in enumerate(zip(self._recipes, self.elements, strict=True)):
             if src == "qpos":
                 v = data.qpos[idx]
+            elif src == "qpos_rel":
+                v = data.qpos[idx] - extra
+            elif src == "gravity":  # R(q)^T (0, 0, -1): minus the third row of R, i.e. of its transpose's column
+                w, x, y, z = data.qpos[idx:idx + 4] / np.linalg.norm(data.qpos[idx:idx + 4])
+                v = -(2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y))[extra]
+            elif src == "command":
+                if command is None or idx not in command:
+                    raise KeyError(f"{e.label()}: no velocity command given for axis {idx!r}")
+                v = command[idx]
             elif src == "qvel":
                 v = data.qvel[idx]
             elif src == "cos":
@@ -98,6 +127,9 @@ class Observer:
             elif src == "xpos":
                 b, ax = idx
                 v = data.xpos[b, ax] - (data.xpos[extra, ax] if extra >= 0 else 0.0)
+            elif src == "site_xpos":
+                site, ax = idx
+                v = data.site_xpos[site, ax] - (data.xpos[extra, ax] if extra >= 0 else 0.0)
             else:  # prev_action
                 if prev_action is None or idx not in prev_action:
                     raise KeyError(f"{e.label()}: no previous action given for joint {idx!r}")

@@ -14,6 +14,7 @@ Ant drops the contact forces (a robot cannot measure them) and so has 27 observa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -155,7 +156,11 @@ def make_wrapped(tdef: TaskDef, **kwargs: Any) -> JointSpaceEnv:
     if isinstance(tdef.entry, str):
         env = gym.make(tdef.entry, disable_env_checker=True, **{**tdef.kwargs, **kwargs})
     else:
-        env = gym.wrappers.TimeLimit(tdef.entry(**{**tdef.kwargs, **kwargs}), tdef.max_episode_steps)
+        inner = tdef.entry(**{**tdef.kwargs, **kwargs})
+        env = gym.wrappers.TimeLimit(inner, tdef.max_episode_steps or getattr(inner, "max_steps", None))
+    own = getattr(env.unwrapped, "task_spec", None)
+    if isinstance(own, TaskSpec):  # a template env names its own elements, actions already in robot units
+        return JointSpaceEnv(env, own, np.ones(own.act_dim))
     spec, to_ctrl = _build_spec(tdef.task_id, env, tdef.observation, tdef.max_episode_steps)
     return JointSpaceEnv(env, spec, to_ctrl)
 
@@ -201,6 +206,31 @@ _add(TaskDef("robotrl/ArmReach-v0", _arm(False), "our 6-joint arm, position serv
 _add(TaskDef("robotrl/ArmReachHard-v0", _arm(True),
              "the arm with a 0.5 kg payload, random start, goals all around, reach and hold within 2 cm",
              _arm_observation, max_episode_steps=150))
+
+
+QUADRUPED_CONFIG = Path(__file__).resolve().parent / "assets" / "quadruped.toml"
+
+
+def robot_task(template: str, config: str | Path, task_id: str):
+    """A callable making the template's env for the robot described by `config`."""
+    def make(**kwargs: Any) -> gym.Env:
+        from robotrl.envs.robot import Robot
+
+        robot = Robot.load(config, template)
+        if template == "legged":
+            from robotrl.envs.legged import LeggedVelocityEnv
+
+            return LeggedVelocityEnv(robot, task_id=task_id, **kwargs)
+        from robotrl.envs.reach import ReachEnv
+
+        return ReachEnv(robot, task_id=task_id, **kwargs)
+
+    return make
+
+
+_add(TaskDef("robotrl/Quadruped-v0", robot_task("legged", QUADRUPED_CONFIG, "robotrl/Quadruped-v0"),
+             "our 12-joint quadruped, joint position targets, follow a velocity command (vx, vy, yaw rate)",
+             None))
 
 
 def register() -> None:

@@ -27,6 +27,7 @@ SPEC_FORMAT = "robotrl-spec/1"
 # MuJoCo body. `robotrl.envs.observe` recomputes every element from MuJoCo state by these names.
 OBS_KINDS = {
     "joint_pos": "position of joint `name` [rad or m]",
+    "joint_pos_rel": "position of joint `name` minus its default position `offset` [rad or m]",
     "joint_vel": "velocity of joint `name` [rad/s or m/s]",
     "joint_cos": "cosine of the angle of joint `name`",
     "joint_sin": "sine of the angle of joint `name`",
@@ -35,6 +36,10 @@ OBS_KINDS = {
     "base_quat": "base orientation quaternion component `axis` (w, x, y, z) in the world frame",
     "base_lin_vel": "base linear velocity along `axis`, in `frame` (world or base) [m/s]",
     "base_ang_vel": "base angular velocity about `axis`, in `frame` (world or base) [rad/s]",
+    "projected_gravity": "the unit gravity vector (0, 0, -1 in the world) in the base frame, component `axis` "
+                         "(from an IMU's orientation)",
+    "velocity_command": "commanded base velocity `axis` (x, y [m/s] in the base frame, yaw [rad/s]), told by the "
+                        "operator (/cmd_vel); `range` is the range trained on",
     "body_pos": "position of body `name` (e.g. a fingertip) along world `axis`, relative to body `frame` "
                 "or to the world origin when `frame` is 'world' [m]",
     "object_pos": "position of a manipulated object `name` along world `axis` [m] (from perception)",
@@ -55,10 +60,19 @@ class ObsElement:
     axis: str = ""
     frame: str = ""
     clip: float | None = None
+    offset: float = 0.0
+    """joint_pos_rel: the joint's default position, subtracted from the measurement."""
+    range: tuple[float, float] | None = None
+    """velocity_command: the [low, high] trained on; the robot clamps the operator's command to it."""
 
     def __post_init__(self) -> None:
         if self.kind not in OBS_KINDS:
             raise ValueError(f"unknown observation kind {self.kind!r}; known: {', '.join(OBS_KINDS)}")
+        if self.range is not None:
+            lo, hi = self.range
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise ValueError(f"{self.label()}: range must be finite with low <= high, got {self.range}")
+            object.__setattr__(self, "range", (float(lo), float(hi)))
 
     def label(self) -> str:
         """Short human-readable form, e.g. ``base_lin_vel(rootx).x[world]``."""

@@ -1,0 +1,494 @@
+"""A user's robot as data: an MJCF model plus a small robot config (TOML) saying what the MJCF does not.
+
+    robot = Robot.load("my_robot.toml", template="legged")   # or Robot.from_model("model.xml")
+    robot.model                 # the compiled MjModel: the user's model + PD servos (+ a floor for legged)
+    robot.joints, robot.default, robot.action_low, robot.action_high
+
+The config, one file next to the model (paths in it are relative to it)::
+
+    model = "my_robot.xml"          # meshes resolve relative to the model, as MuJoCo does
+    base = "trunk"                  # legged: the floating base (a body with a free joint)
+    imu_site = "imu"                # legged: where the IMU sits (axes aligned with the base)
+    feet = ["FL_foot", ...]         # legged: bodies or geoms that touch the ground
+    end_effector = "tool"           # reach: a site or body
+    timestep = 0.005                # physics step [s] (default: the model's)
+    decimation = 4                  # physics steps per control step
+    actuated = ["*"]                # joint patterns the policy commands (default: every hinge/slide joint)
+
+    [joints."*"]                    # a joint name or a pattern (* and ?); for each field the *last*
+    kp = 40.0                       # matching table in the file wins, so put general ones first
+    kd = 1.0
+    effort_limit = 23.7             # [N m] or [N]
+    action_scale = 0.5              # the policy's targets span default +- this (default: the joint's range)
+    [joints."*_knee"]
+    default = -1.5                  # the standing / home pose [rad or m]
+
+Actuators: a joint the model drives with its own position servo keeps it (the config's kp/kd, if
+given, override its gains); a joint with a motor, or with no actuator at all (common in published
+models), gets a PD position servo from the config's kp and kd, so the policy always commands joint
+position targets tracked at the physics rate, as legged_gym, mjlab and unitree_rl_gym do.
+
+Every mistake (missing file, unknown key, unknown joint, body, site or geom, a value of the wrong
+type, a default pose outside a joint's range, a legged robot without a free joint) raises
+`RobotConfigError`, a one-line `UserError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import tomllib
+
+from robotrl.errors import UserError
+
+JOINT_FIELDS = {
+    "default": "the standing / home position [rad or m]",
+    "kp": "PD stiffness of the position servo [N m/rad or N/m]",
+    "kd": "PD damping [N m s/rad or N s/m]",
+    "effort_limit": "torque (force) limit of the servo [N m or N]",
+    "action_scale": "the policy's targets span default +- this [rad or m]",
+}
+TOP_FIELDS = ("model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints")
+TEMPLATES = {
+    "legged": "velocity tracking for a floating-base robot: base, feet, a default pose, PD gains",
+    "reach": "reaching goals with an arm: end_effector, a home (default) pose",
+}
+GOAL_BODY = "goal"  # the reach template's goal marker (a mocap body it adds)
+_HINGE, _SLIDE, _FREE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE),
+                         int(mujoco.mjtJoint.mjJNT_FREE))
+
+
+class RobotConfigError(UserError):
+    """The model or the robot config is unusable; the message names the file and the field."""
+
+
+def _names(model: mujoco.MjModel, objtype: mujoco.mjtObj, n: int) -> list[str]:
+    return [mujoco.mj_id2name(model, objtype, i) or "" for i in range(n)]
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    names = [n for n in names if n]
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "") or "none"
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    model: Path
+    path: Path | None = None
+    base: str | None = None
+    imu_site: str | None = None
+    feet: tuple[str, ...] = ()
+    end_effector: str | None = None
+    timestep: float | None = None
+    decimation: int = 4
+    actuated: tuple[str, ...] = ("*",)
+    joints: tuple[tuple[str, dict[str, float]], ...] = field(default_factory=tuple)
+
+    @property
+    def where(self) -> str:
+        return f"robot config {self.path}" if self.path else f"model {self.model}"
+
+    @classmethod
+    def load(cls, path: str | Path) -> RobotConfig:
+        p = Path(path)
+        where = f"robot config {p}"
+        if not p.is_file():
+            raise RobotConfigError(f"{where}: no such file")
+        try:
+            doc = tomllib.loads(p.read_text())
+        except UnicodeDecodeError:
+            raise RobotConfigError(f"{where}: not a text file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise RobotConfigError(f"{where}: not valid TOML ({e})") from None
+        except OSError as e:
+            raise RobotConfigError(f"{where}: cannot read ({e.strerror})") from None
+        unknown = sorted(set(doc) - set(TOP_FIELDS))
+        if unknown:
+            raise RobotConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(TOP_FIELDS)}")
+        if "model" not in doc:
+            raise RobotConfigError(f"{where}: 'model' (the MJCF file, relative to the config) is missing")
+
+        def text(key: str, value: Any) -> str:
+            if not isinstance(value, str) or not value:
+                raise RobotConfigError(f"{where}: {key} must be a non-empty string, got {value!r}")
+            return value
+
+        def names(key: str, value: Any) -> tuple[str, ...]:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise RobotConfigError(f"{where}: {key} must be a list of names, got {value!r}")
+            return tuple(value)
+
+        model = p.parent / text("model", doc["model"])
+        kw: dict[str, Any] = {}
+        for key in ("base", "imu_site", "end_effector"):
+            if key in doc:
+                kw[key] = text(key, doc[key])
+        for key in ("feet", "actuated"):
+            if key in doc:
+                kw[key] = names(key, doc[key])
+        if "timestep" in doc:
+            v = doc["timestep"]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 0.05:
+                raise RobotConfigError(f"{where}: timestep must be seconds in (0, 0.05], got {v!r}")
+            kw["timestep"] = float(v)
+        if "decimation" in doc:
+            v = doc["decimation"]
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+                raise RobotConfigError(f"{where}: decimation must be an integer in [1, 1000], got {v!r}")
+            kw["decimation"] = v
+        tables = doc.get("joints", {})
+        if not isinstance(tables, dict):
+            raise RobotConfigError(f"{where}: joints must be tables [joints.\"PATTERN\"], got {tables!r}")
+        joints = []
+        for pattern, settings in tables.items():
+            if not isinstance(settings, dict):
+                raise RobotConfigError(f"{where}: joints.{pattern!r} must be a table of "
+                                       f"{', '.join(JOINT_FIELDS)}, got {settings!r}")
+            bad = sorted(set(settings) - set(JOINT_FIELDS))
+            if bad:
+                raise RobotConfigError(f"{where}: joints.{pattern!r}: unknown field(s) {', '.join(bad)}; known: "
+                                       f"{', '.join(JOINT_FIELDS)}")
+            for k, v in settings.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise RobotConfigError(f"{where}: joints.{pattern!r}.{k} must be a finite number, got {v!r}")
+                if (k != "default" and v < 0) or (k in ("effort_limit", "action_scale") and v == 0):
+                    raise RobotConfigError(f"{where}: joints.{pattern!r}.{k} must be positive, got {v!r}")
+            joints.append((pattern, {k: float(v) for k, v in settings.items()}))
+        return cls(model=model, path=p, joints=tuple(joints), **kw)
+
+    def settings(self, joint: str) -> dict[str, float]:
+        """The joint's fields, each from the last table whose pattern matches it."""
+        out: dict[str, float] = {}
+        for pattern, values in self.joints:
+            if fnmatch.fnmatchcase(joint, pattern):
+                out.update(values)
+        return out
+
+
+def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
+    path = config.model
+    if not path.is_file():
+        raise RobotConfigError(f"{config.where}: model file {str(path)!r} not found")
+    try:
+        return mujoco.MjSpec.from_file(str(path))
+    except Exception as e:  # MuJoCo's parser: ValueError / mujoco.FatalError with the line number
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RobotConfigError(f"{config.where}: MuJoCo cannot load {str(path)!r} ({first[:200]})") from None
+
+
+def _compile(spec: mujoco.MjSpec, config: RobotConfig) -> mujoco.MjModel:
+    try:
+        return spec.compile()
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RobotConfigError(f"{config.where}: MuJoCo cannot compile {str(config.model)!r} ({first[:200]})") \
+            from None
+
+
+def _is_position_servo(model: mujoco.MjModel, a: int) -> bool:
+    return (int(model.actuator_biastype[a]) == int(mujoco.mjtBias.mjBIAS_AFFINE)
+            and int(model.actuator_gaintype[a]) == int(mujoco.mjtGain.mjGAIN_FIXED)
+            and model.actuator_biasprm[a, 1] != 0
+            and math.isclose(model.actuator_biasprm[a, 1], -model.actuator_gainprm[a, 0], rel_tol=1e-9))
+
+
+class Robot:
+    """The compiled robot for a task template (`legged`, `reach`) or, with template None, as it stands."""
+
+    def __init__(self, config: RobotConfig, template: str | None = None):
+        if template is not None and template not in TEMPLATES:
+            raise RobotConfigError(f"unknown task template {template!r}; known: {', '.join(TEMPLATES)}")
+        self.config, self.template = config, template
+        where = config.where
+        spec = _load_spec(config)
+        raw = _compile(spec, config)  # the user's model as written, for names and checks
+        self.raw_model = raw
+        joint_names = _names(raw, mujoco.mjtObj.mjOBJ_JOINT, raw.njnt)
+        movable = [n for j, n in enumerate(joint_names) if int(raw.jnt_type[j]) in (_HINGE, _SLIDE)]
+        free = [n for j, n in enumerate(joint_names) if int(raw.jnt_type[j]) == _FREE]
+        self.free_joint = free[0] if free else None
+        # the actuated joints: `actuated` patterns over the hinge/slide joints, in model order
+        for pattern in config.actuated:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in movable):
+                raise RobotConfigError(f"{where}: actuated pattern {pattern!r} matches no hinge or slide joint of "
+                                       f"the model ({_listing(movable)})")
+        self.joints = [n for n in movable if any(fnmatch.fnmatchcase(n, p) for p in config.actuated)]
+        for pattern, _ in config.joints:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in joint_names):
+                raise RobotConfigError(f"{where}: joints.{pattern!r} matches no joint of the model "
+                                       f"({_listing(movable)})")
+        body_names = _names(raw, mujoco.mjtObj.mjOBJ_BODY, raw.nbody)
+        site_names = _names(raw, mujoco.mjtObj.mjOBJ_SITE, raw.nsite)
+        geom_names = _names(raw, mujoco.mjtObj.mjOBJ_GEOM, raw.ngeom)
+        if config.base is not None and config.base not in body_names:
+            raise RobotConfigError(f"{where}: base names body {config.base!r}, which the model lacks "
+                                   f"(bodies: {_listing(body_names)})")
+        if config.imu_site is not None and config.imu_site not in site_names:
+            raise RobotConfigError(f"{where}: imu_site names site {config.imu_site!r}, which the model lacks "
+                                   f"(sites: {_listing(site_names)})")
+        for foot in config.feet:
+            if foot not in body_names and foot not in geom_names:
+                raise RobotConfigError(f"{where}: feet names {foot!r}, which is neither a body nor a geom of the "
+                                       f"model (bodies: {_listing(body_names)})")
+        if config.end_effector is not None and config.end_effector not in site_names + body_names:
+            raise RobotConfigError(f"{where}: end_effector names {config.end_effector!r}, which is neither a site "
+                                   f"nor a body of the model (sites: {_listing(site_names)})")
+        self.settings = {j: config.settings(j) for j in self.joints}
+        if template is not None:
+            self._check_template(template, raw, joint_names)
+        self._add_servos(spec, raw)
+        if config.timestep is not None:
+            spec.option.timestep = config.timestep
+        if template == "legged":
+            _add_floor(spec, raw)
+        if template == "reach":
+            if GOAL_BODY in body_names:
+                raise RobotConfigError(f"{where}: the model has a body named {GOAL_BODY!r}; the reach template "
+                                       "adds its goal marker under that name")
+            _add_goal_marker(spec)
+        self.model = _compile(spec, config)
+        self._index()
+
+    # checks ------------------------------------------------------------------------------------------
+    def missing_for(self, template: str) -> list[str]:
+        """What the config still has to say for `template` (empty when the robot is ready for it)."""
+        c, out = self.config, []
+        no_servo = [j for j, src in getattr(self, "servo_source", {}).items() if "give kp and kd" in src]
+        if no_servo:
+            out.append(f"kp and kd for {_listing(no_servo, 6)} (a PD servo each)")
+        if template == "legged":
+            if self.free_joint is None:
+                out.append("the model has no free joint: a legged robot needs a floating base")
+            if c.base is None:
+                out.append("base = BODY (the floating base)")
+            if not c.feet:
+                out.append("feet = [BODY or GEOM, ...]")
+        if template == "reach" and c.end_effector is None:
+            out.append("end_effector = SITE or BODY")
+        if template in ("legged", "reach"):
+            lacking = [j for j in self.joints if "default" not in self.settings[j]]
+            if lacking:
+                out.append(f"a default pose for {_listing(lacking, 6)} ([joints.\"PATTERN\"] default = ...)")
+        if template == "legged":
+            no_scale = [j for j in self.joints if "action_scale" not in self.settings[j]]
+            if no_scale:
+                out.append(f"action_scale for {_listing(no_scale, 6)} (targets span default +- scale)")
+        return out
+
+    def _check_template(self, template: str, raw: mujoco.MjModel, joint_names: list[str]) -> None:
+        where = self.config.where
+        missing = self.missing_for(template)
+        if missing:
+            raise RobotConfigError(f"{where}: the {template} template needs " + "; ".join(missing))
+        if template == "legged":
+            b = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_BODY, self.config.base)
+            jnts = [j for j in range(raw.njnt) if int(raw.jnt_bodyid[j]) == b and int(raw.jnt_type[j]) == _FREE]
+            if not jnts:
+                owner = int(raw.jnt_bodyid[joint_names.index(self.free_joint)])
+                raise RobotConfigError(f"{where}: base body {self.config.base!r} has no free joint (the free joint "
+                                       f"is on body {mujoco.mj_id2name(raw, mujoco.mjtObj.mjOBJ_BODY, owner)!r})")
+            self.free_joint = joint_names[jnts[0]]
+            if self.config.imu_site is not None:
+                s = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_SITE, self.config.imu_site)
+                q = raw.site_quat[s]
+                if int(raw.site_bodyid[s]) != b or not np.allclose(np.abs(q[0]), 1.0, atol=1e-6):
+                    raise RobotConfigError(f"{where}: imu_site {self.config.imu_site!r} must sit on the base body "
+                                           f"{self.config.base!r} with its axes aligned to it")
+        for j in self.joints:
+            jid = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_JOINT, j)
+            d = self.settings[j].get("default")
+            if d is not None and raw.jnt_limited[jid]:
+                lo, hi = raw.jnt_range[jid]
+                if not lo <= d <= hi:
+                    raise RobotConfigError(f"{where}: the default position of {j!r} ({d:g}) is outside its range "
+                                           f"[{lo:g}, {hi:g}]")
+            if "action_scale" not in self.settings[j] and not raw.jnt_limited[jid]:
+                raise RobotConfigError(f"{where}: joint {j!r} has no range, so it needs an action_scale")
+
+    def _add_servos(self, spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:
+        """Every actuated joint ends up driven by a position servo (see the module docstring)."""
+        where = self.config.where
+        by_joint: dict[str, list[int]] = {}
+        for a in range(raw.nu):
+            if int(raw.actuator_trntype[a]) in (int(mujoco.mjtTrn.mjTRN_JOINT), int(mujoco.mjtTrn.mjTRN_JOINTINPARENT)):
+                j = mujoco.mj_id2name(raw, mujoco.mjtObj.mjOBJ_JOINT, int(raw.actuator_trnid[a, 0]))
+                by_joint.setdefault(j, []).append(a)
+            else:
+                name = mujoco.mj_id2name(raw, mujoco.mjtObj.mjOBJ_ACTUATOR, a)
+                raise RobotConfigError(f"{where}: actuator {a} ({name!r}) does not drive a joint directly (tendon, "
+                                       "site or body transmission); robotrl's templates command joints")
+        outside = sorted(j for j in by_joint if j not in self.joints)
+        if outside:
+            raise RobotConfigError(f"{where}: the model has actuators on {', '.join(outside)}, which 'actuated' "
+                                   "leaves out")
+        self.servo_source: dict[str, str] = {}
+        for j in self.joints:
+            s = self.settings[j]
+            acts = by_joint.get(j, [])
+            if len(acts) > 1:
+                raise RobotConfigError(f"{where}: joint {j!r} has {len(acts)} actuators; robotrl expects one")
+            jid = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_JOINT, j)
+            if acts and _is_position_servo(raw, acts[0]):
+                act = spec.actuators[acts[0]]
+                if "kp" in s or "kd" in s:
+                    kp = s.get("kp", float(raw.actuator_gainprm[acts[0], 0]))
+                    kd = s.get("kd", -float(raw.actuator_biasprm[acts[0], 2]))
+                    act.set_to_position(kp=kp, kv=kd)
+                    self.servo_source[j] = "the model's position servo, gains from the config"
+                else:
+                    self.servo_source[j] = "the model's position servo"
+            else:
+                if ("kp" not in s or "kd" not in s) and self.template is None:  # inspecting: report, do not fail
+                    self.servo_source[j] = ("the model's motor" if acts else "none") + ": give kp and kd for a servo"
+                    continue
+                if "kp" not in s or "kd" not in s:
+                    what = "a motor" if acts else "no actuator"
+                    raise RobotConfigError(f"{where}: joint {j!r} has {what} in the model; give kp and kd for it "
+                                           f"([joints.\"PATTERN\"] kp = ..., kd = ...) to make it a PD position servo")
+                if acts:
+                    act = spec.actuators[acts[0]]
+                    act.gear = [1.0, 0, 0, 0, 0, 0]
+                    self.servo_source[j] = "a PD servo from the config (replacing the model's motor)"
+                else:
+                    act = spec.add_actuator()
+                    act.name = f"{j}_servo"
+                    act.target = j
+                    act.trntype = mujoco.mjtTrn.mjTRN_JOINT
+                    self.servo_source[j] = "a PD servo from the config (the model has none)"
+                act.set_to_position(kp=s["kp"], kv=s["kd"])
+            if raw.jnt_limited[jid]:
+                act.ctrllimited = 1
+                act.ctrlrange = [float(x) for x in raw.jnt_range[jid]]
+            else:
+                act.ctrllimited = 0
+            if "effort_limit" in s:
+                act.forcelimited = 1
+                act.forcerange = [-s["effort_limit"], s["effort_limit"]]
+
+    def _index(self) -> None:
+        m = self.model
+        jid = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in self.joints]
+        self.qpos_adr = np.array([m.jnt_qposadr[j] for j in jid], dtype=np.intp)
+        self.dof_adr = np.array([m.jnt_dofadr[j] for j in jid], dtype=np.intp)
+        act_of = {int(m.actuator_trnid[a, 0]): a for a in range(m.nu) if _is_position_servo(m, a)}
+        self.actuator = np.array([act_of.get(j, -1) for j in jid], dtype=np.intp)  # -1: no servo (inspect only)
+        self.range = np.array([m.jnt_range[j] if m.jnt_limited[j] else (-np.inf, np.inf) for j in jid], dtype=float)
+        self.limited = np.array([bool(m.jnt_limited[j]) for j in jid])
+        st = [self.settings[j] for j in self.joints]
+        self.default = np.array([s.get("default", 0.0) for s in st])
+        scale = np.array([s.get("action_scale", np.nan) for s in st])
+        low = np.where(np.isnan(scale), self.range[:, 0], self.default - scale)
+        high = np.where(np.isnan(scale), self.range[:, 1], self.default + scale)
+        self.action_low = np.maximum(low, self.range[:, 0])
+        self.action_high = np.minimum(high, self.range[:, 1])
+        has = self.actuator >= 0
+        a = np.where(has, self.actuator, 0)
+        self.kp = np.where(has, m.actuator_gainprm[a, 0], np.nan) if m.nu else np.full(len(jid), np.nan)
+        self.kd = np.where(has, -m.actuator_biasprm[a, 2], np.nan) if m.nu else np.full(len(jid), np.nan)
+        self.effort_limit = (np.where(has & m.actuator_forcelimited[a].astype(bool), m.actuator_forcerange[a, 1],
+                                      np.inf) if m.nu else np.full(len(jid), np.inf))
+        self.control_period = float(m.opt.timestep) * self.config.decimation
+
+    @classmethod
+    def load(cls, path: str | Path, template: str | None = None) -> Robot:
+        return cls(RobotConfig.load(path), template)
+
+    @classmethod
+    def from_model(cls, model: str | Path) -> Robot:
+        return cls(RobotConfig(model=Path(model)), None)
+
+    # report ------------------------------------------------------------------------------------------
+    def inspect(self) -> str:
+        """What `robotrl robot inspect` prints: the model as robotrl sees it, and what each template lacks."""
+        m, c = self.raw_model, self.config
+        out = [f"model     {c.model}  (timestep {m.opt.timestep:g} s"
+               + (f", config: {c.timestep:g} s" if c.timestep else "") + f", decimation {c.decimation}: control "
+               f"{1.0 / ((c.timestep or m.opt.timestep) * c.decimation):.0f} Hz)"]
+        if c.path:
+            out[0] += f"\nconfig    {c.path}"
+        free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == _FREE]
+        jname = lambda j: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)  # noqa: E731
+        bname = lambda b: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)  # noqa: E731
+        out.append("base      " + (", ".join(f"free joint {jname(j)!r} on body {bname(int(m.jnt_bodyid[j]))!r}"
+                                             for j in free) or "fixed (no free joint)"))
+        out.append(f"mass      {float(m.body_mass.sum()):.2f} kg in {m.nbody - 1} bodies")
+        out.append(f"joints ({sum(1 for j in range(m.njnt) if int(m.jnt_type[j]) in (_HINGE, _SLIDE))} hinge/slide"
+                   f", {len(self.joints)} actuated):")
+        out.append(f"    {'name':24s} {'type':6s} {'range':>18s}  {'default':>8s} {'kp':>7s} {'kd':>6s} "
+                   f"{'limit':>7s}  servo")
+        for j in range(m.njnt):
+            t = int(m.jnt_type[j])
+            if t not in (_HINGE, _SLIDE):
+                continue
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)
+            rng = f"[{m.jnt_range[j, 0]:.3g}, {m.jnt_range[j, 1]:.3g}]" if m.jnt_limited[j] else "unlimited"
+            if name in self.joints:
+                k = self.joints.index(name)
+                d = self.settings[name].get("default")
+                lim = self.effort_limit[k]
+                kp, kd = (("-" if np.isnan(x) else f"{x:.3g}") for x in (self.kp[k], self.kd[k]))
+                out.append(f"    {name:24s} {'hinge' if t == _HINGE else 'slide':6s} {rng:>18s}  "
+                           f"{'-' if d is None else f'{d:.3g}':>8s} {kp:>7s} {kd:>6s} "
+                           f"{'-' if not np.isfinite(lim) else f'{lim:.3g}':>7s}  {self.servo_source[name]}")
+            else:
+                out.append(f"    {name:24s} {'hinge' if t == _HINGE else 'slide':6s} {rng:>18s}  (passive)")
+        acts = []
+        for a in range(m.nu):
+            kind = "position servo" if _is_position_servo(m, a) else (
+                "motor" if int(m.actuator_biastype[a]) == int(mujoco.mjtBias.mjBIAS_NONE) else "actuator")
+            target = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, int(m.actuator_trnid[a, 0])) \
+                if int(m.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_JOINT) else "(not a joint)"
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, a)
+            acts.append(f"{name + ': ' if name else ''}{kind} on {target}")
+        out.append(f"actuators in the model ({m.nu}): {_listing(acts) if m.nu else 'none'}")
+        out.append(f"bodies ({m.nbody - 1}): {_listing(_names(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody)[1:], 20)}")
+        out.append(f"sites ({m.nsite}): {_listing(_names(m, mujoco.mjtObj.mjOBJ_SITE, m.nsite), 20)}")
+        out.append(f"sensors ({m.nsensor}): {_listing(_names(m, mujoco.mjtObj.mjOBJ_SENSOR, m.nsensor), 20)}")
+        for t, what in TEMPLATES.items():
+            missing = self.missing_for(t)
+            out.append(f"template {t:7s} " + ("ready" if not missing else "needs: " + "; ".join(missing))
+                       + f"   ({what})")
+        return "\n".join(out)
+
+
+def _add_floor(spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:
+    """A checkered ground plane and a light, unless the model has a plane already."""
+    if any(int(raw.geom_type[g]) == int(mujoco.mjtGeom.mjGEOM_PLANE) for g in range(raw.ngeom)):
+        return
+    tex = spec.add_texture()
+    tex.name, tex.type = "robotrl_grid", mujoco.mjtTexture.mjTEXTURE_2D
+    tex.builtin = mujoco.mjtBuiltin.mjBUILTIN_CHECKER
+    tex.width = tex.height = 256
+    tex.rgb1, tex.rgb2 = [0.20, 0.30, 0.40], [0.10, 0.20, 0.30]
+    mat = spec.add_material()
+    mat.name = "robotrl_grid"
+    mat.textures[int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = "robotrl_grid"
+    mat.texrepeat = [1.0, 1.0]
+    mat.texuniform = True
+    floor = spec.worldbody.add_geom()
+    floor.name, floor.type, floor.size = "floor", mujoco.mjtGeom.mjGEOM_PLANE, [0, 0, 0.05]
+    floor.material = "robotrl_grid"
+    floor.contype = floor.conaffinity = 1
+    floor.condim = 3
+    if raw.nlight == 0:
+        light = spec.worldbody.add_light()
+        light.pos, light.dir = [0, 0, 3], [0, 0, -1]
+        light.type = mujoco.mjtLightType.mjLIGHT_DIRECTIONAL
+
+
+def _add_goal_marker(spec: mujoco.MjSpec) -> None:
+    """A mocap body carrying a small green sphere that collides with nothing: the reach goal."""
+    body = spec.worldbody.add_body()
+    body.name, body.mocap = GOAL_BODY, True
+    g = body.add_geom()
+    g.type, g.size, g.rgba = mujoco.mjtGeom.mjGEOM_SPHERE, [0.02, 0, 0], [0.1, 0.9, 0.2, 0.6]
+    g.contype = g.conaffinity = 0
+    g.mass = 0.0

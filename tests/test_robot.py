@@ -1,0 +1,189 @@
+"""Your own robot: an MJCF model + robot config -> tasks (legged velocity tracking, arm reaching).
+
+Real MuJoCo throughout: our quadruped, a second legged model with other joint names, no actuators and
+feet given as geoms (tests/assets/critter.*), and a 3-joint arm whose motors the config turns into PD
+servos (tests/assets/arm3.*).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from robotrl.envs import Observer, make
+from robotrl.envs.robot import Robot, RobotConfigError
+
+ASSETS = Path(__file__).parent / "assets"
+QUADRUPED = Path(__file__).resolve().parents[1] / "envs" / "assets" / "quadruped.toml"
+LEGGED = {"quadruped": "robotrl/Quadruped-v0", "critter": f"legged:{ASSETS / 'critter.toml'}"}
+
+
+@pytest.mark.parametrize("name", sorted(LEGGED))
+def test_legged_template_builds_passes_check_env_and_every_element_is_what_it_says(name):
+    env = make(LEGGED[name])
+    check_env(env.unwrapped, skip_render_check=True)
+    spec = env.get_wrapper_attr("task_spec")
+    u = env.unwrapped
+    assert spec.deployable and spec.obs_dim == env.observation_space.shape[0] == 9 + 3 * len(u.robot.joints)
+    assert {e.kind for e in spec.observation} == {"base_ang_vel", "projected_gravity", "velocity_command",
+                                                  "joint_pos_rel", "joint_vel", "prev_action"}
+    assert all(a.kind == "position" for a in spec.action)
+    observer = Observer(u.model, spec.observation)
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for t in range(300):
+        a = rng.uniform(env.action_space.low, env.action_space.high)
+        obs, r, term, trunc, info = env.step(a)
+        recomputed = observer(u.data, prev_action=dict(zip(u.robot.joints, u.prev_action, strict=True)),
+                              command=dict(zip(("x", "y", "yaw"), u.command, strict=True)))
+        np.testing.assert_allclose(recomputed, obs, atol=1e-12, err_msg=f"step {t}")
+        assert math.isclose(r, max(0.0, sum(info["reward_terms"].values())), abs_tol=1e-12)
+        checked += 1
+        if term or trunc:
+            obs, _ = env.reset()
+    assert checked == 300
+
+
+def test_projected_gravity_is_down_standing_and_rotates_with_the_base():
+    env = make("robotrl/Quadruped-v0")
+    env.reset(seed=0)
+    u = env.unwrapped
+    d = u.data
+    d.qpos[u._qb + 3:u._qb + 7] = [1, 0, 0, 0]
+    mujoco.mj_forward(u.model, d)
+    np.testing.assert_allclose(u._observe()[3:6], [0, 0, -1], atol=1e-12)
+    for theta in (0.3, -0.7):  # roll about x: gravity in the base frame is (0, -sin, -cos)
+        d.qpos[u._qb + 3:u._qb + 7] = [math.cos(theta / 2), math.sin(theta / 2), 0, 0]
+        np.testing.assert_allclose(u._observe()[3:6], [0, -math.sin(theta), -math.cos(theta)], atol=1e-12)
+    theta = 0.4  # pitch about y: (sin, 0, -cos)
+    d.qpos[u._qb + 3:u._qb + 7] = [math.cos(theta / 2), 0, math.sin(theta / 2), 0]
+    np.testing.assert_allclose(u._observe()[3:6], [math.sin(theta), 0, -math.cos(theta)], atol=1e-12)
+
+
+def test_the_configs_pd_gains_really_act():
+    """A servo from the config (the arm's model has motors, the config turns them into kp/kd servos) steps
+    its joint to a new target, and the critter's config servos hold it up."""
+    env = make(f"reach:{ASSETS / 'arm3.toml'}")
+    env.reset(seed=0)
+    u = env.unwrapped
+    assert u.robot.kp.tolist() == [60.0, 60.0, 60.0] and u.robot.kd.tolist() == [3.0, 3.0, 3.0]
+    i = u.robot.joints.index("yaw")
+    target = u.robot.default.copy()
+    target[i] = 1.0
+    for _ in range(100):  # 2 s
+        env.step(target)
+    assert abs(u.data.qpos[u._qa[i]] - 1.0) < 0.02
+    weak = make(f"reach:{ASSETS / 'arm3.toml'}")  # the same step with a tenth of the stiffness falls short
+    weak.unwrapped.model.actuator_gainprm[:, 0] /= 10
+    weak.unwrapped.model.actuator_biasprm[:, 1] /= 10
+    weak.reset(seed=0)
+    for _ in range(10):
+        weak.step(target)
+    assert abs(weak.unwrapped.data.qpos[weak.unwrapped._qa[i]] - 1.0) > 0.2
+
+    critter = make(LEGGED["critter"])
+    critter.reset(seed=0)
+    c = critter.unwrapped
+    for _ in range(100):
+        _, _, term, _, _ = critter.step((c.low + c.high) / 2)
+        assert not term
+    assert c.data.qpos[c._qb + 2] > 0.5 * c.stand_height
+
+
+def test_reach_template_goals_are_reachable_and_the_card_uses_the_arms_elements():
+    env = make(f"reach:{ASSETS / 'arm3.toml'}")
+    check_env(env.unwrapped, skip_render_check=True)
+    spec = env.get_wrapper_attr("task_spec")
+    assert [e.kind for e in spec.observation[-6:]] == ["goal"] * 3 + ["body_pos"] * 3
+    observer = Observer(env.unwrapped.model, spec.observation)
+    obs, _ = env.reset(seed=1)
+    np.testing.assert_allclose(observer(env.unwrapped.data), obs, atol=1e-12)
+    # a goal is the end effector at some joint position: a servo sent there reaches it
+    u = env.unwrapped
+    scratch = mujoco.MjData(u.model)
+    found = None
+    for _ in range(50):
+        q = u.np_random.uniform(u.low, u.high)
+        scratch.qpos[u._qa] = q
+        mujoco.mj_kinematics(u.model, scratch)
+        if scratch.site_xpos[u._ee_site][2] > 0.05:
+            found = (q, scratch.site_xpos[u._ee_site].copy())
+            break
+    assert found is not None
+    u.goal = found[1]
+    u.data.mocap_pos[u._mocap] = found[1]
+    for _ in range(100):
+        obs, *_ = env.step(found[0])
+    assert np.linalg.norm(obs[-3:]) < 0.02
+
+
+def _write(tmp_path, text, model="critter.xml"):
+    (tmp_path / model).write_text((ASSETS / model).read_text())
+    p = tmp_path / "robot.toml"
+    p.write_text(f'model = "{model}"\n' + text)
+    return p
+
+
+GOOD = 'base = "torso"\nfeet = ["lf_toe"]\n[joints."*"]\nkp = 8.0\nkd = 0.2\naction_scale = 0.3\ndefault = 0.0\n'
+MISTAKES = {
+    "missing model": ('model = "nope.xml"\n', None, "model file"),
+    "unknown key": (GOOD + "[extra]\nx = 1\n", "skip-model", "unknown key(s) extra"),
+    "unknown joint": (GOOD + '[joints."*_hip"]\ndefault = 0.1\n', None, "matches no joint"),
+    "unknown body": (GOOD.replace('"torso"', '"pelvis"'), None, "base names body 'pelvis'"),
+    "unknown foot": (GOOD.replace('"lf_toe"', '"left_foot"'), None, "feet names 'left_foot'"),
+    "no gains": ('base = "torso"\nfeet = ["lf_toe"]\n[joints."*"]\naction_scale = 0.3\ndefault = 0.0\n', None,
+                 "give kp and kd"),
+    "default outside range": (GOOD + '[joints.lf_knee]\ndefault = 1.0\n', None, "outside its range"),
+    "wrong type": (GOOD.replace("kp = 8.0", 'kp = "stiff"'), None, "kp must be a finite number"),
+    "not toml": ("base = [\n", "skip-model", "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISTAKES))
+def test_robot_config_mistakes_are_one_line_naming_the_field(tmp_path, case):
+    text, flag, needle = MISTAKES[case]
+    path = tmp_path / "robot.toml"
+    if flag == "skip-model" or case == "missing model":
+        (tmp_path / "critter.xml").write_text((ASSETS / "critter.xml").read_text())
+        path.write_text(('model = "critter.xml"\n' if case != "missing model" else "") + text)
+    else:
+        path = _write(tmp_path, text)
+    with pytest.raises(RobotConfigError, match=r"^robot config ") as e:
+        Robot.load(path, "legged")
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_legged_task_needs_a_free_joint_and_the_command_says_so_in_one_line(tmp_path):
+    p = tmp_path / "arm.toml"
+    (tmp_path / "arm3.xml").write_text((ASSETS / "arm3.xml").read_text())
+    p.write_text('model = "arm3.xml"\nbase = "base_link"\nfeet = ["lower"]\n[joints."*"]\nkp = 1.0\nkd = 0.1\n'
+                 "default = 0.0\naction_scale = 0.2\n")
+    with pytest.raises(RobotConfigError, match="no free joint"):
+        Robot.load(p, "legged")
+    for argv, needle in ([["robot", "inspect", str(tmp_path / "missing.xml")], "not found"],
+                         [["train", "ppo", f"legged:{p}", "--steps", "1000"], "no free joint"]):
+        r = subprocess.run([sys.executable, "-m", "robotrl.cli", *argv], capture_output=True, text=True, timeout=120)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_robot_inspect_lists_the_model_and_what_each_template_lacks():
+    r = subprocess.run([sys.executable, "-m", "robotrl.cli", "robot", "inspect", str(ASSETS / "critter.xml")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for needle in ("free joint 'floating_base' on body 'torso'", "lf_swing", "[-1, 1]", "sites (1): imu_link",
+                   "template legged  needs: kp and kd", "base = BODY", "feet = [BODY or GEOM"):
+        assert needle in out, (needle, out)
+    r = subprocess.run([sys.executable, "-m", "robotrl.cli", "robot", "inspect", str(QUADRUPED)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "template legged  ready" in r.stdout, r.stdout + r.stderr
+    assert "a PD servo from the config (the model has none)" in r.stdout
