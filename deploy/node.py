@@ -273,7 +273,13 @@ class PolicyNode(LifecycleNode):
         for _ in range(200):  # warm-up: first calls allocate
             self.policy(zeros)
         state_qos, cmd_qos = _qos(self.p("state_reliability")), _qos(self.p("command_reliability"))
-        self._subs = [self.create_subscription(JointState, self.p("joint_states_topic"), self._on_joint_state,
+        self._subs = []
+        if self.builder.need_command:  # first: in one wake-up the executor serves subscriptions in this order,
+            from geometry_msgs.msg import Twist  # so a command and the state it goes with are read in that order
+
+            self._subs.append(self.create_subscription(Twist, self.p("cmd_vel_topic"), self._on_cmd_vel,
+                                                       _qos("best_effort")))
+        self._subs += [self.create_subscription(JointState, self.p("joint_states_topic"), self._on_joint_state,
                                                state_qos),
                       self.create_subscription(Bool, self.p("estop_topic"), self._on_estop, _qos("reliable"))]
         if self.builder.need_odom:
@@ -288,11 +294,6 @@ class PolicyNode(LifecycleNode):
             from geometry_msgs.msg import PointStamped
         if self.builder.need_goal:
             self._subs.append(self.create_subscription(PointStamped, self.p("goal_topic"), self._on_goal, state_qos))
-        if self.builder.need_command:
-            from geometry_msgs.msg import Twist
-
-            self._subs.append(self.create_subscription(Twist, self.p("cmd_vel_topic"), self._on_cmd_vel,
-                                                       _qos("best_effort")))
         low = np.array([a["low"] for a in spec["action"]], dtype=np.float64)
         high = np.array([a["high"] for a in spec["action"]], dtype=np.float64)
         self._act_low, self._act_high, self._act_offset, self._act_scale = low, high, (high + low) / 2, (high - low) / 2

@@ -11,6 +11,13 @@ node computes once every source carries that state's stamp, so the comparison me
 deployment path (observation assembly by name, onnxruntime, safety filter, messages), not clock
 jitter. `--free-running` runs both on wall-clock timers instead, as on hardware.
 Exits non-zero if the node's mean return falls more than `tolerance` (10 %) short.
+
+A velocity-tracking card (a walker that follows /cmd_vel) is driven through a scripted command
+sequence instead (stand, forward, turn, stop: `robotrl.envs.legged.COMMAND_SCRIPT`; no random
+pushes): the simulated robot is also the operator, publishing /cmd_vel as the script says, and the
+node reads orientation and angular velocity from /imu. Compared are the mean absolute tracking
+errors (forward velocity, yaw rate) and the falls: it fails when the node's error is more than
+`tolerance` worse than in-process (plus 0.01 for rounding) or it falls more often.
 """
 
 from __future__ import annotations
@@ -35,17 +42,28 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
     policy = OnnxPolicy(policy_path)
     card = policy.card
     task, seed = card["task_id"], eval_seed(int(card["training"]["seed"]))
+    tracking = any(e["kind"] == "velocity_command" for e in card["spec"]["observation"])
+    script = env_kwargs = None
     t0 = time.monotonic()
-    ref = evaluate(policy, task, episodes, seed)
-    log(f"in-process (onnxruntime): {ref['mean_return']:.2f} +- {ref['std_return']:.2f} over {episodes} episodes "
-        f"({time.monotonic() - t0:.1f} s)")
+    if tracking:
+        from robotrl.envs.legged import COMMAND_SCRIPT, evaluate_tracking
+
+        script, env_kwargs = COMMAND_SCRIPT, {"push_interval_s": 0.0}
+        ref = evaluate_tracking(policy, task, episodes=episodes, seed=seed, script=script, env_kwargs=env_kwargs)
+        log(f"in-process (onnxruntime), scripted commands: forward error {ref['err_vx']:.3f} m/s, yaw-rate error "
+            f"{ref['err_yaw']:.3f} rad/s, {ref['falls']} falls in {episodes} episodes ({time.monotonic() - t0:.1f} s)")
+    else:
+        ref = evaluate(policy, task, episodes, seed)
+        log(f"in-process (onnxruntime): {ref['mean_return']:.2f} +- {ref['std_return']:.2f} over {episodes} "
+            f"episodes ({time.monotonic() - t0:.1f} s)")
 
     context = rclpy.Context()
     rclpy.init(context=context)
     robot = node = None
     executor = SingleThreadedExecutor(context=context)
     try:
-        robot = SimRobot(task, episodes=episodes, seed=seed, lockstep=lockstep, context=context)
+        robot = SimRobot(task, episodes=episodes, seed=seed, lockstep=lockstep, context=context,
+                         command_script=script, env_kwargs=env_kwargs)
         overrides = [Parameter("policy", value=str(policy.path)), Parameter("ramp_s", value=float(ramp_s)),
                      Parameter("trigger", value="state" if lockstep else "timer"),
                      Parameter("sync_stamps", value=bool(lockstep))]
@@ -54,6 +72,8 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
         # the stand-in robot teleports to a new initial pose at each episode start, a jump the node's
         # plausibility check rightly calls a sensor fault on a real robot: off here
         overrides.append(Parameter("max_joint_speed", value=0.0))
+        if tracking:  # a legged robot's orientation and angular velocity come from its IMU
+            overrides.append(Parameter("imu_topic", value="/imu"))
         node = PolicyNode(context=context, parameter_overrides=overrides)
         executor.add_node(robot)
         executor.add_node(node)
@@ -79,6 +99,8 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
             robot.destroy_node()
         executor.shutdown()
         rclpy.shutdown(context=context)
+    if tracking:
+        return _tracking_result(ref, robot, task, episodes, lockstep, tolerance, wall, status, log)
     ros_mean = float(np.mean(robot.returns))
     ref_mean = ref["mean_return"]
     shortfall = (ref_mean - ros_mean) / abs(ref_mean) if ref_mean else 0.0
@@ -92,3 +114,21 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
     return {"task": task, "episodes": episodes, "in_process": ref["returns"], "ros": robot.returns,
             "in_process_mean": ref_mean, "ros_mean": ros_mean, "shortfall": shortfall, "ok": ok,
             "lockstep": lockstep, "steps": steps, "wall_s": wall, "node_status": status}
+
+
+def _tracking_result(ref: dict[str, Any], robot: Any, task: str, episodes: int, lockstep: bool, tolerance: float,
+                     wall: float, status: dict[str, Any], log: Any) -> dict[str, Any]:
+    ros = {k: float(np.mean([e[k] for e in robot.tracking])) for k in ("err_vx", "err_vy", "err_yaw")}
+    ros_falls = int(sum(e["fell"] for e in robot.tracking))
+    worse = {k: (ros[k] - ref[k]) / max(ref[k], 1e-9) for k in ("err_vx", "err_yaw")}
+    ok = (all(ros[k] <= (1 + tolerance) * ref[k] + 0.01 for k in ("err_vx", "err_yaw"))
+          and ros_falls <= ref["falls"])
+    steps = int(sum(robot.lengths))
+    log(f"ROS 2 node -> simulated robot over DDS ({'lockstep' if lockstep else 'free-running'}), /cmd_vel on the "
+        f"script: forward error {ros['err_vx']:.3f} m/s, yaw-rate error {ros['err_yaw']:.3f} rad/s, {ros_falls} "
+        f"falls; {steps} steps in {wall:.1f} s; safety mode at the end: {status['mode']}")
+    log(f"{'OK' if ok else 'FAIL'}: the node's tracking errors are {worse['err_vx']:+.1%} (forward) and "
+        f"{worse['err_yaw']:+.1%} (yaw) of in-process (allowed: +{tolerance:.0%} + 0.01)")
+    return {"task": task, "episodes": episodes, "tracking": True, "in_process": {k: ref[k] for k in ros},
+            "ros": ros, "in_process_falls": ref["falls"], "ros_falls": ros_falls, "ok": ok, "lockstep": lockstep,
+            "steps": steps, "wall_s": wall, "node_status": status}

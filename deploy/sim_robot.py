@@ -39,7 +39,7 @@ class SimRobot(Node):
                  command_topic: str = "/policy_controller/commands",
                  stamped_command_topic: str = "/robotrl_policy/command_stamped",
                  state_reliability: str = "best_effort", name: str = "sim_robot", imu_topic: str = "/imu",
-                 **kwargs: Any):
+                 command_script: Any = None, env_kwargs: dict[str, Any] | None = None, **kwargs: Any):
         super().__init__(name, **kwargs)
         from geometry_msgs.msg import PointStamped
         from nav_msgs.msg import Odometry
@@ -50,7 +50,7 @@ class SimRobot(Node):
 
         self._msgs = {"JointState": JointState, "Odometry": Odometry, "PointStamped": PointStamped,
                       "String": String}
-        self.env = make(task)
+        self.env = make(task, **(env_kwargs or {}))
         self.spec = self.env.get_wrapper_attr("task_spec").to_dict()
         self.period = float(self.spec["control_period"])
         self.sensors = RobotSensors(self.env.unwrapped.model, self.spec["observation"])
@@ -72,10 +72,19 @@ class SimRobot(Node):
             self._msgs["Imu"] = Imu
             self.pub_imu = self.create_publisher(Imu, imu_topic, state_qos)
         self.cmd_vel_received = 0
+        self.script = command_script  # sim2sim: this node is also the operator, publishing /cmd_vel on a script
+        self.tracking: list[dict[str, Any]] = []
         if hasattr(self.env.unwrapped, "set_command"):  # a velocity-tracking task: the operator commands it
             from geometry_msgs.msg import Twist
 
-            self.create_subscription(Twist, "/cmd_vel", self._on_cmd_vel, state_qos)
+            self._msgs["Twist"] = Twist
+            if command_script is None:
+                self.create_subscription(Twist, "/cmd_vel", self._on_cmd_vel, state_qos)
+            else:
+                from robotrl.envs.legged import script_steps
+
+                self.pub_cmd_vel = self.create_publisher(Twist, "/cmd_vel", state_qos)
+                self._script_steps = script_steps(command_script, self.period)
         self.pub_goal = self.create_publisher(PointStamped, "/goal", state_qos) \
             if self.sensors.goal_body is not None else None
         self.pub_points = {n: self.create_publisher(PointStamped, f"/points/{n}", state_qos)
@@ -96,6 +105,10 @@ class SimRobot(Node):
     # simulation -----------------------------------------------------------------------------------
     def _reset(self) -> None:
         self.env.reset(seed=self.seed + self._k)
+        if self.script is not None:
+            from robotrl.envs.legged import TrackingMeter
+
+            self._meter = TrackingMeter(self.period)
         if self.cmd_vel_received and hasattr(self.env.unwrapped, "set_command"):
             self.env.unwrapped.set_command(*self._cmd_vel)  # the operator's command outlives the episode
         self._ep_return, self._ep_len = 0.0, 0
@@ -109,10 +122,15 @@ class SimRobot(Node):
                          for j, k in zip(self.action_joints, self.kinds, strict=True)])
 
     def _advance(self, command: np.ndarray) -> None:
-        _, r, term, trunc, _ = self.env.step(command)
+        _, r, term, trunc, info = self.env.step(command)
         self._ep_return += float(r)
         self._ep_len += 1
         self._step_index += 1
+        if self.script is not None:
+            self._meter.add(info, term)
+            trunc = trunc or self._ep_len >= self._script_steps
+            if term or trunc:
+                self.tracking.append(self._meter.result())
         if term or trunc:
             self.returns.append(self._ep_return)
             self.lengths.append(self._ep_len)
@@ -135,6 +153,14 @@ class SimRobot(Node):
 
     def publish_state(self) -> None:
         data = self.env.unwrapped.data
+        if self.script is not None:  # the operator's command for this step, before the state that it goes with
+            from robotrl.envs.legged import command_at
+
+            cmd = command_at(self.script, self._ep_len * self.period)
+            self.env.unwrapped.set_command(*cmd)
+            t = self._msgs["Twist"]()
+            t.linear.x, t.linear.y, t.angular.z = (float(v) for v in cmd)
+            self.pub_cmd_vel.publish(t)
         stamp = self._stamp()
         self._state_stamp = (stamp.sec, stamp.nanosec)
         js = self._msgs["JointState"]()

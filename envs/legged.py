@@ -296,3 +296,80 @@ def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     w2, x2, y2, z2 = b
     return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
                      w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+
+
+# the scripted command sequence of `robotrl sim2sim` and the benchmark: (seconds, (vx, vy, yaw rate))
+COMMAND_SCRIPT: tuple[tuple[float, tuple[float, float, float]], ...] = (
+    (2.0, (0.0, 0.0, 0.0)),      # stand
+    (4.0, (0.6, 0.0, 0.0)),      # walk forward
+    (4.0, (0.3, 0.0, 0.8)),      # turn left while walking
+    (3.0, (0.0, 0.0, -0.8)),     # turn right on the spot
+    (2.0, (0.0, 0.0, 0.0)),      # stop
+)
+SETTLE_S = 0.5  # tracking errors are not counted for this long after a command changes
+
+
+def command_at(script: Any, t: float) -> tuple[float, float, float]:
+    """The scripted command in force at time `t` (the last one after the script's end)."""
+    end = 0.0
+    for seconds, cmd in script:
+        end += seconds
+        if t < end - 1e-9:
+            return cmd
+    return script[-1][1]
+
+
+def script_steps(script: Any, dt: float) -> int:
+    return round(sum(s for s, _ in script) / dt)
+
+
+class TrackingMeter:
+    """Mean absolute tracking errors of a velocity-tracking episode, counted from `SETTLE_S` after each
+    command change: forward (vx), lateral (vy) and yaw rate; and whether the robot fell."""
+
+    def __init__(self, dt: float):
+        self.dt, self.err, self.fell, self._since, self._last = dt, [], False, 0.0, None
+
+    def add(self, info: dict[str, Any], terminated: bool) -> None:
+        cmd = tuple(info["command"])
+        self._since = 0.0 if cmd != self._last else self._since + self.dt
+        self._last = cmd
+        if self._since >= SETTLE_S:
+            v = info["base_lin_vel"]
+            self.err.append((abs(cmd[0] - v[0]), abs(cmd[1] - v[1]), abs(cmd[2] - info["base_yaw_rate"])))
+        self.fell |= bool(terminated)
+
+    def result(self) -> dict[str, float]:
+        e = np.asarray(self.err) if self.err else np.full((1, 3), np.nan)
+        return {"err_vx": float(e[:, 0].mean()), "err_vy": float(e[:, 1].mean()), "err_yaw": float(e[:, 2].mean()),
+                "fell": self.fell, "counted_steps": len(self.err)}
+
+
+def evaluate_tracking(policy: Any, task_id: str, *, episodes: int = 1, seed: int = 0,
+                      script: Any = COMMAND_SCRIPT, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Velocity tracking of `policy` (raw observation -> command in robot units, one at a time) on a
+    legged task: episode k seeded ``seed + k``, commands from `script` (None: the task's own random
+    commands over a whole episode). Per-episode and mean errors, falls."""
+    from robotrl.envs import make
+
+    env = make(task_id, **(env_kwargs or {}))
+    u = env.unwrapped
+    if not hasattr(u, "set_command"):
+        raise ValueError(f"{task_id} is not a velocity-tracking task")
+    per_episode = []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        meter = TrackingMeter(u.dt)
+        steps = script_steps(script, u.dt) if script is not None else u.max_steps
+        for i in range(steps):
+            if script is not None:
+                u.set_command(*command_at(script, i * u.dt))
+                obs = u._observe()  # the new command is part of this step's observation
+            obs, _, term, trunc, info = env.step(np.asarray(policy(obs), dtype=np.float64))
+            meter.add(info, term)
+            if term or trunc:
+                break
+        per_episode.append(meter.result())
+    env.close()
+    mean = {k: float(np.mean([e[k] for e in per_episode])) for k in ("err_vx", "err_vy", "err_yaw")}
+    return {**mean, "falls": int(sum(e["fell"] for e in per_episode)), "episodes": per_episode}

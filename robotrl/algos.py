@@ -48,6 +48,13 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
                    "why": "1M-step sweep, 2 seeds: minibatch 64 -> 2222/3304, 256 -> 3294/3004, 512 -> 3174/3303; "
                           "512 is also 2x faster"},
         # HalfCheetah keeps the generic minibatch 64: 4691/4717 against 4613/3720 (256) and 2885/3907 (512).
+        "legged": {"steps": 20_000_000,
+                   "config": {"num_envs": 32, "rollout_steps": 128, "hidden_sizes": (256, 128), "activation": "elu",
+                              "log_std_init": -1.0, "learning_rate": 5e-4, "update_epochs": 5,
+                              "minibatch_size": 1024, "ent_coef": 0.005},
+                   "why": "legged velocity tracking (robotrl/Quadruped-v0 and legged:CONFIG.toml): legged_gym's PPO "
+                          "(5 epochs, ELU, entropy bonus) scaled to 32 CPU envs x 128 steps; initial std 0.37 of the "
+                          "action range (targets +-0.18 rad for a 0.5 rad scale)"},
     },
     "trpo": {
         "InvertedPendulum": {"steps": 50_000, "config": {},
@@ -71,9 +78,17 @@ def get(name: str) -> AlgoInfo:
         raise UserError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}") from None
 
 
+FAMILY_ALIASES = {"Quadruped": "legged"}  # our quadruped is a legged-template task
+
+
 def task_family(task_id: str) -> str:
-    """``robotrl/Hopper-v5`` and ``Hopper-v5`` -> ``Hopper``: defaults apply across versions and namespaces."""
-    return re.sub(r"-v\d+$", "", task_id.rsplit("/", 1)[-1])
+    """``robotrl/Hopper-v5`` and ``Hopper-v5`` -> ``Hopper``: defaults apply across versions and namespaces;
+    a robot of the user's (``legged:my_robot.toml``) -> its template (``legged``)."""
+    head, sep, _ = task_id.partition(":")
+    if sep and head in ("legged", "reach"):
+        return head
+    family = re.sub(r"-v\d+$", "", task_id.rsplit("/", 1)[-1])
+    return FAMILY_ALIASES.get(family, family)
 
 
 def task_defaults(algo: str, task_id: str) -> tuple[int, dict[str, Any]]:

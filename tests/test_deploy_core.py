@@ -16,7 +16,7 @@ from robotrl.deploy.sim_sources import RobotSensors
 from robotrl.envs import TASKS, make
 
 
-def _feed(builder, sensors, data, t, rng=None, extra=True):
+def _feed(builder, sensors, data, t, rng=None, extra=True, env=None):
     names, q, dq = sensors.joint_state(data)
     if rng is not None:  # the wire order is not ours, and drivers publish joints we do not use
         order = rng.permutation(len(names))
@@ -26,6 +26,13 @@ def _feed(builder, sensors, data, t, rng=None, extra=True):
     builder.joint_state(names, q, dq, t)
     if sensors.has_base:
         builder.base_state(*sensors.odometry(data), t)
+        if builder.use_imu:
+            builder.imu(*sensors.imu(data), t)
+    u = env.unwrapped if env is not None else None
+    if builder.need_command:  # what the operator says on /cmd_vel, and what the node sent last
+        builder.velocity_command(*u.command, t)
+    if builder.need_prev_action:
+        builder.set_prev_action(u.prev_action)
     goal = sensors.goal(data)
     if goal is not None:
         builder.goal(goal, t)
@@ -33,18 +40,19 @@ def _feed(builder, sensors, data, t, rng=None, extra=True):
         builder.point(n, p, t)
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
-def test_robot_sources_reassemble_the_training_observation(task):
+@pytest.mark.parametrize("task,imu", [(t, False) for t in sorted(TASKS)] + [("robotrl/Quadruped-v0", True)])
+def test_robot_sources_reassemble_the_training_observation(task, imu):
     env = make(task)
     spec = env.get_wrapper_attr("task_spec").to_dict()
     sensors = RobotSensors(env.unwrapped.model, spec["observation"])
-    builder = ObservationBuilder(spec["observation"], [a["joint"] for a in spec["action"]])
+    builder = ObservationBuilder(spec["observation"], [a["joint"] for a in spec["action"]], use_imu=imu)
+    assert builder.use_imu == imu and builder.need_odom == (sensors.has_base and not imu)
     angle = [i for i, e in enumerate(spec["observation"]) if e["kind"] == "base_angle"]
     rng = np.random.default_rng(0)
     obs, _ = env.reset(seed=5)
     env.action_space.seed(5)
     for t in range(120):
-        _feed(builder, sensors, env.unwrapped.data, float(t), rng)
+        _feed(builder, sensors, env.unwrapped.data, float(t), rng, env=env)
         got = builder.build(float(t), max_age=0.5)
         diff = got - obs
         diff[angle] = (diff[angle] + math.pi) % (2 * math.pi) - math.pi  # an angle is an angle modulo 2 pi
@@ -179,3 +187,26 @@ def _built_without_imu(spec, names, q, dq, pos, v_base):
 
 def _assert_close(a, b):
     assert np.abs(np.asarray(a) - np.asarray(b)).max() < 1e-9
+
+
+def test_the_velocity_command_is_clamped_to_the_trained_range_and_falls_back_to_zero():
+    env = make("robotrl/Quadruped-v0")
+    env.reset(seed=0)
+    spec = env.get_wrapper_attr("task_spec").to_dict()
+    sensors = RobotSensors(env.unwrapped.model, spec["observation"])
+    b = ObservationBuilder(spec["observation"], [a["joint"] for a in spec["action"]], use_imu=True)
+    idx = {e["axis"]: i for i, e in enumerate(spec["observation"]) if e["kind"] == "velocity_command"}
+    ranges = {e["axis"]: e["range"] for e in spec["observation"] if e["kind"] == "velocity_command"}
+    _feed(b, sensors, env.unwrapped.data, 0.0, env=env)
+    b.cmd_stamp = -np.inf  # nothing on /cmd_vel yet: stand
+    got = b.build(0.0, 0.1, command_max_age=0.5)
+    assert [got[idx[a]] for a in ("x", "y", "yaw")] == [0.0, 0.0, 0.0]
+    b.velocity_command(5.0, -5.0, 0.3, 0.0)  # beyond the trained range: clamped to it
+    got = b.build(0.2, 0.5, command_max_age=0.5)
+    assert [got[idx[a]] for a in ("x", "y", "yaw")] == [ranges["x"][1], ranges["y"][0], 0.3]
+    with pytest.raises(BadInput, match="velocity command"):
+        b.velocity_command(float("nan"), 0.0, 0.0, 0.3)  # refused; the last good one stays
+    assert b.build(0.4, 0.5, command_max_age=0.5)[idx["yaw"]] == 0.3
+    got = b.build(0.6, 0.7, command_max_age=0.5)  # 0.6 s old: stale -> zero, not a fault
+    assert [got[idx[a]] for a in ("x", "y", "yaw")] == [0.0, 0.0, 0.0]
+    assert b.build(0.6, 0.7, command_max_age=None)[idx["yaw"]] == 0.3  # timeout 0: never stale

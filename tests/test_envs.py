@@ -63,12 +63,20 @@ def test_every_observation_element_is_recomputed_from_mujoco_state_by_name(task)
     env = make(task)
     spec = env.get_wrapper_attr("task_spec")
     observer = Observer(env.unwrapped.model, spec.observation)
+    u = env.unwrapped
+
+    def told():  # what MuJoCo's state does not hold: the velocity command and the previous action
+        if not hasattr(u, "command"):
+            return {}
+        return {"prev_action": dict(zip(u.robot.joints, u.prev_action, strict=True)),
+                "command": dict(zip(("x", "y", "yaw"), u.command, strict=True))}
+
     obs, _ = env.reset(seed=3)
-    worst = np.abs(observer(env.unwrapped.data) - obs).max()
+    worst = np.abs(observer(u.data, **told()) - obs).max()
     env.action_space.seed(3)
     for _ in range(150):
         obs, _, term, trunc, _ = env.step(env.action_space.sample())
-        worst = max(worst, np.abs(observer(env.unwrapped.data) - obs).max())
+        worst = max(worst, np.abs(observer(u.data, **told()) - obs).max())
         if term or trunc:
             obs, _ = env.reset()
     assert worst <= 1e-12  # bit-exact but for rounding in a subtraction

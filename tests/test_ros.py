@@ -585,3 +585,77 @@ def test_the_shipped_parameter_file_names_every_parameter_and_the_node_takes_it(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)
+
+
+def test_cmd_vel_becomes_the_command_elements_and_silence_means_stand():
+    """A walking card: orientation and angular velocity from /imu, the command from /cmd_vel (clamped to
+    the card's ranges); when /cmd_vel goes silent the command is zero (stand), not a fault."""
+    from geometry_msgs.msg import Twist
+    from sensor_msgs.msg import Imu
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    node = PolicyNode(context=ctx, parameter_overrides=[
+        Parameter("policy", value="pretrained:quadruped"), Parameter("ramp_s", value=0.0),
+        Parameter("imu_topic", value="/imu"), Parameter("watchdog_s", value=0.2)])
+    robot = rclpy.create_node("test_legged_robot", context=ctx)
+    be = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    pub_js, pub_imu = robot.create_publisher(JointState, "/joint_states", be), robot.create_publisher(Imu, "/imu", be)
+    pub_cmd = robot.create_publisher(Twist, "/cmd_vel", be)
+    ex.add_node(node)
+    ex.add_node(robot)
+    env = make("robotrl/Quadruped-v0")
+    env.reset(seed=0)
+    spec = env.get_wrapper_attr("task_spec").to_dict()
+    sensors = RobotSensors(env.unwrapped.model, spec["observation"])
+    idx = [i for i, e in enumerate(spec["observation"]) if e["kind"] == "velocity_command"]
+    seen: list[np.ndarray] = []
+
+    def spin(seconds, cmd=None):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            names, q, dq = sensors.joint_state(env.unwrapped.data)
+            js = JointState()
+            js.name, js.position, js.velocity = names, [float(x) for x in q], [float(x) for x in dq]
+            quat, w = sensors.imu(env.unwrapped.data)
+            m = Imu()
+            m.orientation.x, m.orientation.y, m.orientation.z, m.orientation.w = (float(x) for x in quat)
+            m.angular_velocity.x, m.angular_velocity.y, m.angular_velocity.z = (float(x) for x in w)
+            pub_imu.publish(m)
+            pub_js.publish(js)
+            if cmd is not None:
+                t = Twist()
+                t.linear.x, t.linear.y, t.angular.z = cmd
+                pub_cmd.publish(t)
+            ex.spin_once(timeout_sec=0.005)
+
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert not node.builder.need_odom and node.builder.use_imu and node.builder.need_command
+        spin(0.3)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS  # no /cmd_vel yet: not a blocker
+        policy = node.policy
+        node.policy = lambda obs: (seen.append(np.array(obs)), policy(obs))[1]
+        spin(0.3)
+        assert seen and all(np.all(o[idx] == 0.0) for o in seen)  # nothing said yet: stand
+        spin(0.5, cmd=(0.4, -9.0, 0.5))
+        hi = {e["axis"]: e["range"] for e in spec["observation"] if e["kind"] == "velocity_command"}
+        np.testing.assert_allclose(seen[-1][idx], [0.4, hi["y"][0], 0.5])  # vy clamped to the trained range
+        assert node.status()["velocity_command"] == {"x": 0.4, "y": hi["y"][0], "yaw": 0.5}
+        t_silent = time.monotonic()
+        n = len(seen)
+        spin(0.8)  # /cmd_vel goes silent; joint states and IMU go on
+        after = [o[idx] for o in seen[n:]]
+        assert np.all(after[-1] == 0.0) and any(np.any(a != 0.0) for a in after[:5]), "not latched for 0.5 s"
+        assert node.safety.mode == "run", node.status()
+        zero_from = next(i for i, a in enumerate(after) if np.all(a == 0.0))
+        assert 0.4 < zero_from * (0.8 / len(after)) < 0.7, (zero_from, len(after), time.monotonic() - t_silent)
+    finally:
+        if node._active:
+            node.trigger_deactivate()
+        node.destroy_node()
+        robot.destroy_node()
+        ex.shutdown()
+        rclpy.shutdown(context=ctx)
+        env.close()
