@@ -22,7 +22,7 @@ def main() -> None:
     node = rclpy.create_node("bench_robot")
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
     pub_js = node.create_publisher(JointState, "/joint_states", qos)
-    pub_goal = node.create_publisher(PointStamped, "/goal", qos)
+    pub_goal = node.create_publisher(PointStamped, "/goal", 1)  # RELIABLE, as the node subscribes to goals
     pub_tip = node.create_publisher(PointStamped, "/points/fingertip", qos)
     q = np.array([0.0, 0.3, 1.2, 0.0, 0.8, 0.0])
     end = time.monotonic() + seconds

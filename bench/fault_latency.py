@@ -64,7 +64,7 @@ class Robot:
         be = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
         rel = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_js = self.node.create_publisher(JointState, "/joint_states", be)
-        self.pub_goal = self.node.create_publisher(PointStamped, "/goal", be)
+        self.pub_goal = self.node.create_publisher(PointStamped, "/goal", rel)
         self.pub_tip = self.node.create_publisher(PointStamped, "/points/fingertip", be)
         self.pub_estop = self.node.create_publisher(Bool, "/estop", rel)
         self.commands: list[tuple[float, np.ndarray]] = []

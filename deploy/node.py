@@ -67,6 +67,7 @@ PARAMS: dict[str, Any] = {
     "odom_topic": "/odom",
     "imu_topic": "",                   # sensor_msgs/Imu for orientation + angular velocity ("": from odometry)
     "goal_topic": "/goal",
+    "goal_reliability": "reliable",    # of the goal subscription; best_effort to match a best-effort publisher
     "cmd_vel_topic": "/cmd_vel",        # geometry_msgs/Twist: the velocity command, where the card has one
     "points_prefix": "/points/",       # a card point NAME is read from <prefix>NAME (PointStamped)
     "command_topic": "/policy_controller/commands",
@@ -94,7 +95,7 @@ _NONNEGATIVE = ("rate_hz", "ramp_s", "max_rate", "watchdog_s", "goal_timeout_s",
                 "max_joint_speed", "activation_timeout_s")
 _CHOICES = {"trigger": ("timer", "state"), "command_type": ("float64_multi_array", "joint_trajectory"),
             "safe_action": ("hold", "zero"), "state_reliability": ("best_effort", "reliable"),
-            "command_reliability": ("reliable", "best_effort")}
+            "command_reliability": ("reliable", "best_effort"), "goal_reliability": ("reliable", "best_effort")}
 
 
 _ROS_PARAMS = ("use_sim_time", "start_type_description_service", "start_parameter_event_publisher")
@@ -149,6 +150,8 @@ def parse_joint_limits(text: str) -> dict[str, tuple[float, float]] | None:
 def _qos(reliability: str) -> QoSProfile:
     rel = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}[reliability]
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=rel)
+
+
 
 
 def _stamp_s(msg: Any) -> float:
@@ -279,9 +282,9 @@ class PolicyNode(LifecycleNode):
 
             self._subs.append(self.create_subscription(Twist, self.p("cmd_vel_topic"), self._on_cmd_vel,
                                                        _qos("best_effort")))
-        self._subs += [self.create_subscription(JointState, self.p("joint_states_topic"), self._on_joint_state,
-                                               state_qos),
-                      self.create_subscription(Bool, self.p("estop_topic"), self._on_estop, _qos("reliable"))]
+        self._subs.append(self.create_subscription(JointState, self.p("joint_states_topic"), self._on_joint_state,
+                                                   state_qos))
+        self._subs.append(self.create_subscription(Bool, self.p("estop_topic"), self._on_estop, _qos("reliable")))
         if self.builder.need_odom:
             from nav_msgs.msg import Odometry
 
@@ -292,8 +295,9 @@ class PolicyNode(LifecycleNode):
             self._subs.append(self.create_subscription(Imu, self.p("imu_topic"), self._on_imu, state_qos))
         if self.builder.need_goal or self.builder.points:
             from geometry_msgs.msg import PointStamped
-        if self.builder.need_goal:
-            self._subs.append(self.create_subscription(PointStamped, self.p("goal_topic"), self._on_goal, state_qos))
+        if self.builder.need_goal:  # RELIABLE (ROS's default for publishers): a goal sent once must arrive
+            self._subs.append(self.create_subscription(PointStamped, self.p("goal_topic"), self._on_goal,
+                                                       _qos(self.p("goal_reliability"))))
         low = np.array([a["low"] for a in spec["action"]], dtype=np.float64)
         high = np.array([a["high"] for a in spec["action"]], dtype=np.float64)
         self._act_low, self._act_high, self._act_offset, self._act_scale = low, high, (high + low) / 2, (high - low) / 2
@@ -605,9 +609,10 @@ class PolicyNode(LifecycleNode):
         with contextlib.suppress(Exception):  # the context is shutting down: nothing left to report to
             self._status_pub.publish(String(data=json.dumps(status)))
 
-    def autostart(self, executor: Any) -> bool:
+    def autostart(self, executor: Any, stopping: Any = lambda: False) -> bool:
         """Configure, wait up to ``activation_timeout_s`` for every source the card needs, activate.
-        Returns False (the node stays inactive, having said what is missing) when they do not all come."""
+        Returns False (the node stays inactive, having said what is missing) when they do not all come,
+        or when `stopping()` says a signal came."""
         self._autostarting = True
         try:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
@@ -617,6 +622,8 @@ class PolicyNode(LifecycleNode):
         timeout = self.p("activation_timeout_s")
         deadline = time.monotonic() + timeout if timeout > 0 else math.inf
         while self.activation_blockers():
+            if stopping():
+                return False
             if time.monotonic() >= deadline:
                 self.get_logger().error(
                     f"not activated: after {timeout:g} s still waiting for {'; '.join(self.activation_blockers())}"
@@ -639,12 +646,41 @@ def _init_without_signal_handlers(args: list[str]) -> None:
         rclpy.init(args=args)
 
 
-def main(argv: list[str] | None = None) -> int:
+JSON_HINT = """-p "joint_limits:='{\\"elbow\\": [0, 1]}'\""""  # a YAML string holding the JSON, quoted for bash
+
+
+def check_ros_args(args: list[str]) -> None:
+    """The ``-p NAME:=VALUE`` values rcl would refuse (with a line of its own before ours): a value that is
+    a YAML mapping or not YAML at all, e.g. unquoted JSON. Raise ConfigError with the quoting that works."""
+    try:
+        import yaml
+    except ImportError:  # rcl will say it, in two lines
+        return
+    for i, a in enumerate(args[:-1]):
+        if a not in ("-p", "--param") or ":=" not in args[i + 1]:
+            continue
+        name, value = args[i + 1].split(":=", 1)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = {}
+        if isinstance(parsed, dict) or (isinstance(parsed, list) and any(isinstance(x, (dict, list)) for x in parsed)):
+            raise ConfigError(f"parameter {name}: {value!r} is not a ROS parameter value (a JSON object must be "
+                              f"passed as a string: {JSON_HINT})")
+
+
+def main(argv: list[str] | None = None, *, policy: str | None = None, autostart_default: bool = False) -> int:
     """Run the node until SIGINT/SIGTERM. Exit 0 on a signal, 2 (one line on stderr) when the
     parameters or the policy are unusable under autostart.
 
-    The executor waits at most 0.1 s at a time, so a signal is acted on promptly in every lifecycle
-    state (Python runs signal handlers only between waits; an unbounded spin would wait for a message).
+    `policy` (``robotrl deploy FILE``) is set over whatever the parameters say (a params file's
+    placeholder must not win); `autostart_default` applies when no parameter names ``autostart``
+    (rcl's own precedence between ``-p`` and ``--params-file`` depends on how the file names the node,
+    so neither is passed as a ROS argument).
+
+    A signal only sets a flag (an exception raised inside rclpy's C++ calls can surface as a garbled
+    RuntimeError); the executor waits at most 50 ms at a time, so the flag is seen promptly in every
+    lifecycle state (Python runs signal handlers only between waits).
     """
     import signal
     import sys
@@ -653,15 +689,22 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv if argv is None else argv)
     try:
+        check_ros_args(args)
+    except ConfigError as e:
+        print(f"robotrl: error: {e}", file=sys.stderr)
+        return 2
+    try:
         _init_without_signal_handlers(args)
     except Exception as e:  # rcl could not parse the --ros-args (it has logged where)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"robotrl: error: ROS arguments not understood ({first[:160]}); a JSON or text value "
-              "goes in quotes: -p 'joint_limits:=\'{\"elbow\": [0, 1]}\''", file=sys.stderr)
+        print(f"robotrl: error: ROS arguments not understood ({first[:160]}); a JSON or text value goes in "
+              f"quotes: {JSON_HINT}", file=sys.stderr)
         return 2
 
+    stopping = {"signal": False}
+
     def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        stopping["signal"] = True
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -669,13 +712,20 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         node = PolicyNode()
+        if policy is not None:
+            from rclpy.parameter import Parameter
+
+            node.set_parameters([Parameter("policy", value=policy)])
+            node.params = check_params(node._raw_params())
+        autostart = node.p("autostart") if "autostart" in (getattr(node, "_parameter_overrides", {}) or {}) \
+            else autostart_default
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        if node.p("autostart"):
-            node.autostart(executor)
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except KeyboardInterrupt:
+        if autostart:
+            node.autostart(executor, lambda: stopping["signal"])
+        while rclpy.ok() and not stopping["signal"]:
+            executor.spin_once(timeout_sec=0.05)
+    except KeyboardInterrupt:  # an rclpy that installed its own handler
         pass
     except ConfigError as e:
         print(f"robotrl: error: {e}", file=sys.stderr)

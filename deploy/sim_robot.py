@@ -85,7 +85,7 @@ class SimRobot(Node):
 
                 self.pub_cmd_vel = self.create_publisher(Twist, "/cmd_vel", state_qos)
                 self._script_steps = script_steps(command_script, self.period)
-        self.pub_goal = self.create_publisher(PointStamped, "/goal", state_qos) \
+        self.pub_goal = self.create_publisher(PointStamped, "/goal", cmd_qos) \
             if self.sensors.goal_body is not None else None
         self.pub_points = {n: self.create_publisher(PointStamped, f"/points/{n}", state_qos)
                            for n in self.sensors.point_bodies}

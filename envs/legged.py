@@ -90,6 +90,16 @@ class LeggedVelocityEnv(gym.Env):
             if a not in AXES or not lo <= 0.0 <= hi:
                 raise ValueError(f"command range {a}: {lo}..{hi} must be an axis of {AXES} and contain 0")
         self.command_ranges = {a: (float(ranges[a][0]), float(ranges[a][1])) for a in AXES}
+        checks = {"stand_probability must be in [0, 1]": 0 <= stand_probability <= 1,
+                  "resample_s must be [low, high] seconds with 0 < low <= high": 0 < resample_s[0] <= resample_s[1],
+                  "episode_s must be positive": episode_s > 0, "tracking_sigma must be positive": tracking_sigma > 0,
+                  "air_time must be >= 0": air_time >= 0, "soft_limit must be in (0, 1]": 0 < soft_limit <= 1,
+                  "max_tilt must be in (0, pi]": 0 < max_tilt <= math.pi, "reset_noise must be >= 0": reset_noise >= 0,
+                  "push_interval_s must be >= 0": push_interval_s >= 0,
+                  "push_velocity must be >= 0": push_velocity >= 0}
+        for what, ok in checks.items():
+            if not ok:
+                raise ValueError(what)
         self.stand_probability, self.resample_s = float(stand_probability), tuple(resample_s)
         self.max_steps = round(episode_s / self.dt)
         self.sigma, self.air_time, self.max_tilt = tracking_sigma, air_time, max_tilt

@@ -23,6 +23,12 @@ The config, one file next to the model (paths in it are relative to it)::
     [joints."*_knee"]
     default = -1.5                  # the standing / home pose [rad or m]
 
+    [legged]                        # settings of the task template (keyword arguments of
+    command_x = [-0.6, 1.0]         # `robotrl.envs.legged.LeggedVelocityEnv`; `[reach]` likewise)
+    episode_s = 20.0
+    [legged.rewards]                # reward weights by term
+    feet_air_time = 1.0
+
 Actuators: a joint the model drives with its own position servo keeps it (the config's kp/kd, if
 given, override its gains); a joint with a motor, or with no actuator at all (common in published
 models), gets a PD position servo from the config's kp and kd, so the policy always commands joint
@@ -54,7 +60,8 @@ JOINT_FIELDS = {
     "effort_limit": "torque (force) limit of the servo [N m or N]",
     "action_scale": "the policy's targets span default +- this [rad or m]",
 }
-TOP_FIELDS = ("model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints")
+TOP_FIELDS = ("model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints",
+              "legged", "reach")
 TEMPLATES = {
     "legged": "velocity tracking for a floating-base robot: base, feet, a default pose, PD gains",
     "reach": "reaching goals with an arm: end_effector, a home (default) pose",
@@ -66,6 +73,10 @@ _HINGE, _SLIDE, _FREE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.m
 
 class RobotConfigError(UserError):
     """The model or the robot config is unusable; the message names the file and the field."""
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _names(model: mujoco.MjModel, objtype: mujoco.mjtObj, n: int) -> list[str]:
@@ -89,6 +100,8 @@ class RobotConfig:
     decimation: int = 4
     actuated: tuple[str, ...] = ("*",)
     joints: tuple[tuple[str, dict[str, float]], ...] = field(default_factory=tuple)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Settings of each task template ([legged], [reach]): keyword arguments of its env."""
 
     @property
     def where(self) -> str:
@@ -162,7 +175,13 @@ class RobotConfig:
                 if (k != "default" and v < 0) or (k in ("effort_limit", "action_scale") and v == 0):
                     raise RobotConfigError(f"{where}: joints.{pattern!r}.{k} must be positive, got {v!r}")
             joints.append((pattern, {k: float(v) for k, v in settings.items()}))
-        return cls(model=model, path=p, joints=tuple(joints), **kw)
+        templates = {}
+        for t in TEMPLATES:
+            if t in doc:
+                if not isinstance(doc[t], dict):
+                    raise RobotConfigError(f"{where}: [{t}] must be a table of the template's settings, got {doc[t]!r}")
+                templates[t] = dict(doc[t])
+        return cls(model=model, path=p, joints=tuple(joints), templates=templates, **kw)
 
     def settings(self, joint: str) -> dict[str, float]:
         """The joint's fields, each from the last table whose pattern matches it."""
@@ -396,6 +415,47 @@ class Robot:
         self.effort_limit = (np.where(has & m.actuator_forcelimited[a].astype(bool), m.actuator_forcerange[a, 1],
                                       np.inf) if m.nu else np.full(len(jid), np.inf))
         self.control_period = float(m.opt.timestep) * self.config.decimation
+
+    def template_settings(self, template: str, env_class: type) -> dict[str, Any]:
+        """The config's ``[template]`` table as keyword arguments of `env_class`: ``command_x/y/yaw`` become
+        ``command_ranges``, ``[template.rewards]`` ``reward_weights``; unknown keys are named."""
+        import inspect
+
+        where = f"{self.config.where}: [{template}]"
+        raw = dict(self.config.templates.get(template, {}))
+        params = inspect.signature(env_class.__init__).parameters
+        known = [k for k in params if k not in ("self", "robot", "task_id", "render_mode", "command_ranges",
+                                                "reward_weights")]
+        out: dict[str, Any] = {}
+        ranges = {a: raw.pop(f"command_{a}") for a in ("x", "y", "yaw") if f"command_{a}" in raw}
+        if ranges:
+            if "command_ranges" not in params:
+                raise RobotConfigError(f"{where}: this template has no velocity command")
+            for a, r in ranges.items():
+                if not (isinstance(r, list) and len(r) == 2 and all(_num(v) for v in r) and r[0] <= 0 <= r[1]):
+                    raise RobotConfigError(f"{where}: command_{a} must be [low, high] with low <= 0 <= high, got {r!r}")
+            out["command_ranges"] = {a: (float(r[0]), float(r[1])) for a, r in ranges.items()}
+        if "rewards" in raw:
+            w = raw.pop("rewards")
+            if "reward_weights" not in params or not isinstance(w, dict) or not all(_num(v) for v in w.values()):
+                raise RobotConfigError(f"{where}: rewards must be a table of numbers (weights by term), got {w!r}")
+            out["reward_weights"] = {k: float(v) for k, v in w.items()}
+        for k, v in raw.items():
+            if k not in known:
+                extra = ", command_x, command_y, command_yaw, rewards" if "command_ranges" in params else ""
+                raise RobotConfigError(f"{where}: unknown setting {k!r}; known: {', '.join(known)}{extra}")
+            default = params[k].default
+            if isinstance(default, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(default, tuple):
+                ok = isinstance(v, list) and len(v) == len(default) and all(_num(x) for x in v)
+                v = tuple(float(x) for x in v) if ok else v
+            else:
+                ok = _num(v)
+            if not ok:
+                raise RobotConfigError(f"{where}: {k} must be like {default!r}, got {v!r}")
+            out[k] = v
+        return out
 
     @classmethod
     def load(cls, path: str | Path, template: str | None = None) -> Robot:

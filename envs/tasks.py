@@ -214,16 +214,18 @@ QUADRUPED_CONFIG = Path(__file__).resolve().parent / "assets" / "quadruped.toml"
 def robot_task(template: str, config: str | Path, task_id: str):
     """A callable making the template's env for the robot described by `config`."""
     def make(**kwargs: Any) -> gym.Env:
-        from robotrl.envs.robot import Robot
+        from robotrl.envs.robot import Robot, RobotConfigError
 
         robot = Robot.load(config, template)
         if template == "legged":
-            from robotrl.envs.legged import LeggedVelocityEnv
-
-            return LeggedVelocityEnv(robot, task_id=task_id, **kwargs)
-        from robotrl.envs.reach import ReachEnv
-
-        return ReachEnv(robot, task_id=task_id, **kwargs)
+            from robotrl.envs.legged import LeggedVelocityEnv as Env
+        else:
+            from robotrl.envs.reach import ReachEnv as Env
+        settings = robot.template_settings(template, Env)  # the config's [legged] / [reach] table, checked
+        try:
+            return Env(robot, task_id=task_id, **{**settings, **kwargs})
+        except ValueError as e:
+            raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
 
     return make
 

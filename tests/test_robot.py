@@ -187,3 +187,23 @@ def test_robot_inspect_lists_the_model_and_what_each_template_lacks():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "template legged  ready" in r.stdout, r.stdout + r.stderr
     assert "a PD servo from the config (the model has none)" in r.stdout
+
+
+def test_the_configs_template_table_sets_the_task(tmp_path):
+    (tmp_path / "critter.xml").write_text((ASSETS / "critter.xml").read_text())
+    base = (ASSETS / "critter.toml").read_text()
+    p = tmp_path / "robot.toml"
+    p.write_text(base + "\n[legged]\ncommand_x = [0.0, 0.5]\ncommand_y = [0.0, 0.0]\ncommand_yaw = [-0.2, 0.2]\n"
+                 "episode_s = 4.0\npush_interval_s = 0.0\n[legged.rewards]\nfeet_air_time = 0.0\n")
+    env = make(f"legged:{p}")
+    u = env.unwrapped
+    assert u.command_ranges == {"x": (0.0, 0.5), "y": (0.0, 0.0), "yaw": (-0.2, 0.2)}
+    assert u.max_steps == 200 and u.push_every == 0 and u.weights["feet_air_time"] == 0.0
+    assert [e.range for e in env.get_wrapper_attr("task_spec").observation if e.kind == "velocity_command"] == \
+        [(0.0, 0.5), (0.0, 0.0), (-0.2, 0.2)]
+    for bad, needle in (("episode_s = -1.0", "episode_s must be positive"), ("speed = 2.0", "unknown setting 'speed'"),
+                        ("command_x = [0.2, 0.5]", "low <= 0 <= high"), ("only_positive_rewards = 1", "like True")):
+        p.write_text(base + f"\n[legged]\n{bad}\n")
+        with pytest.raises(RobotConfigError, match=r"\[legged\]") as e:
+            make(f"legged:{p}")
+        assert needle in str(e.value), str(e.value)

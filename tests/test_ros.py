@@ -48,7 +48,7 @@ class Harness:
         be = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
         rel = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_js = self.robot.create_publisher(JointState, "/joint_states", be)
-        self.pub_goal = self.robot.create_publisher(PointStamped, "/goal", be)
+        self.pub_goal = self.robot.create_publisher(PointStamped, "/goal", rel)
         self.pub_tip = self.robot.create_publisher(PointStamped, "/points/fingertip", be)
         self.pub_estop = self.robot.create_publisher(Bool, "/estop", rel)
         self.reliable: list[np.ndarray] = []
@@ -198,8 +198,10 @@ def test_nan_estop_inference_error_and_missing_joint_end_in_the_safe_action(harn
     h.node.trigger_deactivate()  # while the e-stop is still asserted, activation is refused
     assert h.node.trigger_activate() != TransitionCallbackReturn.SUCCESS
     h.pub_estop.publish(Bool(data=False))
-    h.spin(0.1)
-    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    t0 = time.monotonic()
+    while h.node.activation_blockers() and time.monotonic() - t0 < 2.0:
+        h.spin(0.01)
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS, h.node.status()
 
     h = harness()
     h.start()
@@ -429,12 +431,15 @@ def test_deploy_refuses_bad_cards_and_parameters_with_one_line_and_exit_2(tmp_pa
         "negative": [ARM, "--ros-args", "-p", "watchdog_s:=-1.0", "-r", "__node:=p_neg"],
         "choice": [ARM, "--ros-args", "-p", "safe_action:=freeze", "-r", "__node:=p_choice"],
         "limits": [ARM, "--ros-args", "-p", 'joint_limits:=\'{"elbow": [0, 1]}\'', "-r", "__node:=p_lim"],
+        "unquoted json": [ARM, "--ros-args", "-p", 'joint_limits:={"elbow_pitch": [0, 1]}', "-r", "__node:=p_json"],
+        "autostart type": [ARM, "--ros-args", "-p", "autostart:=3", "-r", "__node:=p_auto"],
         "misspelt": [ARM, "--ros-args", "-p", "watchdog:=0.1", "-r", "__node:=p_name"],
     }
     procs = {k: subprocess.Popen([sys.executable, "-m", "robotrl.deploy", *a], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for k, a in cases.items()}
     needles = {"card": "not below high", "parameter type": "rate_hz", "negative": "watchdog_s",
-               "choice": "safe_action", "limits": "'elbow'", "misspelt": "unknown parameter(s) watchdog;"}
+               "choice": "safe_action", "limits": "'elbow'", "misspelt": "unknown parameter(s) watchdog;",
+               "unquoted json": "joint_limits:='{", "autostart type": "autostart must be true or false"}
     for k, proc in procs.items():
         _, err = proc.communicate(timeout=60)
         lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -522,6 +527,7 @@ def test_autostart_waits_for_a_late_goal_then_runs(harness):
 
     h = harness()
     proc = subprocess.Popen([sys.executable, "-m", "robotrl.deploy", ARM, "--ros-args", "-p", "ramp_s:=0.0",
+                             "-p", "watchdog_s:=0.5",  # this test is about the goal, not the test's own jitter
                              "-r", "__node:=late_goal"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         waiting = _status_of(h, "late_goal", 30.0, lambda s: s["state"] == "inactive" and s.get("waiting_for")
@@ -573,8 +579,9 @@ def test_the_shipped_parameter_file_names_every_parameter_and_the_node_takes_it(
     h.robot.create_subscription(Float64MultiArray, "/from_params_file/commands", lambda m: got.append(m.data),
                                 QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                                            reliability=ReliabilityPolicy.RELIABLE))
+    # the file says autostart: false; a parameter after it says otherwise (the later one wins)
     proc = subprocess.Popen([sys.executable, "-m", "robotrl.deploy", ARM, "--ros-args", "--params-file", str(copy),
-                             "-p", "ramp_s:=0.0", "-r", "__node:=robotrl_policy_file"],
+                             "-p", "ramp_s:=0.0", "-p", "autostart:=true", "-r", "__node:=robotrl_policy_file"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         t0 = time.monotonic()
