@@ -74,7 +74,10 @@ def _session(path: str | Path, threads: int = 1):
 
 
 def _card_from_session(sess: Any, path: str | Path) -> dict[str, Any]:
-    meta = sess.get_modelmeta().custom_metadata_map
+    try:
+        meta = sess.get_modelmeta().custom_metadata_map
+    except (UnicodeDecodeError, RuntimeError) as e:  # damaged metadata bytes
+        raise CardError(f"{str(path)!r}: the model's metadata is damaged ({type(e).__name__})") from None
     if CARD_KEY not in meta:
         raise CardError(f"{str(path)!r} has no robotrl policy card (metadata key {CARD_KEY!r}); export it with "
                         "'robotrl export RUN_DIR'")
@@ -174,7 +177,7 @@ def validate_card(card: Any, where: str = "card") -> None:
         if not isinstance(e, dict):
             raise bad(f, "an object", e)
         kind = e.get("kind")
-        if kind not in OBS_KINDS:
+        if not isinstance(kind, str) or kind not in OBS_KINDS:
             raise bad(f"{f}.kind", "a known observation kind (" + ", ".join(OBS_KINDS) + ")", kind)
         if not isinstance(e.get("name"), str) or not e["name"]:
             raise bad(f"{f}.name", "a non-empty string", e.get("name"))

@@ -356,30 +356,41 @@ class TrackingMeter:
 
 
 def evaluate_tracking(policy: Any, task_id: str, *, episodes: int = 1, seed: int = 0,
-                      script: Any = COMMAND_SCRIPT, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+                      script: Any = COMMAND_SCRIPT, env_kwargs: dict[str, Any] | None = None,
+                      watch: Any = None) -> dict[str, Any]:
     """Velocity tracking of `policy` (raw observation -> command in robot units, one at a time) on a
     legged task: episode k seeded ``seed + k``, commands from `script` (None: the task's own random
-    commands over a whole episode). Per-episode and mean errors, falls."""
+    commands over a whole episode). Per-episode and mean errors, falls, returns. `watch(episode, env,
+    reward, info, done)` sees every reset (reward None) and step, as in `robotrl.evaluate.evaluate`."""
     from robotrl.envs import make
 
     env = make(task_id, **(env_kwargs or {}))
     u = env.unwrapped
     if not hasattr(u, "set_command"):
         raise ValueError(f"{task_id} is not a velocity-tracking task")
-    per_episode = []
+    per_episode, returns = [], []
     for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
+        obs, info = env.reset(seed=seed + k)
         meter = TrackingMeter(u.dt)
         steps = script_steps(script, u.dt) if script is not None else u.max_steps
+        ret = 0.0
         for i in range(steps):
             if script is not None:
                 u.set_command(*command_at(script, i * u.dt))
                 obs = u._observe()  # the new command is part of this step's observation
-            obs, _, term, trunc, info = env.step(np.asarray(policy(obs), dtype=np.float64))
+            if watch is not None and i == 0:
+                watch(k, env, None, {**info, "command": u.command.copy()}, False)
+            obs, r, term, trunc, info = env.step(np.asarray(policy(obs), dtype=np.float64))
+            ret += float(r)
             meter.add(info, term)
-            if term or trunc:
+            done = term or trunc or i == steps - 1
+            if watch is not None:
+                watch(k, env, float(r), info, done)
+            if done:
                 break
         per_episode.append(meter.result())
+        returns.append(ret)
     env.close()
     mean = {k: float(np.mean([e[k] for e in per_episode])) for k in ("err_vx", "err_vy", "err_yaw")}
-    return {**mean, "falls": int(sum(e["fell"] for e in per_episode)), "episodes": per_episode}
+    return {**mean, "falls": int(sum(e["fell"] for e in per_episode)), "episodes": per_episode,
+            "mean_return": float(np.mean(returns)), "returns": returns}

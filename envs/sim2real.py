@@ -46,8 +46,8 @@ class Sim2Real:
                 raise ValueError(f"{f} must be in [0, 1), got {v}")
         if self.obs_noise < 0:
             raise ValueError(f"obs_noise must be >= 0, got {self.obs_noise}")
-        if self.action_delay < 0:
-            raise ValueError(f"action_delay must be >= 0, got {self.action_delay}")
+        if not 0 <= self.action_delay <= 1000:
+            raise ValueError(f"action_delay must be in [0, 1000] control steps, got {self.action_delay}")
 
     @property
     def enabled(self) -> bool:

@@ -178,19 +178,43 @@ def parity(model_bytes: bytes, record: dict[str, Any], observations: np.ndarray)
 
 
 def export_run(run_dir: str, out: str | None = None, *, samples: int = 512) -> dict[str, Any]:
-    """Export a run's actor to ONNX after checking parity with the torch actor; returns a summary."""
+    """Export a run's actor to ONNX after checking parity with the torch actor; returns a summary.
+
+    Every input is checked first (config.json, spec.json, eval.json, the checkpoint against them); the
+    file is replaced only after the written copy has been read back with the robot side's own loader
+    (`robotrl.deploy.runtime.load_card`: the card's schema and its agreement with the graph)."""
     from pathlib import Path
 
+    from robotrl.card import check_training_fields
+    from robotrl.deploy.runtime import CardError, load_card, validate_card
     from robotrl.errors import UserError
     from robotrl.rundir import RunDir, atomic_write_bytes
 
     rd = RunDir.open(run_dir)
-    conf = rd.read_config()
-    state = rd.load_checkpoint()
+    settings = rd.read_settings()
+    conf = settings.raw
+    state = rd.load_checkpoint(settings)
     record = state["policy"]
+    task_spec = rd.read_spec(settings)
+    if (task_spec.obs_dim, task_spec.act_dim) != (record["obs_dim"], record["act_dim"]) or not (
+            np.allclose(task_spec.action_low, _np(record["action_low"]))
+            and np.allclose(task_spec.action_high, _np(record["action_high"]))):
+        raise UserError(f"{rd.spec} does not describe the checkpoint's actor ({task_spec.obs_dim} -> "
+                        f"{task_spec.act_dim} elements and action bounds, the actor {record['obs_dim']} -> "
+                        f"{record['act_dim']}); export refused")
     spec = json.loads(rd.spec.read_text())
-    ev = json.loads(rd.eval.read_text()) if rd.eval.exists() else None
+    ev = rd.read_eval()
+    path = Path(out) if out else rd.path / "actor.onnx"
+    if path.is_dir():
+        raise UserError(f"-o {str(path)!r} is a directory; give a file name (e.g. {path / 'actor.onnx'})")
+    if not path.parent.is_dir():
+        raise UserError(f"-o {str(path)!r}: folder {str(path.parent)!r} does not exist")
     card = make_card(conf, spec, record, state, ev, str(rd.path))
+    try:  # the robot side's schema and the training side's fields, before anything is built
+        validate_card(card, f"the card made from {rd.path}")
+        check_training_fields(card, f"the card made from {rd.path}")
+    except ValueError as e:  # CardError is one
+        raise UserError(f"export refused: {e}") from None
     # parity on what the robot will see (the policy's own rollouts) and on random inputs around them
     seed = int(conf.get("run", {}).get("seed", 0))
     seen = recorded_observations(record, conf["task"], samples, seed)
@@ -206,9 +230,18 @@ def export_run(run_dir: str, out: str | None = None, *, samples: int = 512) -> d
         raise UserError(f"export refused: the ONNX graph differs from the torch actor by up to {diff:.3g} "
                         f"in normalised action units (limit {PARITY_TOL:g}); nothing was written")
     model = build_model(record, card)
-    path = Path(out) if out else rd.path / "actor.onnx"
     data = model.SerializeToString()
-    atomic_write_bytes(path, data)
+
+    def read_back(tmp: Path) -> None:
+        try:
+            back = load_card(tmp)
+        except CardError as e:
+            raise UserError(f"export refused, {path} left as it was: the written file does not load on the robot "
+                            f"side ({e})") from None
+        if back != json.loads(json.dumps(card)):
+            raise UserError(f"export refused, {path} left as it was: the card read back differs from the one written")
+
+    atomic_write_bytes(path, data, verify=read_back)
     initializer_params = int(sum(int(np.prod(t.dims)) for t in model.graph.initializer))
     return {"path": str(path), "bytes": len(data), "parity_max_abs_diff": diff,
             "parity_max_abs_diff_robot_units": diff_robot,

@@ -4,6 +4,7 @@
     robotrl eval RUN_DIR [--episodes N] [--json]
     robotrl plot RUN_DIR... [-o OUT.png] [--metric NAME]
     robotrl resume RUN_DIR [--steps N]
+    robotrl video RUN_DIR | FILE.onnx | pretrained:NAME [-o FILE.mp4|.gif] [--episodes N] [--camera NAME] ...
 
 User mistakes print one line, ``robotrl: error: ...``, and exit with status 2; Ctrl-C exits with 130.
 Heavy imports (torch, gymnasium) happen inside the commands that need them.
@@ -41,6 +42,29 @@ def _positive_int(name: str):
             raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer in [0, 2**32), got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer in [0, 2**32), got {text!r}")
+    return value
+
+
+def _fraction(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 <= value <= 1:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"{name} must be a number in [0, 1], got {text!r}")
         return value
 
     return parse
@@ -91,6 +115,10 @@ def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
         g.add_argument("--out", metavar="DIR", help="run directory (default: runs/ALGO-TASK-sSEED-TIMESTAMP)")
         g.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (a run's config.json works)")
         g.add_argument("--no-progress", action="store_true", help="no progress bar")
+        g.add_argument("--video", dest="run_video", action="store_true", default=argparse.SUPPRESS,
+                       help="film the final evaluation's first episode to RUN_DIR/video.mp4 (robotrl video)")
+        g.add_argument("--dry-run", action="store_true",
+                       help="check every setting and print the resolved config.json; create nothing")
         h = ap.add_argument_group(f"{name} hyper-parameters")
         cfgmod.add_arguments(h, Config, skip=("num_envs",))
         h.add_argument("--num-envs", dest="num_envs", metavar="V", default=argparse.SUPPRESS,
@@ -109,7 +137,7 @@ def build_parser(argv: Sequence[str]) -> _Parser:
                    help="a run directory; with --onnx, the task to run it on (default: the card's task)")
     p.add_argument("--onnx", metavar="FILE", help="evaluate this exported actor with onnxruntime alone")
     p.add_argument("--episodes", type=_positive_int("--episodes"), default=10)
-    p.add_argument("--seed", type=int, default=None, help="first episode seed (default: the run's evaluation seed)")
+    p.add_argument("--seed", type=_seed, default=None, help="first episode seed (default: the run's evaluation seed)")
     p.add_argument("--json", action="store_true", help='print {"mean_return", "std_return", "episodes"} as JSON')
 
     p = sub.add_parser("plot", help="plot learning curves of one or more runs to a PNG")
@@ -136,14 +164,15 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p = sub.add_parser("sim-robot", help="a MuJoCo robot behind ROS 2 topics (the stand-in for hardware)")
     p.add_argument("task", metavar="TASK")
     p.add_argument("--episodes", type=_positive_int("--episodes"), default=10)
-    p.add_argument("--seed", type=int, default=0, help="episode k is seeded seed + k")
+    p.add_argument("--seed", type=_seed, default=0, help="episode k is seeded seed + k")
     p.add_argument("--lockstep", action="store_true", help="step when the command answering the last state arrives")
 
     p = sub.add_parser("sim2sim", help="the policy node against the simulated robot over DDS, vs in-process")
     p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
     p.add_argument("--episodes", type=_positive_int("--episodes"), default=3)
     p.add_argument("--free-running", action="store_true", help="wall-clock timers on both sides, as on hardware")
-    p.add_argument("--tolerance", type=float, default=0.1, help="allowed shortfall of the mean return (0.1: 10%%)")
+    p.add_argument("--tolerance", type=_fraction("--tolerance"), default=0.1,
+                   help="allowed shortfall of the mean return (0.1: 10%%)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("tasks", help="list the task suite: observation/action sizes, control rate")
@@ -154,6 +183,19 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--steps", type=_positive_int("--steps"), default=None, help="new total steps (to train further)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    from robotrl.video import add_parser as add_video_parser
+
+    add_video_parser(sub, _positive_int, _seed)
+
+    p = sub.add_parser("robot", help="your own robot: inspect an MJCF model and its robot config",
+                       description="Your own robot enters as an MJCF model plus a robot config (TOML); train it with "
+                                   "TASK = legged:CONFIG.toml or reach:CONFIG.toml.")
+    robot_sub = p.add_subparsers(dest="robot_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser)
+    p = robot_sub.add_parser("inspect", help="joints, actuators, bodies, sites, sensors, floating base; what the "
+                                             "config still has to say for each task template")
+    p.add_argument("model", metavar="MODEL.xml|CONFIG.toml")
+    p.add_argument("--config", metavar="FILE", help="the robot config (TOML) to check against the model")
     return parser
 
 
@@ -162,11 +204,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     ns = vars(args)
     run_flags = {field: ns[f"run_{field}"] for field in RUN_FLAGS.values() if f"run_{field}" in ns}
-    skip = {"command", "algo", "task", "out", "config", "no_progress", "argv"}
+    if ns.get("run_video"):
+        run_flags["video"] = True
+    skip = {"command", "algo", "task", "out", "config", "no_progress", "argv", "dry_run"}
     algo_flags = {k: v for k, v in ns.items() if k not in skip and not k.startswith("run_")}
     import shlex
 
     command = "robotrl " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
+    if getattr(args, "dry_run", False):
+        from robotrl.train import plan
+
+        p = plan(args.algo, args.task, algo_flags=algo_flags, run_flags=run_flags, config_file=args.config,
+                 command=command)
+        print(json.dumps(p.config, indent=2))
+        return 0
     train(args.algo, args.task, algo_flags=algo_flags, run_flags=run_flags, config_file=args.config,
           out=args.out, progress=not args.no_progress, command=command)
     return 0
@@ -182,17 +233,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         seed = args.seed if args.seed is not None else eval_seed(int(policy.card["training"]["seed"]))
         act = policy
     else:
-        from robotrl.policies import from_record
         from robotrl.rundir import RunDir
 
         if not args.run_dir:
             raise UserError("give a RUN_DIR, or --onnx FILE [TASK]")
         rd = RunDir.open(args.run_dir)
-        conf = rd.read_config()
-        state = rd.load_checkpoint()
-        act = from_record(state["policy"]).act
-        task, step, algo = conf["task"], int(state["num_steps"]), conf["algo"]
-        seed = args.seed if args.seed is not None else eval_seed(int(conf.get("run", {}).get("seed", 0)))
+        settings = rd.read_settings()
+        state = rd.load_checkpoint(settings)
+        act = rd.policy(state).act
+        task, step, algo = settings.task, state["num_steps"], settings.algo
+        seed = args.seed if args.seed is not None else eval_seed(settings.run.seed)
     ev = evaluate(act, task, args.episodes, seed)
     if args.json:
         keys = ("mean_return", "std_return", "episodes", "success_rate")
@@ -212,7 +262,7 @@ def _onnx_policy(path: str):
         policy = OnnxPolicy(path)
     except CardError as e:
         raise UserError(str(e)) from None
-    card = policy.card
+    card = _check_training_fields(policy.card, path)
     return policy, card["task_id"], int(card["training"]["steps"]), card["algo"]
 
 
@@ -235,9 +285,20 @@ def _load_card(path: str) -> dict[str, Any]:
     from robotrl.deploy.runtime import CardError, load_card
 
     try:
-        return load_card(path)
+        card = load_card(path)
     except CardError as e:
         raise UserError(str(e)) from None
+    return _check_training_fields(card, path)
+
+
+def _check_training_fields(card: dict[str, Any], path: str) -> dict[str, Any]:
+    from robotrl.card import check_training_fields
+
+    try:
+        check_training_fields(card, repr(str(path)))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return card
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
@@ -259,7 +320,11 @@ def _cmd_card(args: argparse.Namespace) -> int:
     print(f"robotrl     {card['robotrl_version']}")
     from robotrl.spec import TaskSpec
 
-    _print_elements(TaskSpec.from_dict(spec))
+    try:
+        elements = TaskSpec.from_dict(spec)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{args.onnx!r}: the policy card's spec: {e}") from None
+    _print_elements(elements)
     return 0
 
 
@@ -268,6 +333,10 @@ def _print_elements(spec: Any) -> None:
     print(f"observation ({spec.obs_dim}):")
     for i, e in enumerate(spec.observation):
         clip = f"  clipped to +-{e.clip:g}" if e.clip is not None else ""
+        if e.range is not None:
+            clip += f"  range [{e.range[0]:g}, {e.range[1]:g}]"
+        if e.kind == "joint_pos_rel":
+            clip += f"  minus default {e.offset:g}"
         print(f"  {i:3d}  {e.label():45s} {e.unit}{clip}")
     print(f"action ({spec.act_dim}):")
     for i, a in enumerate(spec.action):
@@ -324,8 +393,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     extra = list(args.ros_args)
     if extra and extra[0] != "--ros-args":
         raise UserError(f"unexpected arguments {' '.join(extra)!r}; ROS parameters go after --ros-args")
-    params = ["-p", f"policy:={args.onnx}", "-p", "autostart:=true"]  # after the user's: a params file's
-    return node_main(["robotrl_deploy", "--ros-args", *extra[1:], *params])  # placeholder policy must not win
+    # the policy given here wins over any parameter; autostart unless a parameter says otherwise
+    return node_main(["robotrl_deploy", "--ros-args", *extra[1:]], policy=args.onnx, autostart_default=True)
 
 
 def _cmd_sim_robot(args: argparse.Namespace) -> int:
@@ -378,19 +447,70 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "export": _cmd_export, "card": _cmd_card,
-            "deploy": _cmd_deploy, "sim-robot": _cmd_sim_robot, "sim2sim": _cmd_sim2sim, "tasks": _cmd_tasks,
-            "resume": _cmd_resume}
+def _cmd_video(args: argparse.Namespace) -> int:
+    from robotrl.video import main as video_main
+
+    return video_main(args)
+
+
+def _cmd_robot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from robotrl.envs.robot import Robot, RobotConfig
+
+    if args.model.endswith(".toml"):
+        if args.config:
+            raise UserError("give the model or the config as MODEL, and --config only with a model")
+        config = RobotConfig.load(args.model)
+    elif args.config:
+        config = RobotConfig.load(args.config)
+        if config.model.resolve() != Path(args.model).resolve():
+            raise UserError(f"{args.config} describes model {str(config.model)!r}, not {args.model!r}")
+    else:
+        config = RobotConfig(model=Path(args.model))
+    print(Robot(config).inspect())
+    return 0
+
+
+COMMANDS = {"robot": _cmd_robot, "train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "export": _cmd_export,
+            "card": _cmd_card, "deploy": _cmd_deploy, "sim-robot": _cmd_sim_robot, "sim2sim": _cmd_sim2sim,
+            "tasks": _cmd_tasks, "resume": _cmd_resume, "video": _cmd_video}
+
+
+TRAIN_EXTRA = ("torch", "gymnasium", "mujoco", "onnx", "tensorboard", "matplotlib", "tqdm")  # pyproject's `train`
+BUG_HINT = ("robotrl: internal error: this is a bug in robotrl, not a mistake of yours; please report it with the "
+            "command line and the traceback above")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip()) or "(no message)"
+
+
+def _os_error(e: OSError) -> str:
+    """'cannot ...: <reason>' for an operating-system refusal (full disk, read-only, missing folder, ...)."""
+    import errno
+
+    reason = e.strerror or type(e).__name__
+    where = f" {e.filename!s}" if e.filename is not None else ""
+    if e.filename2 is not None:
+        where += f" -> {e.filename2!s}"
+    hint = {errno.ENOSPC: "; free some space (a stopped run continues with 'robotrl resume RUN_DIR')",
+            errno.EDQUOT: "; free some space or raise the quota",
+            errno.EROFS: "; choose a writable location",
+            errno.EACCES: "; check the permissions or choose another location"}.get(e.errno or -1, "")
+    return f"the operating system refused{where}: {reason}{hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit status: 0 done; 2 a mistake in the input, or the operating system said no
+    (one line on stderr); 130 Ctrl-C; 1 a bug in robotrl (traceback and a hint to report it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser(argv).parse_args(argv)
         args.argv = argv
         return COMMANDS[args.command](args)
     except UserError as e:
-        print(f"robotrl: error: {e}", file=sys.stderr)
+        print(f"robotrl: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robotrl: interrupted", file=sys.stderr)
@@ -400,6 +520,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in TRAIN_EXTRA:
+            return _bug()
+        command = argv[0] if argv else "robotrl"
+        print(f"robotrl: error: 'robotrl {command}' needs the Python package {top!r} of the training extra, which "
+              "is not installed (a robot-side install has only the runtime): pip install 'robotrl[train]'",
+              file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"robotrl: error: {_one_line(_os_error(e))}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("robotrl: error: out of memory; use fewer or smaller environments, networks, batches or a smaller "
+              "--buffer-size", file=sys.stderr)
+        return 2
+    except Exception:
+        return _bug()
+
+
+def _bug() -> int:
+    """The exception being handled is a bug of ours: its traceback, and a request to report it."""
+    import traceback
+
+    traceback.print_exc()
+    print(BUG_HINT, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

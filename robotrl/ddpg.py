@@ -44,6 +44,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from robotrl.buffers import ReplayBuffer
+from robotrl.config import MAX_ENVS, check_network, check_range
 from robotrl.core import IterationResult, spec_action_arrays
 from robotrl.functional import available_cores, polyak_update
 from robotrl.noise import AdaptiveParamNoise, GaussianNoise, OrnsteinUhlenbeckNoise
@@ -130,6 +131,25 @@ class DDPGConfig:
             self.layer_norm = self.noise == "param"
         if self.actor_update not in ("concurrent", "sequential"):
             raise ValueError(f"actor_update must be 'concurrent' or 'sequential', got {self.actor_update!r}")
+        check_network(self.hidden_sizes)
+        check_range(self, "num_envs", le=MAX_ENVS)
+        check_range(self, "buffer_size", le=10**8)
+        check_range(self, "learning_starts", ge=0)
+        check_range(self, "actor_learning_rate", gt=0, le=10)
+        check_range(self, "critic_learning_rate", gt=0, le=10)
+        check_range(self, "updates_per_step", ge=1, le=1000)
+        check_range(self, "obs_clip", gt=0)  # 0 would blind the policy
+        check_range(self, "ou_theta", gt=0)
+        check_range(self, "ou_dt", gt=0)
+        if not self.ou_theta * self.ou_dt < 2:  # |1 - theta dt| < 1, or the discretised process diverges
+            raise ValueError(f"ou_theta * ou_dt must be < 2, got {self.ou_theta * self.ou_dt}")
+        for name in ("ou_sigma", "gaussian_sigma", "noise_sigma_final", "noise_decay_steps"):
+            check_range(self, name, ge=0)
+        check_range(self, "param_noise_initial_std", gt=0)
+        check_range(self, "param_noise_desired_std", gt=0)
+        check_range(self, "param_noise_alpha", gt=1)
+        check_range(self, "param_noise_interval", ge=1)
+        check_range(self, "iteration_steps", le=10**8)
 
 
 class DDPG:

@@ -21,11 +21,17 @@ def eval_seed(seed: int) -> int:
 
 
 Policy = Callable[[np.ndarray], np.ndarray]  # [M, obs_dim] raw observations -> [M, act_dim] commands
+# watch(episode, env, reward, info, done): after each reset (reward None) and each step of every episode
+Watch = Callable[[int, Any, float | None, dict[str, Any], bool], None]
 
 
 def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs: int = 8,
-             env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Mean, std and per-episode returns and lengths of `episodes` episodes of `policy` on `task_id`."""
+             env_kwargs: dict[str, Any] | None = None, watch: Watch | None = None) -> dict[str, Any]:
+    """Mean, std and per-episode returns and lengths of `episodes` episodes of `policy` on `task_id`.
+
+    `watch` sees every episode's states as they happen, with the env that runs it (`robotrl.video` films
+    them); it must not change the env's state, so the returns are the same with or without it.
+    """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     m = min(num_envs, episodes)
@@ -39,7 +45,9 @@ def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs
         next_episode = 0
         for j in range(m):
             episode[j] = next_episode
-            obs[j], _ = envs[j].reset(seed=seed + next_episode)
+            obs[j], info = envs[j].reset(seed=seed + next_episode)
+            if watch is not None:
+                watch(next_episode, envs[j], None, info, False)
             next_episode += 1
         while any(e >= 0 for e in episode):
             active = [j for j in range(m) if episode[j] >= 0]
@@ -50,12 +58,16 @@ def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs
                 returns[k] += r
                 lengths[k] += 1
                 obs[j] = o
+                if watch is not None:
+                    watch(k, envs[j], float(r), info, bool(terminated or truncated))
                 if terminated or truncated:
                     if "is_success" in info:
                         success[k] = float(info["is_success"])
                     if next_episode < episodes:
                         episode[j] = next_episode
-                        obs[j], _ = envs[j].reset(seed=seed + next_episode)
+                        obs[j], info = envs[j].reset(seed=seed + next_episode)
+                        if watch is not None:
+                            watch(next_episode, envs[j], None, info, False)
                         next_episode += 1
                     else:
                         episode[j] = -1

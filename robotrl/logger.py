@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robotrl.rundir import atomic_write_bytes
+from robotrl.rundir import atomic_write_bytes, read_metrics
 
 
 class MetricsLogger:
@@ -30,10 +30,9 @@ class MetricsLogger:
         self.fields: list[str] = []
         self.rows: list[dict[str, Any]] = []
         if resume_step is not None and self.csv_path.is_file():
-            with self.csv_path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                self.fields = list(reader.fieldnames or [])
-                self.rows = [r for r in reader if r.get("step") and int(float(r["step"])) <= resume_step]
+            fields, rows = read_metrics(self.csv_path)  # checked: a damaged file is a UserError naming the cell
+            self.fields = fields
+            self.rows = [r for r in rows if int(float(r["step"])) <= resume_step]
             self._rewrite()
         self._file = self.csv_path.open("a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.fields) if self.fields else None

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from robotrl.config import MAX_BATCH, MAX_ENVS, check_network, check_range
 from robotrl.core import IterationResult, spec_action_arrays
 from robotrl.functional import compute_gae, gaussian_log_prob
 from robotrl.policies import GaussianActor, RunningMeanStd, ValueCritic, make_record
@@ -62,8 +63,15 @@ class OnPolicyConfig:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if not 0 <= self.gae_lambda <= 1:
             raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ValueError(f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        check_network(self.hidden_sizes)
+        check_range(self, "num_envs", le=MAX_ENVS)
+        if self.normalize_advantage and self.batch_size < 2:
+            raise ValueError("num_envs * rollout_steps must be >= 2 to standardise advantages (normalize_advantage)")
+        if self.batch_size > MAX_BATCH:
+            raise ValueError(f"num_envs * rollout_steps must be <= {MAX_BATCH:,}, got {self.batch_size:,}")
+        check_range(self, "obs_clip", gt=0)  # 0 would blind the policy
+        check_range(self, "reward_clip", gt=0)
+        check_range(self, "log_std_init", ge=-20, le=5)
 
     @property
     def batch_size(self) -> int:

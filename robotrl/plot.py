@@ -2,37 +2,32 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from robotrl.errors import UserError
+from robotrl.rundir import atomic_write_bytes, read_metrics
 
 DEFAULT_METRIC = "rollout/ep_return_mean"
 
 
 def read_metric(csv_path: Path, metric: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of one column of a metrics.csv (checked by `robotrl.rundir.read_metrics`)."""
     steps, values = [], []
-    with Path(csv_path).open(newline="") as f:
-        for row in csv.DictReader(f):
-            v = row.get(metric)
-            if v not in (None, ""):
-                fv = float(v)
-                if math.isfinite(fv):
-                    steps.append(float(row["step"]))
-                    values.append(fv)
+    for row in read_metrics(Path(csv_path))[1]:
+        v = row.get(metric)
+        if v not in (None, ""):
+            fv = float(v)
+            if math.isfinite(fv):
+                steps.append(float(row["step"]))
+                values.append(fv)
     return steps, values
 
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEFAULT_METRIC,
               title: str | None = None) -> Path:
     """Plot `metric` against environment steps for each run; returns the PNG path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     curves = []
     for rd in run_dirs:
         p = Path(rd)
@@ -45,6 +40,18 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEF
         curves.append((p.name, steps, values))
     if not any(steps for _, steps, _ in curves):
         raise UserError(f"no values of {metric!r} in the given runs")
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"-o {str(out)!r}: the plot is a PNG; give a file name ending in .png")
+    if not out.parent.is_dir():
+        raise UserError(f"-o {str(out)!r}: folder {str(out.parent)!r} does not exist")
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for label, steps, values in curves:
         if steps:
@@ -55,7 +62,8 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEF
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())
     return out

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import torch
 
+from robotrl.config import check_range
 from robotrl.functional import explained_variance, gaussian_entropy, gaussian_kl, gaussian_log_prob
 from robotrl.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
 from robotrl.optim import Adam, clip_grad_norm_
@@ -70,6 +71,7 @@ class PPOConfig(OnPolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_range(self, "minibatch_size", ge=2 if self.normalize_advantage else 1)  # std of one sample: NaN
         if self.batch_size % self.minibatch_size != 0:
             raise ValueError(f"minibatch_size {self.minibatch_size} must divide the batch size "
                              f"num_envs * rollout_steps = {self.batch_size}")
@@ -79,6 +81,15 @@ class PPOConfig(OnPolicyConfig):
             raise ValueError(f"clip_coef must be in (0, 1), got {self.clip_coef}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        check_range(self, "update_epochs", le=10_000)
+        check_range(self, "learning_rate", le=10)
+        check_range(self, "kl_target", gt=0)
+        check_range(self, "kl_beta_init", ge=0)
+        check_range(self, "vf_coef", ge=0)
+        check_range(self, "ent_coef", ge=0)
+        check_range(self, "max_grad_norm", gt=0)
+        check_range(self, "target_kl", gt=0)
+        check_range(self, "adam_eps", gt=0, lt=1)
 
 
 class PPO(OnPolicyAlgorithm):

@@ -12,6 +12,7 @@ checkpoint. On resume the envs start fresh episodes, seeded from the restored RN
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import time
@@ -50,6 +51,8 @@ class RunConfig(Sim2Real):
     """Torch device for the learner: cpu or cuda."""
     threads: int = 1
     """Torch intra-op threads of the learner. Results are bit-identical only for the same value."""
+    video: bool = False
+    """Film the final evaluation's first episode to video.mp4 in the run directory (robotrl.video)."""
     def __post_init__(self) -> None:
         if self.total_steps <= 0:
             raise ValueError(f"--steps must be a positive number of steps, got {self.total_steps}")
@@ -57,9 +60,17 @@ class RunConfig(Sim2Real):
             raise ValueError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
         if self.eval_episodes < 0 or self.eval_every < 0:
             raise ValueError("--eval-episodes and --eval-every must be >= 0")
-        if self.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {self.threads}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+        if not 1 <= self.threads <= 1024:
+            raise ValueError(f"--threads must be in [1, 1024], got {self.threads}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if not -1 <= self.workers <= 1024:
+            raise ValueError(f"--workers must be -1 (one per spare core) or in [0, 1024], got {self.workers}")
+        if self.video and self.eval_episodes < 1:
+            raise ValueError("--video films the final evaluation; it needs --eval-episodes >= 1")
+        if self.eval_episodes > 100_000:
+            raise ValueError(f"--eval-episodes must be <= 100000, got {self.eval_episodes}")
+        if not re.fullmatch(r"cpu|cuda(:\d{1,3})?", self.device):
             raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
         self.check_sim2real()
 
@@ -68,8 +79,10 @@ class RunConfig(Sim2Real):
 
 
 def resolve_workers(requested: int, num_envs: int) -> int:
+    """Worker processes to start: never more than envs to give them, nor than this machine's cores (each is
+    a Python process with its own MuJoCo, a few hundred MB: `--workers 1000` must not exhaust the memory)."""
     if requested >= 0:
-        return min(requested, num_envs - 1)
+        return min(requested, num_envs - 1, available_cores())
     return max(0, min(available_cores() - 1, num_envs - 1))
 
 
@@ -96,12 +109,60 @@ def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = 
         run = cfgmod.from_dict(RunConfig, run_data, base=run, source=f"{config_file} [run]")
     cfg = cfgmod.from_dict(Config, algo_flags or {}, base=cfg, source="command line", flags=True)
     run = cfgmod.from_dict(RunConfig, run_flags or {}, base=run, source="command line", flags=True)
+    check_device(run.device)
     return run, cfg
+
+
+def check_device(device: str) -> None:
+    """Refuse a learner device this torch cannot use (a CPU-only build, or no such GPU)."""
+    if device == "cpu":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {device}: this torch ({torch.__version__}) cannot use CUDA (a CPU-only build, or "
+                        "no GPU visible); use --device cpu")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA device(s)")
+
+
+@dataclass
+class Plan:
+    """A run fully validated and not yet started: what `train` would write to config.json and spec.json."""
+
+    algo: str
+    task: str
+    run: RunConfig
+    cfg: Any
+    spec: Any
+    config: dict[str, Any]
+
+
+def plan(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None, run_flags: dict[str, Any] | None = None,
+         config_file: str | Path | None = None, command: str | None = None) -> Plan:
+    """Validate everything a new run depends on (task, settings, device, the task's spec) without
+    writing anything; `train` creates the run directory only after this has passed."""
+    from robotrl.envs import canonical_task, check_task, task_spec
+
+    check_task(task)
+    task = canonical_task(task)  # a robot config's path made absolute: eval and resume work from anywhere
+    run, cfg = resolve_config(algo, task, algo_flags=algo_flags, run_flags=run_flags, config_file=config_file)
+    spec = task_spec(task, sim2real=run.sim2real())  # refuses tasks robotrl cannot train (discrete actions, ...)
+    if run.video:  # find out now, not after training, that this machine cannot render
+        from robotrl.video import check_can_record
+
+        check_can_record(task)
+    conf = {"algo": algo, "task": task, "robotrl_version": __version__, "command": command,
+            "run": cfgmod.to_dict(run), algo: cfgmod.to_dict(cfg)}
+    return Plan(algo, task, run, cfg, spec, conf)
 
 
 def _default_out(algo: str, task: str, seed: int) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{algo}-{task.replace('/', '_')}-s{seed}-{stamp}"
+    head, sep, tail = task.partition(":")
+    name = f"{head}-{Path(tail).stem}" if sep else task.replace("/", "_")  # legged:/x/my_robot.toml -> legged-my_robot
+    return Path("runs") / f"{algo}-{name}-s{seed}-{stamp}"
 
 
 class _StopFlag:
@@ -129,7 +190,7 @@ class _StopFlag:
             signal.signal(s, h)
 
 
-def _build(algo: str, task: str, run: RunConfig, cfg: Any) -> Any:
+def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) -> Any:
     import torch
 
     from robotrl.envs import EnvFactory, task_spec
@@ -139,7 +200,7 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any) -> Any:
     torch.set_num_threads(run.threads)
     Algo, _ = algo_registry.get(algo).load()
     s2r = run.sim2real()
-    spec = task_spec(task, sim2real=s2r)
+    spec = spec if spec is not None else task_spec(task, sim2real=s2r)
     env_kwargs = {"sim2real": s2r.to_dict()} if s2r.enabled else {}
     envs = ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs, workers)
     try:
@@ -158,52 +219,94 @@ def train(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
           run_flags: dict[str, Any] | None = None, config_file: str | Path | None = None,
           out: str | Path | None = None, progress: bool = True, command: str | None = None) -> Path:
     """Train `algo` on `task` in a new run directory; returns its path. `command`: the command line
-    that asked for it, recorded in config.json (and from there in an exported actor's card)."""
-    from robotrl.envs import check_task
+    that asked for it, recorded in config.json (and from there in an exported actor's card).
 
-    check_task(task)
-    run, cfg = resolve_config(algo, task, algo_flags=algo_flags, run_flags=run_flags, config_file=config_file)
+    Nothing is written before every input has been validated (`plan`); the directory is locked while
+    the run lasts, and removed again if setting up fails before training starts."""
+    p = plan(algo, task, algo_flags=algo_flags, run_flags=run_flags, config_file=config_file, command=command)
+    run, cfg, task = p.run, p.cfg, p.task
     rd = RunDir.create(out if out is not None else _default_out(algo, task, run.seed))
-    atomic_write_json(rd.config, {"algo": algo, "task": task, "robotrl_version": __version__,
-                                  "command": command, "run": cfgmod.to_dict(run), algo: cfgmod.to_dict(cfg)})
-    algorithm, spec = _build(algo, task, run, cfg)
-    atomic_write_json(rd.spec, spec.to_dict())
-    print(f"robotrl: training {algo} on {task} for {run.total_steps:,} steps -> {rd.path}", file=sys.stderr)
     try:
-        _loop(rd, algo, task, algorithm, run, loop_state=None, progress=progress)
+        atomic_write_json(rd.config, p.config)
+        atomic_write_json(rd.spec, p.spec.to_dict())
+        algorithm, _ = _build(algo, task, run, cfg, spec=p.spec)
+    except BaseException:
+        rd.discard()
+        raise
+    try:
+        print(f"robotrl: training {algo} on {task} for {run.total_steps:,} steps -> {rd.path}", file=sys.stderr)
+        try:
+            _loop(rd, algo, task, algorithm, run, loop_state=None, progress=progress)
+        finally:
+            algorithm.close()
     finally:
-        algorithm.close()
+        rd.unlock()
     return rd.path
 
 
 def resume(path: str | Path, *, total_steps: int | None = None, progress: bool = True) -> Path:
-    """Continue the run in `path` from its latest checkpoint (optionally to a new `total_steps`)."""
-    rd = RunDir.open(path)
-    conf = rd.read_config()
-    algo, task = conf.get("algo"), conf.get("task")
-    if algo not in algo_registry.ALGORITHMS or not isinstance(task, str):
-        raise UserError(f"{rd.config} does not name a known algorithm and task")
-    _, Config = algo_registry.get(algo).load()
-    cfg = cfgmod.from_dict(Config, conf.get(algo, {}), source=str(rd.config))
-    run = cfgmod.from_dict(RunConfig, conf.get("run", {}), source=str(rd.config))
-    state = rd.load_checkpoint()
-    if total_steps is not None:
-        run = cfgmod.from_dict(RunConfig, {"total_steps": total_steps}, base=run, source="command line", flags=True)
-        conf["run"] = cfgmod.to_dict(run)
-        atomic_write_json(rd.config, conf)
-    done = int(state["num_steps"])
-    if done >= run.total_steps:
-        raise UserError(f"run {str(rd.path)!r} is already complete ({done:,} of {run.total_steps:,} steps); "
-                        "pass --steps N to train further")
-    algorithm, _ = _build(algo, task, run, cfg)
-    algorithm.load_state_dict(state["algorithm"])
-    print(f"robotrl: resuming {algo} on {task} at step {done:,} of {run.total_steps:,} -> {rd.path}",
-          file=sys.stderr)
+    """Continue the run in `path` from its latest checkpoint (optionally to a new `total_steps`); a run
+    killed before its first checkpoint starts again from step 0 with its recorded settings.
+
+    The directory is locked for the whole run. Every file is checked before anything changes, and
+    config.json takes a new `total_steps` only once the checkpoint has been loaded into the algorithm."""
+    rd = RunDir.open(path, lock=True)
     try:
-        _loop(rd, algo, task, algorithm, run, loop_state=state.get("loop"), progress=progress)
+        s = rd.read_settings()
+        algo, task, cfg, run = s.algo, s.task, s.cfg, s.run
+        if total_steps is not None:
+            run = cfgmod.from_dict(RunConfig, {"total_steps": total_steps}, base=run, source="command line",
+                                   flags=True)
+        check_device(run.device)
+        if run.video:
+            from robotrl.video import check_can_record
+
+            check_can_record(task)
+        state = rd.load_checkpoint(s, missing_ok=True)
+        spec_file = rd.read_spec(s)
+        done = state["num_steps"] if state is not None else 0
+        if done >= run.total_steps:
+            if total_steps is not None:
+                raise UserError(f"--steps {total_steps:,} is not more than the {done:,} steps run {str(rd.path)!r} "
+                                "has done already")
+            raise UserError(f"run {str(rd.path)!r} is already complete ({done:,} of {run.total_steps:,} steps); "
+                            "pass --steps N to train further")
+        if state is not None:
+            _check_dims(state["policy"], spec_file, f"checkpoint {rd.latest_checkpoint}", f"{rd.spec}")
+        if rd.metrics.is_file():
+            rd.read_metrics()  # a damaged metrics.csv stops here, before anything has changed
+        algorithm, spec = _build(algo, task, run, cfg)
+        try:
+            _check_dims({"obs_dim": spec.obs_dim, "act_dim": spec.act_dim}, spec_file, f"task {task!r} now",
+                        f"{rd.spec}")
+            if state is not None:
+                try:
+                    algorithm.load_state_dict(state["algorithm"])
+                except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                    raise UserError(f"checkpoint {rd.latest_checkpoint} does not fit the {algo} that config.json "
+                                    f"describes ({first})") from None
+            if run != s.run:  # known to work now: record it
+                atomic_write_json(rd.config, {**s.raw, "run": cfgmod.to_dict(run)})
+        except BaseException:
+            algorithm.close()
+            raise
+        where = f"at step {done:,}" if state is not None else "from step 0 (it had no checkpoint yet)"
+        print(f"robotrl: resuming {algo} on {task} {where} of {run.total_steps:,} -> {rd.path}", file=sys.stderr)
+        try:
+            _loop(rd, algo, task, algorithm, run, loop_state=state.get("loop", {}) if state is not None else {},
+                  progress=progress)
+        finally:
+            algorithm.close()
     finally:
-        algorithm.close()
+        rd.unlock()
     return rd.path
+
+
+def _check_dims(have: dict[str, Any], spec: Any, what: str, spec_name: str) -> None:
+    if (have["obs_dim"], have["act_dim"]) != (spec.obs_dim, spec.act_dim):
+        raise UserError(f"{what} has {have['obs_dim']} observation and {have['act_dim']} action elements but "
+                        f"{spec_name} names {spec.obs_dim} and {spec.act_dim}")
 
 
 def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, loop_state: dict[str, Any] | None,
@@ -211,12 +314,12 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
     from robotrl.logger import MetricsLogger, Progress
 
     loop = {"episodes": 0, "recent_returns": [], "recent_lengths": [], "elapsed_s": 0.0}
-    if loop_state:
+    if loop_state is not None:  # resuming (from step 0 if {}): rows after the checkpoint are dropped
         loop.update(loop_state)
     recent_r: deque[float] = deque(loop["recent_returns"], maxlen=100)
     recent_l: deque[int] = deque(loop["recent_lengths"], maxlen=100)
     start_step = algo.num_steps
-    logger = MetricsLogger(rd.metrics, rd.tensorboard, resume_step=start_step if loop_state else None)
+    logger = MetricsLogger(rd.metrics, rd.tensorboard, resume_step=start_step if loop_state is not None else None)
     bar = Progress(run.total_steps, start_step, enabled=progress, desc=f"{algo_name} {task}")
     t0 = time.perf_counter()
     next_ckpt = (start_step // run.checkpoint_every + 1) * run.checkpoint_every
@@ -226,7 +329,12 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
     def save() -> None:
         loop.update(recent_returns=list(recent_r), recent_lengths=list(recent_l),
                     elapsed_s=loop_state_elapsed + time.perf_counter() - t0)
-        rd.save_checkpoint(_checkpoint_state(algo_name, task, algo, loop))
+        try:
+            rd.save_checkpoint(_checkpoint_state(algo_name, task, algo, loop))
+        except OSError as e:  # full disk, quota, ...: the atomic write left the previous checkpoint as it was
+            raise UserError(f"cannot write checkpoint {rd.latest_checkpoint}: {e.strerror or e}; the previous "
+                            f"checkpoint is intact; continue with 'robotrl resume {rd.path}' when it can be "
+                            "written") from None
 
     try:
         with _StopFlag() as stop:
@@ -267,7 +375,11 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
         summary = f"robotrl: {algo.num_steps - start_step:,} steps in {elapsed:.1f} s " \
                   f"({(algo.num_steps - start_step) / elapsed:,.0f} steps/s)"
         if run.eval_episodes > 0:
-            ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes, run.seed)
+            with _final_video(rd, run) as recorder:
+                ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes, run.seed, watch=recorder)
+            if recorder is not None:
+                ev["video"] = recorder.record()
+                summary += f"; video {recorder.settings.path} ({recorder.frames} frames)"
             ev["step"] = algo.num_steps
             atomic_write_json(rd.eval, ev)
             final = {"eval/mean_return": ev["mean_return"], "eval/std_return": ev["std_return"]}
@@ -305,10 +417,21 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
 from robotrl.evaluate import eval_seed  # noqa: E402  (re-exported; it lives with the evaluation)
 
 
-def _evaluate_record(record: dict[str, Any], task: str, episodes: int, seed: int) -> dict[str, Any]:
+def _evaluate_record(record: dict[str, Any], task: str, episodes: int, seed: int, watch: Any = None
+                     ) -> dict[str, Any]:
     from robotrl.evaluate import evaluate
     from robotrl.policies import from_record
 
     policy = from_record(record)
-    return evaluate(policy.act, task, episodes, eval_seed(seed))
+    return evaluate(policy.act, task, episodes, eval_seed(seed), watch=watch)
+
+
+def _final_video(rd: RunDir, run: RunConfig) -> Any:
+    """With `run.video`: a recorder (context manager) filming the final evaluation's first episode to
+    RUN_DIR/video.mp4 as it runs; otherwise a no-op yielding None."""
+    if not run.video:
+        return contextlib.nullcontext()
+    from robotrl.video import VideoSettings, recording
+
+    return recording(VideoSettings(rd.path / "video.mp4"))
 

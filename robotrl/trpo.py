@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from robotrl.config import check_range
 from robotrl.functional import (
     backtracking_line_search,
     conjugate_gradient,
@@ -68,6 +69,7 @@ class TRPOConfig(OnPolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_range(self, "critic_minibatch_size", ge=1)
         if self.batch_size % self.critic_minibatch_size != 0:
             raise ValueError(f"critic_minibatch_size {self.critic_minibatch_size} must divide the batch size "
                              f"num_envs * rollout_steps = {self.batch_size}")
@@ -77,6 +79,12 @@ class TRPOConfig(OnPolicyConfig):
             raise ValueError(f"fisher_subsample must be in (0, 1], got {self.fisher_subsample}")
         if not 0 < self.line_search_shrink < 1:
             raise ValueError(f"line_search_shrink must be in (0, 1), got {self.line_search_shrink}")
+        check_range(self, "max_kl", le=10)
+        check_range(self, "cg_iters", ge=1, le=10_000)
+        check_range(self, "cg_damping", ge=0)
+        check_range(self, "line_search_steps", ge=1, le=1000)
+        check_range(self, "critic_learning_rate", gt=0, le=10)
+        check_range(self, "critic_epochs", ge=1, le=10_000)
 
 
 class TRPO(OnPolicyAlgorithm):

@@ -93,3 +93,53 @@ def test_bad_config_files(tmp_path):
     yml.write_text("a: 1")
     with pytest.raises(UserError, match=r"toml or \.json"):
         load_file(yml)
+
+
+def test_non_finite_numbers_and_non_tables_are_refused():
+    from robotrl.config import check_range
+
+    for text in ("nan", "inf", "-Infinity", "1e400"):
+        with pytest.raises(UserError, match="expected a finite number"):
+            coerce(float, text, name="--learning-rate")
+    with pytest.raises(UserError, match="expected a finite number"):
+        coerce(float, float("nan"), name="x")
+    with pytest.raises(UserError, match="expected float"):
+        coerce(float, 10**400, name="x")  # no float is that large
+    with pytest.raises(UserError, match="expected int"):
+        coerce(int, "inf", name="x")
+    with pytest.raises(UserError, match="expected a table of settings for PPOConfig, got list"):
+        from_dict(PPOConfig, [1, 2])
+
+    @dataclasses.dataclass
+    class C:
+        x: float = 1.0
+
+    check_range(C(), "x", gt=0, le=1)
+    with pytest.raises(ValueError, match=r"x must be > 0 and <= 0.5, got 1.0"):
+        check_range(C(), "x", gt=0, le=0.5)
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"minibatch_size": 1}, "minibatch_size must be >= 2"),
+    ({"obs_clip": 0}, "obs_clip must be > 0"),
+    ({"hidden_sizes": (64,) * 65}, "hidden_sizes must be 1 to 64 widths"),
+    ({"num_envs": 5000}, "num_envs must be <= 4096"),
+    ({"max_grad_norm": 0}, "max_grad_norm must be > 0"),
+    ({"target_kl": -0.1}, "target_kl must be > 0"),
+])
+def test_ppo_ranges(fields, needle):
+    with pytest.raises(UserError, match=needle):
+        from_dict(PPOConfig, fields)
+
+
+def test_ddpg_and_trpo_ranges():
+    from robotrl.ddpg import DDPGConfig
+
+    with pytest.raises(UserError, match="ou_theta \\* ou_dt must be < 2"):
+        from_dict(DDPGConfig, {"ou_theta": 100.0, "ou_dt": 0.05})
+    with pytest.raises(UserError, match="param_noise_alpha must be > 1"):
+        from_dict(DDPGConfig, {"param_noise_alpha": 1.0})
+    with pytest.raises(UserError, match="critic_minibatch_size must be >= 1"):
+        from_dict(TRPOConfig, {"critic_minibatch_size": 0})
+    with pytest.raises(UserError, match="cg_iters must be >= 1"):
+        from_dict(TRPOConfig, {"cg_iters": 0})

@@ -1,0 +1,220 @@
+"""Rollout videos: real MuJoCo rendering offscreen (EGL or OSMesa), real H.264 and GIF files, decoded again
+and checked for size, frame count, frame rate and motion; the filmed episodes are the evaluation's."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robotrl.cli import main
+from robotrl.render import choose_backend, probe
+
+ARM = "robotrl/ArmReach-v0"  # 50 Hz, 100-step episodes
+SMALL_PPO = ["--num-envs", "4", "--rollout-steps", "64", "--minibatch-size", "64", "--update-epochs", "2"]
+
+
+def _mp4(path: Path) -> tuple[dict, list[np.ndarray]]:
+    """Decode with the same bundled ffmpeg: (metadata, RGB frames)."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    frames = [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in reader]
+    return meta, frames
+
+
+def _run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_moving_picture(frames: list[np.ndarray]) -> None:
+    """Not black, not blank, and the picture changes over time (not a frozen frame)."""
+    for f in frames:
+        assert f.mean() > 20 and f.std() > 10, "a black or blank frame"
+    diffs = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in itertools.pairwise(frames)]
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1.0
+    assert sum(d > 0.05 for d in diffs) >= len(diffs) // 2, diffs
+
+
+@pytest.fixture(scope="module")
+def arm_run(tmp_path_factory) -> Path:
+    """A tiny PPO run on our arm, trained with --video (its final evaluation filmed at the default 640x480)."""
+    out = tmp_path_factory.mktemp("video") / "run"
+    code = main(["train", "ppo", ARM, "--steps", "512", "--eval-episodes", "2", "--video", "--no-progress",
+                 "--out", str(out), *SMALL_PPO])
+    assert code == 0
+    return out
+
+
+def test_render_backend_is_chosen_automatically():
+    backend = choose_backend()
+    assert backend in ("egl", "osmesa")
+    ok, renderer = probe(backend)
+    assert ok, renderer
+
+
+def test_train_video_is_the_final_evaluations_first_episode(arm_run):
+    video = arm_run / "video.mp4"
+    meta, frames = _mp4(video)
+    ev = json.loads((arm_run / "eval.json").read_text())
+    assert meta["codec"] == "h264" and meta["size"] == (640, 480) and meta["fps"] == 25
+    assert ev["lengths"][0] == 100 and len(frames) == 100 // 2 + 1  # 50 Hz control, every 2nd step, + first state
+    assert ev["video"] == {"file": "video.mp4", "episodes": 1, "frames": len(frames), "width": 640, "height": 480,
+                           "fps": 25.0, "camera": "free", "returns": [ev["returns"][0]]}
+    _assert_moving_picture(frames)
+    assert not list(arm_run.glob(".video*"))  # no temporary file left behind
+
+
+def test_video_of_a_run_has_the_requested_size_frames_and_fps(arm_run, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    code, stdout, err = _run_cli(capsys, ["video", str(arm_run), "-o", str(out), "--episodes", "2", "--width", "96",
+                                          "--height", "64", "--fps", "10", "--json"])
+    assert code == 0, err
+    summary = json.loads(stdout)
+    meta, frames = _mp4(out)
+    assert meta["size"] == (96, 64) and meta["fps"] == 10
+    assert summary["stride"] == 5 and summary["lengths"] == [100, 100]
+    assert len(frames) == summary["frames"] == 2 * (100 // 5 + 1)
+    _assert_moving_picture(frames)
+    code, stdout, _ = _run_cli(capsys, ["eval", str(arm_run), "--episodes", "2", "--json"])
+    # torch rounds a batch of 2 observations differently from 1 in the last bits (the ONNX test is exact)
+    assert code == 0 and json.loads(stdout)["mean_return"] == pytest.approx(summary["mean_return"], rel=1e-6)
+
+
+def test_onnx_video_runs_what_eval_onnx_runs(tmp_path, capsys):
+    """The shipped Hopper (1000 steps of a chaotic system: any difference in the trajectory shows in the
+    return) filmed with onnxruntime alone returns exactly what `robotrl eval --onnx` measures."""
+    out = tmp_path / "hopper.mp4"
+    argv = ["pretrained:hopper", "--episodes", "2", "--seed", "7"]
+    code, stdout, err = _run_cli(capsys, ["video", *argv[:1], "-o", str(out), *argv[1:], "--width", "64",
+                                          "--height", "48", "--fps", "5", "--json"])
+    assert code == 0, err
+    summary = json.loads(stdout)
+    code, stdout, _ = _run_cli(capsys, ["eval", "--onnx", *argv, "--json"])
+    ev = json.loads(stdout)
+    assert code == 0 and summary["mean_return"] == ev["mean_return"] and np.std(summary["returns"]) == ev["std_return"]
+    assert min(summary["returns"]) > 1000  # it hopped: the card's policy, not a broken one
+    meta, frames = _mp4(out)
+    assert meta["size"] == (64, 48) and meta["fps"] == 5
+    assert len(frames) == sum(n // 25 + 1 for n in summary["lengths"])  # 125 Hz / 5 fps: every 25th step
+    _assert_moving_picture(frames)
+
+
+def test_onnx_video_imports_no_torch(tmp_path):
+    code = ("import sys; from robotrl.cli import main; "
+            f"rc = main(['video', 'pretrained:arm-reach', '-o', {str(tmp_path / 'a.mp4')!r}, '--width', '32', "
+            "'--height', '32', '--fps', '5']); "
+            "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "a.mp4").stat().st_size > 1000
+
+
+def test_gif_frames_and_timing(tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "arm.gif"
+    code, stdout, err = _run_cli(capsys, ["video", "pretrained:arm-reach", "-o", str(out), "--width", "80",
+                                          "--height", "60", "--fps", "25", "--seconds", "1", "--json"])
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["stride"] == 2 and summary["lengths"] == [100]  # the whole episode ran; 1 s of it was filmed
+    with Image.open(out) as im:
+        assert im.size == (80, 60) and im.n_frames == summary["frames"] == 1 * 25 + 1
+        durations, frames = [], []
+        for k in range(im.n_frames):
+            im.seek(k)
+            durations.append(im.info["duration"])
+            frames.append(np.asarray(im.convert("RGB")))
+    assert set(durations) == {40}  # 25 fps
+    _assert_moving_picture(frames)
+
+
+def test_default_and_named_cameras():
+    """Walkers get the tracking camera, the fixed-base arm the task's default view; model cameras by name."""
+    from robotrl.envs import make
+    from robotrl.render import camera_names, make_camera
+
+    env = make("robotrl/Hopper-v5")
+    try:
+        cam, name = make_camera(env)
+        assert name == "track" and "track" in camera_names(env.unwrapped.model)
+        assert int(cam.type) == 2 and cam.fixedcamid == camera_names(env.unwrapped.model).index("track")  # FIXED
+        assert make_camera(env, "free")[1] == "free"
+    finally:
+        env.close()
+    env = make(ARM)
+    try:
+        cam, name = make_camera(env)
+        assert name == "free" and cam.distance == 2.0 and cam.azimuth == 135.0  # the arm's default view
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("task, labels", [
+    ("robotrl/Hopper-v5", ["step", "return", "speed"]),
+    (ARM, ["step", "return", "distance", "success"]),
+    ("robotrl/Quadruped-v0", ["step", "return", "command", "actual"]),
+])
+def test_overlay_shows_what_the_task_reports(task, labels):
+    """The text on a frame comes from the real env's step info: speed for walkers, distance and success
+    for the arm, the velocity command and the velocity reached for a legged robot."""
+    from robotrl.envs import make
+    from robotrl.video import overlay_rows
+
+    env = make(task)
+    try:
+        env.reset(seed=0)
+        _, r, _, _, info = env.step((env.action_space.low + env.action_space.high) / 2)
+    finally:
+        env.close()
+    rows = overlay_rows(1, r, info, episode=0, episodes=1, control_period=0.02)
+    assert [label for label, _ in rows] == labels
+    assert rows[0][1] == "1  (0.02 s)"
+    if task == "robotrl/Quadruped-v0":
+        assert rows[2][1].startswith("vx ") and " yaw " in rows[2][1]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["video", "pretrained:arm-reach", "-o", "x.avi"], "use a .mp4 or .gif name"),
+    (["video", "pretrained:arm-reach", "-o", "x.mp4", "--width", "101"], "--width must be even for MP4"),
+    (["video", "pretrained:arm-reach", "-o", "x.gif", "--fps", "30"], "choose an --fps that divides 100"),
+    (["video", "pretrained:arm-reach", "-o", "x.mp4", "--camera", "nosuch"], "no camera 'nosuch'"),
+    (["video", "pretrained:arm-reach", "-o", "x.mp4", "--camera", "track"], "has no moving base"),
+    (["video", "pretrained:nosuch"], "no pretrained actor 'nosuch'"),
+    (["video", "/no/such/run"], "run directory '/no/such/run' does not exist"),
+    (["video", "pretrained:arm-reach", "--episodes", "0"], "--episodes must be a positive integer"),
+    (["train", "ppo", ARM, "--video", "--eval-episodes", "0"], "--video films the final evaluation"),
+    (["train", "ddpg", "Pendulum-v1", "--video"], "'Pendulum-v1' is not simulated in MuJoCo"),
+])
+def test_video_mistakes_are_one_line(capsys, tmp_path, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run_cli(capsys, argv)
+    assert code == 2, err
+    assert err.startswith("robotrl: error: ") and err.count("\n") == 1, err
+    assert needle in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_no_renderer_names_the_package_to_install(monkeypatch):
+    """GLFW needs a display; without one, forcing it fails for real and the message says what to install."""
+    from robotrl.errors import UserError
+
+    monkeypatch.setenv("MUJOCO_GL", "glfw")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    choose_backend.cache_clear()
+    try:
+        with pytest.raises(UserError, match="libosmesa6"):
+            choose_backend()
+    finally:
+        choose_backend.cache_clear()
