@@ -48,7 +48,7 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
                    "why": "1M-step sweep, 2 seeds: minibatch 64 -> 2222/3304, 256 -> 3294/3004, 512 -> 3174/3303; "
                           "512 is also 2x faster"},
         # HalfCheetah keeps the generic minibatch 64: 4691/4717 against 4613/3720 (256) and 2885/3907 (512).
-        "legged": {"steps": 20_000_000,
+        "legged": {"steps": 8_000_000,
                    "config": {"num_envs": 32, "rollout_steps": 128, "hidden_sizes": (256, 128), "activation": "elu",
                               "log_std_init": -1.0, "learning_rate": 5e-4, "update_epochs": 5,
                               "minibatch_size": 1024, "ent_coef": 0.005},

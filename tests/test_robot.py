@@ -207,3 +207,27 @@ def test_the_configs_template_table_sets_the_task(tmp_path):
         with pytest.raises(RobotConfigError, match=r"\[legged\]") as e:
             make(f"legged:{p}")
         assert needle in str(e.value), str(e.value)
+
+
+@pytest.mark.slow
+def test_a_short_seeded_ppo_run_learns_to_follow_forward_commands(tmp_path):
+    """Our quadruped, forward commands only (tests/assets/quadruped_forward.toml): 1.5M steps of PPO with the
+    legged defaults (about 2.5 min on 2 cores) must track the commanded speed far better than standing still.
+    (The full task, vx/vy/yaw, reaches 0.12 m/s and 0.26 rad/s by 3M steps: BENCHMARKS.md `quadruped`.)"""
+    from robotrl.deploy.runtime import OnnxPolicy
+    from robotrl.envs.legged import evaluate_tracking
+
+    task = f"legged:{ASSETS / 'quadruped_forward.toml'}"
+    r = subprocess.run([sys.executable, "-m", "robotrl.cli", "train", "ppo", task, "--steps", "1500000", "--seed", "0",
+                        "--workers", "1", "--eval-episodes", "1", "--out", str(tmp_path / "run"), "--no-progress"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "robotrl.cli", "export", str(tmp_path / "run")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    u = make(task).unwrapped
+    stand = (u.low + u.high) / 2
+    zero = evaluate_tracking(lambda obs: stand, task, episodes=3, seed=100, script=None)
+    learned = evaluate_tracking(OnnxPolicy(tmp_path / "run" / "actor.onnx"), task, episodes=3, seed=100, script=None)
+    assert learned["falls"] == 0
+    assert learned["err_vx"] < 0.5 * zero["err_vx"], (learned["err_vx"], zero["err_vx"])
