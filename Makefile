@@ -34,6 +34,7 @@ demo: setup
 	$(BIN)/robotrl eval --onnx runs/demo/actor.onnx --episodes 10
 	$(BIN)/robotrl sim2sim runs/demo/actor.onnx --episodes 3
 	$(BIN)/robotrl sim2sim pretrained:hopper --episodes 1
+	$(BIN)/robotrl sim2sim pretrained:quadruped --episodes 1
 	@echo "learning curve: runs/demo/learning_curve.png   metrics: runs/demo/metrics.csv   actor: runs/demo/actor.onnx"
 	@echo "video of the final evaluation: runs/demo/video.mp4   (robotrl video runs/demo/actor.onnx --episodes 3)"
 	@echo "policy card: $(BIN)/robotrl card runs/demo/actor.onnx   TensorBoard: $(BIN)/tensorboard --logdir runs"

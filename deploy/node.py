@@ -68,7 +68,8 @@ PARAMS: dict[str, Any] = {
     "imu_topic": "",                   # sensor_msgs/Imu for orientation + angular velocity ("": from odometry)
     "goal_topic": "/goal",
     "goal_reliability": "reliable",    # of the goal subscription; best_effort to match a best-effort publisher
-    "cmd_vel_topic": "/cmd_vel",        # geometry_msgs/Twist: the velocity command, where the card has one
+    "cmd_vel_topic": "/cmd_vel",        # the velocity command, where the card has one
+    "cmd_vel_type": "twist",           # geometry_msgs/Twist, or twist_stamped (TwistStamped, as Jazzy's nav2 sends)
     "points_prefix": "/points/",       # a card point NAME is read from <prefix>NAME (PointStamped)
     "command_topic": "/policy_controller/commands",
     "command_type": "float64_multi_array",  # or joint_trajectory
@@ -95,7 +96,8 @@ _NONNEGATIVE = ("rate_hz", "ramp_s", "max_rate", "watchdog_s", "goal_timeout_s",
                 "max_joint_speed", "activation_timeout_s")
 _CHOICES = {"trigger": ("timer", "state"), "command_type": ("float64_multi_array", "joint_trajectory"),
             "safe_action": ("hold", "zero"), "state_reliability": ("best_effort", "reliable"),
-            "command_reliability": ("reliable", "best_effort"), "goal_reliability": ("reliable", "best_effort")}
+            "command_reliability": ("reliable", "best_effort"), "goal_reliability": ("reliable", "best_effort"),
+            "cmd_vel_type": ("twist", "twist_stamped")}
 
 
 _ROS_PARAMS = ("use_sim_time", "start_type_description_service", "start_parameter_event_publisher")
@@ -277,11 +279,16 @@ class PolicyNode(LifecycleNode):
             self.policy(zeros)
         state_qos, cmd_qos = _qos(self.p("state_reliability")), _qos(self.p("command_reliability"))
         self._subs = []
+        self._stamped_cmd_vel = self.builder.need_command and self.p("cmd_vel_type") == "twist_stamped"
         if self.builder.need_command:  # first: in one wake-up the executor serves subscriptions in this order,
-            from geometry_msgs.msg import Twist  # so a command and the state it goes with are read in that order
+            from geometry_msgs.msg import Twist, TwistStamped  # so a command and its state are read in that order
 
-            self._subs.append(self.create_subscription(Twist, self.p("cmd_vel_topic"), self._on_cmd_vel,
-                                                       _qos("best_effort")))
+            if self._stamped_cmd_vel:
+                self._subs.append(self.create_subscription(TwistStamped, self.p("cmd_vel_topic"),
+                                                           self._on_cmd_vel_stamped, _qos("best_effort")))
+            else:
+                self._subs.append(self.create_subscription(Twist, self.p("cmd_vel_topic"), self._on_cmd_vel,
+                                                           _qos("best_effort")))
         self._subs.append(self.create_subscription(JointState, self.p("joint_states_topic"), self._on_joint_state,
                                                    state_qos))
         self._subs.append(self.create_subscription(Bool, self.p("estop_topic"), self._on_estop, _qos("reliable")))
@@ -313,7 +320,8 @@ class PolicyNode(LifecycleNode):
         self._pubs["stamped"] = self.create_publisher(JointState, self.p("stamped_command_topic"), cmd_qos)
         self._sources = ["joint_states", *(["odom"] if self.builder.need_odom else []),
                          *(["imu"] if self.builder.use_imu else []),
-                         *(["goal"] if self.builder.need_goal else []), *(f"point:{n}" for n in self.builder.points)]
+                         *(["goal"] if self.builder.need_goal else []), *(f"point:{n}" for n in self.builder.points),
+                         *(["cmd_vel"] if self._stamped_cmd_vel else [])]  # sync_stamps waits for a stamped command
         self.get_logger().info(f"configured {card['task_id']} ({card['algo']}) at {rate:.0f} Hz, "
                                f"watchdog {self.watchdog * 1e3:.0f} ms, trigger {self.p('trigger')}")
 
@@ -346,6 +354,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(f"refusing to activate: waiting for {why}")
             return TransitionCallbackReturn.FAILURE
         now = time.monotonic()
+        self.builder.set_prev_action(np.zeros(len(self.action_joints)))  # an activation starts an "episode"
         self.safety.activate(now, self._measured_action_joints())
         self.telemetry = Telemetry()
         self._last_tick = None
@@ -468,6 +477,10 @@ class PolicyNode(LifecycleNode):
             self.builder.velocity_command(msg.linear.x, msg.linear.y, msg.angular.z, time.monotonic())
         except BadInput as e:
             self.bad_input = f"cmd_vel: {e}"
+
+    def _on_cmd_vel_stamped(self, msg: Any) -> None:
+        self._on_cmd_vel(msg.twist)
+        self._arrived("cmd_vel", msg, time.monotonic())
 
     def _on_estop(self, msg: Bool) -> None:
         changed = bool(msg.data) != self.estop

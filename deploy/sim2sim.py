@@ -17,7 +17,9 @@ sequence instead (stand, forward, turn, stop: `robotrl.envs.legged.COMMAND_SCRIP
 pushes): the simulated robot is also the operator, publishing /cmd_vel as the script says, and the
 node reads orientation and angular velocity from /imu. Compared are the mean absolute tracking
 errors (forward velocity, yaw rate) and the falls: it fails when the node's error is more than
-`tolerance` worse than in-process (plus 0.01 for rounding) or it falls more often.
+`tolerance` worse than in-process (plus 0.01 for rounding) or it falls more often. In lockstep the
+first episode is reproduced exactly; later ones differ a little, because the node (like a robot, which
+has no episodes) carries its previous action across the stand-in's reset to a new pose.
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
         # the stand-in robot teleports to a new initial pose at each episode start, a jump the node's
         # plausibility check rightly calls a sensor fault on a real robot: off here
         overrides.append(Parameter("max_joint_speed", value=0.0))
-        if tracking:  # a legged robot's orientation and angular velocity come from its IMU
-            overrides.append(Parameter("imu_topic", value="/imu"))
+        if tracking:  # a legged robot's orientation and angular velocity come from its IMU; the operator (the
+            # simulated robot, on the script) stamps each command with the state it goes with
+            overrides += [Parameter("imu_topic", value="/imu"), Parameter("cmd_vel_type", value="twist_stamped")]
         node = PolicyNode(context=context, parameter_overrides=overrides)
         executor.add_node(robot)
         executor.add_node(node)

@@ -75,15 +75,16 @@ class SimRobot(Node):
         self.script = command_script  # sim2sim: this node is also the operator, publishing /cmd_vel on a script
         self.tracking: list[dict[str, Any]] = []
         if hasattr(self.env.unwrapped, "set_command"):  # a velocity-tracking task: the operator commands it
-            from geometry_msgs.msg import Twist
+            from geometry_msgs.msg import Twist, TwistStamped
 
             self._msgs["Twist"] = Twist
             if command_script is None:
                 self.create_subscription(Twist, "/cmd_vel", self._on_cmd_vel, state_qos)
-            else:
+            else:  # stamped with the state it goes with, so that a lockstep node pairs the two exactly
                 from robotrl.envs.legged import script_steps
 
-                self.pub_cmd_vel = self.create_publisher(Twist, "/cmd_vel", state_qos)
+                self._msgs["TwistStamped"] = TwistStamped
+                self.pub_cmd_vel = self.create_publisher(TwistStamped, "/cmd_vel", state_qos)
                 self._script_steps = script_steps(command_script, self.period)
         self.pub_goal = self.create_publisher(PointStamped, "/goal", cmd_qos) \
             if self.sensors.goal_body is not None else None
@@ -158,8 +159,9 @@ class SimRobot(Node):
 
             cmd = command_at(self.script, self._ep_len * self.period)
             self.env.unwrapped.set_command(*cmd)
-            t = self._msgs["Twist"]()
-            t.linear.x, t.linear.y, t.angular.z = (float(v) for v in cmd)
+            t = self._msgs["TwistStamped"]()
+            t.header.stamp = self._stamp()
+            t.twist.linear.x, t.twist.linear.y, t.twist.angular.z = (float(v) for v in cmd)
             self.pub_cmd_vel.publish(t)
         stamp = self._stamp()
         self._state_stamp = (stamp.sec, stamp.nanosec)

@@ -231,3 +231,23 @@ def test_a_short_seeded_ppo_run_learns_to_follow_forward_commands(tmp_path):
     learned = evaluate_tracking(OnnxPolicy(tmp_path / "run" / "actor.onnx"), task, episodes=3, seed=100, script=None)
     assert learned["falls"] == 0
     assert learned["err_vx"] < 0.5 * zero["err_vx"], (learned["err_vx"], zero["err_vx"])
+
+
+@pytest.mark.slow
+def test_a_users_arm_learns_to_reach_with_the_reach_template(tmp_path):
+    """The 3-joint test arm (motors in its MJCF, PD servos from its config) learns to reach like our own arm:
+    PPO for 200k steps must reach most goals, which holding the home pose does not."""
+    import json
+
+    from robotrl.evaluate import evaluate
+
+    task = f"reach:{ASSETS / 'arm3.toml'}"
+    r = subprocess.run([sys.executable, "-m", "robotrl.cli", "train", "ppo", task, "--steps", "200000", "--seed", "0",
+                        "--workers", "1", "--out", str(tmp_path / "run"), "--no-progress"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    home = make(task).unwrapped.robot.default
+    held = evaluate(lambda obs: np.tile(home, (len(obs), 1)), task, 10, ev["seed"])
+    assert ev["success_rate"] >= 0.8 and held["success_rate"] <= 0.2, (ev, held["success_rate"])
+    assert ev["mean_return"] > held["mean_return"] + 5.0, (ev["mean_return"], held["mean_return"])
