@@ -251,3 +251,23 @@ def test_a_users_arm_learns_to_reach_with_the_reach_template(tmp_path):
     held = evaluate(lambda obs: np.tile(home, (len(obs), 1)), task, 10, ev["seed"])
     assert ev["success_rate"] >= 0.8 and held["success_rate"] <= 0.2, (ev, held["success_rate"])
     assert ev["mean_return"] > held["mean_return"] + 5.0, (ev["mean_return"], held["mean_return"])
+
+
+def test_a_model_with_position_servos_keeps_them_unless_the_config_overrides(tmp_path):
+    """Our arm's MJCF has its own position servos: the reach template uses them as they are, and a config's kp/kd
+    override their gains (kp and its bias term together, so they stay servos)."""
+    arm = Path(__file__).resolve().parents[1] / "envs" / "assets" / "arm6.xml"
+    p = tmp_path / "arm6.toml"
+    p.write_text(f'model = "{arm}"\nend_effector = "fingertip"\n[joints."*"]\ndefault = 0.0\n')
+    own = Robot.load(p)  # (its MJCF has a goal body of its own, which the reach template would refuse)
+    assert set(own.servo_source.values()) == {"the model's position servo"}
+    raw = own.raw_model
+    np.testing.assert_array_equal(own.kp, raw.actuator_gainprm[own.actuator, 0])
+    p.write_text(p.read_text() + '[joints.elbow_pitch]\nkp = 55.0\nkd = 2.5\n')
+    tuned = Robot.load(p)
+    k = tuned.joints.index("elbow_pitch")
+    m = tuned.model
+    assert tuned.kp[k] == 55.0 and tuned.kd[k] == 2.5 and m.actuator_biasprm[tuned.actuator[k], 1] == -55.0
+    assert "gains from the config" in tuned.servo_source["elbow_pitch"]
+    others = [i for i in range(len(tuned.joints)) if i != k]
+    np.testing.assert_array_equal(tuned.kp[others], own.kp[others])
