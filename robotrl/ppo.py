@@ -36,6 +36,22 @@ from robotrl.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
 from robotrl.optim import Adam, clip_grad_norm_
 
 
+def clipped_surrogate(ratio: torch.Tensor, advantage: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """L^CLIP per sample: min(r A, clip(r, 1 - eps, 1 + eps) A). Outside the clip range, on the side the
+    advantage favours, it is constant in r (no gradient): the update gains nothing by moving further."""
+    return torch.min(ratio * advantage, ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantage)
+
+
+def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
+    """The paper's rule (sec. 4): halve beta when the update's KL was below d_targ / 1.5, double it above
+    d_targ * 1.5, keep it in between."""
+    if kl < kl_target / 1.5:
+        return beta / 2
+    if kl > kl_target * 1.5:
+        return beta * 2
+    return beta
+
+
 @dataclass
 class PPOConfig(OnPolicyConfig):
     """PPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `robotrl.algos`."""
@@ -140,7 +156,7 @@ class PPO(OnPolicyAlgorithm):
                 log_ratio = logp - p_logp[sl]
                 ratio = log_ratio.exp()
                 if cfg.objective == "clip":
-                    surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * adv)
+                    surrogate = clipped_surrogate(ratio, adv, cfg.clip_coef)
                 else:
                     kl = gaussian_kl(p_old_mean[sl], old_log_std, mean, log_std)
                     surrogate = ratio * adv - self.kl_beta * kl
@@ -173,10 +189,7 @@ class PPO(OnPolicyAlgorithm):
         if cfg.objective == "kl_penalty":
             with torch.no_grad():
                 d = float(gaussian_kl(old_mean, old_log_std, self.actor(obs), self.actor.log_std).mean())
-            if d < cfg.kl_target / 1.5:
-                self.kl_beta /= 2
-            elif d > cfg.kl_target * 1.5:
-                self.kl_beta *= 2
+            self.kl_beta = adapt_kl_beta(self.kl_beta, d, cfg.kl_target)
             metrics["train/kl"] = d
             metrics["train/kl_beta"] = self.kl_beta
         metrics["train/learning_rate"] = lr

@@ -34,13 +34,24 @@ def _run(capsys, argv):
     (["eval", "/no/such/run", "--episodes", "0"], "--episodes must be a positive integer"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
-def test_user_errors_are_one_line(capsys, tmp_path, argv, needle):
+def test_user_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)  # a run would go to ./runs/...: a refused one must leave nothing there
     code, _out, err = _run(capsys, argv)
     assert code == 2
     assert err.startswith("robotrl: error: ") and err.count("\n") == 1, err
     assert needle in err
     assert "Traceback" not in err
-    assert not any(tmp_path.iterdir()) if tmp_path.exists() else True
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_run_directory_is_where_the_check_above_looks(capsys, tmp_path, monkeypatch):
+    """The emptiness check above can fail: an accepted train command does write under ./runs/."""
+    monkeypatch.chdir(tmp_path)
+    code, _out, err = _run(capsys, ["train", "ppo", "Pendulum-v1", "--steps", "256", "--num-envs", "2",
+                                    "--rollout-steps", "128", "--minibatch-size", "64", "--workers", "0",
+                                    "--eval-episodes", "1", "--no-progress"])
+    assert code == 0, err
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"] and any((tmp_path / "runs").iterdir())
 
 
 def test_a_directory_that_is_not_a_run(capsys, tmp_path):

@@ -4,6 +4,7 @@ and the CLI commands on a DDPG run."""
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -72,7 +73,13 @@ def test_concurrent_actor_step_gives_the_same_result_on_one_core_and_two():
             if not threaded and agent._pool is not None:
                 agent._pool.shutdown()
                 agent._pool = None
+            if threaded and agent._pool is None:  # a one-core machine: give it the thread anyway, or this
+                from concurrent.futures import ThreadPoolExecutor  # test would compare one path with itself
+
+                agent._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robotrl-actor-step")
             agent.iterate()  # 1000 steps: 800 updates
+            used = any(t.name.startswith("robotrl-actor-step") for t in threading.enumerate())
+            assert used == threaded  # the threaded run really ran the actor step in its own thread
             finals.append(torch.cat([p.detach().flatten() for p in [*agent.actor.parameters(),
                                                                     *agent.critic.parameters()]]))
             # the actor's view of the critic is the critic after the step

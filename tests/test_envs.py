@@ -100,7 +100,10 @@ def test_gymnasium_tasks_keep_dynamics_observation_and_reward(task):
     gid, kw = ORIGINALS[task]
     ours, orig = make(task), gym.make(gid, **kw)
     spec = ours.get_wrapper_attr("task_spec")
-    gear = np.asarray(spec.action_high) / orig.action_space.high
+    m = orig.unwrapped.model  # the original's own gear (x gain), not a value derived from the spec under test
+    gear = m.actuator_gear[:, 0] * m.actuator_gainprm[:, 0]
+    np.testing.assert_allclose(spec.action_high, m.actuator_ctrlrange[:, 1] * gear, rtol=1e-12)
+    np.testing.assert_allclose(spec.action_low, m.actuator_ctrlrange[:, 0] * gear, rtol=1e-12)
     o1, _ = ours.reset(seed=7)
     o2, _ = orig.reset(seed=7)
     np.testing.assert_array_equal(o1, o2)
@@ -235,19 +238,17 @@ def test_tasks_command_lists_the_suite(capsys):
 
 @pytest.mark.slow
 def test_ppo_learns_the_arm_task(tmp_path):
+    """PPO must learn to reach: a policy that holds the home pose and ignores the goal scores about -36 with no
+    success (a bar of "half a random policy's return" let it pass); 150k steps reach every goal."""
+    from robotrl.envs.arm import HOME
     from robotrl.evaluate import evaluate
     from robotrl.train import eval_seed, train
 
     task = "robotrl/ArmReach-v0"
-    probe = make(task)
-    low, high = probe.action_space.low, probe.action_space.high
-    probe.close()
-    rng = np.random.default_rng(0)
-    random_policy = evaluate(lambda obs: rng.uniform(low, high, size=(len(obs), len(low))), task, 10, eval_seed(0))
-    run = train("ppo", task, run_flags={"total_steps": "30000", "seed": "0", "workers": "0"}, out=tmp_path / "arm",
+    held = evaluate(lambda obs: np.tile(HOME, (len(obs), 1)), task, 10, eval_seed(0))
+    run = train("ppo", task, run_flags={"total_steps": "150000", "seed": "0", "workers": "1"}, out=tmp_path / "arm",
                 progress=False)
     ev = json.loads((run / "eval.json").read_text())
-    # random joint targets: about -110 (the tip thrashes 0.5-1 m from the goal); learned: under half that
-    assert random_policy["mean_return"] < -60, random_policy
-    assert ev["mean_return"] > 0.5 * random_policy["mean_return"], (ev["mean_return"], random_policy["mean_return"])
-    assert "success_rate" in ev
+    assert held["success_rate"] == 0.0 and held["mean_return"] < -30, held
+    assert ev["success_rate"] >= 0.8, ev
+    assert ev["mean_return"] > held["mean_return"] + 20, (ev["mean_return"], held["mean_return"])

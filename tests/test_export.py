@@ -154,14 +154,27 @@ def test_bad_files_are_refused_with_a_clear_message(runs, tmp_path, capsys):
             assert err.startswith("robotrl: error: ") and needle in err and err.count("\n") == 1, err
 
 
-def test_export_refuses_on_parity_failure(runs, tmp_path, monkeypatch, capsys):
+def test_export_refuses_a_graph_that_computes_something_else(runs, tmp_path, monkeypatch, capsys):
+    """The real parity check against a really wrong graph: the graph is built from weights with one output
+    bias off by 0.01 (a plausible export bug: a stale or mis-transposed tensor); the check must refuse it."""
     import robotrl.policies.export as ex
 
-    monkeypatch.setattr(ex, "parity", lambda *a, **k: (3e-3, 3e-3))  # as if the graph computed something else
+    real_build = ex.build_model
+
+    def off_by_a_bit(record, card):
+        bad = {**record, "net": dict(record["net"])}
+        last = [k for k in bad["net"] if k.endswith("bias")][-1]
+        bad["net"][last] = bad["net"][last] + 0.01
+        return real_build(bad, card)
+
+    monkeypatch.setattr(ex, "build_model", off_by_a_bit)
     out = tmp_path / "never.onnx"
     assert main(["export", str(runs["ppo"]), "-o", str(out)]) == 2
-    assert "export refused" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "export refused" in err and err.count("\n") == 1, err
     assert not out.exists()
+    monkeypatch.setattr(ex, "build_model", real_build)  # and the right graph passes the same check
+    assert main(["export", str(runs["ppo"]), "-o", str(out)]) == 0 and out.exists()
 
 
 def test_robot_side_imports_no_training_stack():
@@ -193,3 +206,19 @@ def test_shipped_pretrained_actors_load_and_say_how_they_were_made():
         assert card["evaluation"]["mean_return"] is not None
     with pytest.raises(CardError, match="no pretrained actor 'nope'"):
         load_card("pretrained:nope")
+
+
+@pytest.mark.parametrize("name", ["arm-reach", "hopper", "quadruped"])
+def test_shipped_actors_earn_the_returns_their_cards_state(name):
+    """Each shipped actor, run with onnxruntime on the episodes its card's evaluation used, scores what the card
+    says (the card's figure came from the torch actor; a closed loop may amplify 1e-7 differences a little)."""
+    from robotrl.deploy.runtime import OnnxPolicy
+    from robotrl.evaluate import evaluate
+
+    policy = OnnxPolicy(f"pretrained:{name}")
+    stated = policy.card["evaluation"]
+    ev = evaluate(policy, policy.card["task_id"], int(stated["episodes"]), int(stated["seed"]))
+    tol = max(0.05 * abs(stated["mean_return"]), 0.5 * stated["std_return"])
+    assert abs(ev["mean_return"] - stated["mean_return"]) <= tol, (ev["mean_return"], stated)
+    if "success_rate" in stated:
+        assert ev["success_rate"] >= stated["success_rate"] - 0.1, (ev["success_rate"], stated)

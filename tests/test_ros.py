@@ -16,7 +16,26 @@ import time
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed: pip install 'robotrl[ros]' (x86_64)")
+
+def _ros_extra_installed() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version("ros-rclpy")
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+# Skip only where there is no ROS 2 at all. Where the `ros` extra is installed (or a ROS 2 is sourced), a broken
+# install must fail these tests, not turn every DDS, safety and sim-to-sim test into a skip.
+try:
+    import rclpy
+except ImportError:
+    if _ros_extra_installed():
+        raise
+    pytest.skip("ROS 2 (rclpy) not installed: pip install 'robotrl[ros]' (x86_64) or source a ROS 2",
+                allow_module_level=True)
 
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -243,12 +262,13 @@ def test_bad_card_refuses_to_configure(harness, tmp_path):
 
 
 @pytest.mark.parametrize("actor,episodes", [("pretrained:arm-reach", 3), ("pretrained:hopper", 1)])
-def test_sim_to_sim_within_ten_percent(actor, episodes):
+def test_lockstep_sim_to_sim_reproduces_every_episode(actor, episodes):
     from robotrl.deploy.sim2sim import run
 
     result = run(actor, episodes=episodes, log=lambda *a: None, timeout_s=120)
     assert result["ok"], result
-    assert result["ros_mean"] >= result["in_process_mean"] - 0.1 * abs(result["in_process_mean"])
+    # lockstep: the node sees what the in-process evaluation sees, so each episode's return is the same
+    np.testing.assert_allclose(result["ros"], result["in_process"], rtol=1e-6, atol=1e-6)
     assert result["node_status"]["mode"] == "run"
 
 
