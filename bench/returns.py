@@ -29,7 +29,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, OUT, REPO, machine, run_timed, save_json, update_section, versions
 
-THEIRS = {"ppo": "SB3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "SB3 DDPG"}
+THEIRS = {"ppo": "SB3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "SB3 DDPG", "td3": "SB3 TD3", "sac": "SB3 SAC"}
+
+
+def matched_sb3_args(algo: str, task: str) -> list[str]:
+    """`--match`: SB3 run with our settings for (algo, task), so that the two differ in implementation only.
+
+    TD3 and SAC: networks, batch, warm-up, learning rate (SB3 takes one for actor and critics: ours are equal)
+    and TD3's Gaussian exploration noise. Their remaining defaults already equal ours (tau 0.005, gamma 0.99,
+    policy delay 2, target smoothing 0.2 / 0.5, SAC's automatic temperature from 1.0 toward -|A|)."""
+    if algo not in ("td3", "sac"):
+        return []
+    from robotrl import algos
+
+    info = algos.get(algo)
+    _, overrides = algos.task_defaults(algo, task)
+    cfg = info.load()[1](**overrides)
+    assert cfg.actor_learning_rate == cfg.critic_learning_rate, "SB3 has one learning rate"
+    args = ["--net", ",".join(map(str, cfg.hidden_sizes)), "--batch", str(cfg.batch_size),
+            "--learning-starts", str(cfg.learning_starts), "--lr", repr(cfg.actor_learning_rate)]
+    if algo == "td3":
+        assert cfg.noise == "gaussian"
+        args += ["--noise", "gaussian"]
+    return args
 
 
 def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], tag: str,
@@ -51,7 +73,8 @@ def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[s
     return json.loads(result.read_text())
 
 
-def _theirs(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], cpu: int | None) -> dict:
+def _theirs(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], cpu: int | None,
+            match: bool = False) -> dict:
     base = root / f"sb3-{algo}-{task.replace('/', '_')}-s{seed}"
     result = base.with_suffix(".eval.json")
     if not result.exists():
@@ -89,6 +112,8 @@ def main() -> None:
     p.add_argument("--theirs-args", default="", help="extra arguments for bench/sb3_train.py")
     p.add_argument("--tag", default="", help="names runs with different --ours-args apart, e.g. ou, param "
                    "(run directories robotrl-TAG-...)")
+    p.add_argument("--match", action="store_true",
+                   help="TD3/SAC: run SB3 with our networks, batch, warm-up, learning rate, noise (matched_sb3_args)")
     p.add_argument("--section", default="returns")
     p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                    help="with --jobs > 1, give each concurrent run a core of its own (default on)")
@@ -120,7 +145,7 @@ def main() -> None:
         cpu = free_cpus.get()
         try:
             ev = (_ours(algo, task, seed, a.steps, root, a.ours_args.split(), tag, cpu) if side == "ours"
-                  else _theirs(algo, task, seed, a.steps, root, a.theirs_args.split(), cpu))
+                  else _theirs(algo, task, seed, a.steps, root, a.theirs_args.split(), cpu, a.match))
         finally:
             free_cpus.put(cpu)
         print(f"{side} {algo} {task} seed {seed}: {ev['mean_return']:.1f} ({time.time() - t0:.0f} s)", flush=True)

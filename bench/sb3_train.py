@@ -1,7 +1,7 @@
 """Train Stable-Baselines3 / sb3-contrib on a task with the library's defaults; the comparison side of bench/.
 
-    python bench/sb3_train.py ppo|trpo|ddpg TASK STEPS SEED [--save PATH] [--net 256,256] [--batch 256]
-        [--noise ou|gaussian] [--learning-starts N] [--threads N]
+    python bench/sb3_train.py ppo|trpo|ddpg|td3|sac TASK STEPS SEED [--save PATH] [--net 256,256] [--batch 256]
+        [--noise ou|gaussian] [--learning-starts N] [--lr 3e-4] [--threads N]
 
 Runs the whole process the way a user of those libraries would (model constructor defaults, one
 environment), so that `bench/throughput.py` can time it as a whole process. With --save the model
@@ -21,11 +21,13 @@ import numpy as np
 
 
 def build(algo: str, task: str, seed: int, net: list[int] | None, batch: int | None, noise: str | None,
-          learning_starts: int | None = None):
+          learning_starts: int | None = None, lr: float | None = None):
     env = gym.make(task)
     kw: dict = {"seed": seed, "device": "cpu", "verbose": 0}
     if learning_starts is not None:
         kw["learning_starts"] = learning_starts
+    if lr is not None:
+        kw["learning_rate"] = lr
     if net:
         kw["policy_kwargs"] = {"net_arch": net}
     if batch:
@@ -38,8 +40,8 @@ def build(algo: str, task: str, seed: int, net: list[int] | None, batch: int | N
         from sb3_contrib import TRPO
 
         return TRPO("MlpPolicy", env, **kw)
-    if algo == "ddpg":
-        from stable_baselines3 import DDPG
+    if algo in ("ddpg", "td3"):
+        import stable_baselines3
         from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
         n = env.action_space.shape[0]
@@ -47,7 +49,11 @@ def build(algo: str, task: str, seed: int, net: list[int] | None, batch: int | N
             kw["action_noise"] = OrnsteinUhlenbeckActionNoise(np.zeros(n), 0.2 * np.ones(n))
         elif noise == "gaussian":
             kw["action_noise"] = NormalActionNoise(np.zeros(n), 0.1 * np.ones(n))
-        return DDPG("MlpPolicy", env, **kw)
+        return getattr(stable_baselines3, algo.upper())("MlpPolicy", env, **kw)
+    if algo == "sac":
+        from stable_baselines3 import SAC
+
+        return SAC("MlpPolicy", env, **kw)
     raise SystemExit(f"unknown algo {algo}")
 
 
@@ -61,7 +67,8 @@ def main() -> None:
     p.add_argument("--net", help="hidden sizes, e.g. 256,256")
     p.add_argument("--batch", type=int)
     p.add_argument("--noise", choices=["ou", "gaussian"])
-    p.add_argument("--learning-starts", type=int, help="DDPG: random steps before learning")
+    p.add_argument("--learning-starts", type=int, help="off-policy: random steps before learning")
+    p.add_argument("--lr", type=float, help="learning rate (SB3 uses one for actor and critics)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
     p.add_argument("--checkpoint-every", type=int, default=100_000, help="with --save: partial saves (0: none)")
     a = p.parse_args()
@@ -71,7 +78,7 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     model = build(a.algo, a.task, a.seed, [int(x) for x in a.net.split(",")] if a.net else None, a.batch, a.noise,
-                  a.learning_starts)
+                  a.learning_starts, a.lr)
     partial = f"{a.save}.partial" if a.save else None
     callback = None
     if partial and a.checkpoint_every > 0:

@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, REPO, machine, run_timed, save_json, update_section, versions
 
-THEIRS = {"ppo": "Stable-Baselines3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "Stable-Baselines3 DDPG"}
+THEIRS = {"ppo": "Stable-Baselines3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "Stable-Baselines3 DDPG",
+          "td3": "Stable-Baselines3 TD3", "sac": "Stable-Baselines3 SAC"}
 
 
 def ours_cmd(algo: str, task: str, steps: int, out: Path, extra: list[str]) -> list[str]:

@@ -99,3 +99,50 @@ class QCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.q(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+class TwinQCritic(nn.Module):
+    """Q_1(s, a) and Q_2(s, a): two independent `QCritic` networks (TD3's clipped double-Q, SAC).
+
+    `forward` evaluates both, ``[2, B]``. They are two calls, not one batched one: on a CPU core, two
+    256x256 critics as one stacked ``baddbmm`` chain are about 5 % slower than two ``addmm`` chains
+    (bench/offpolicy_update.py --twin-batched), and two separate networks can be stepped on two cores.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.q1 = QCritic(obs_dim, act_dim, hidden_sizes, activation, generator=generator)
+        self.q2 = QCritic(obs_dim, act_dim, hidden_sizes, activation, generator=generator)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.q1(obs, action), self.q2(obs, action)])
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy: u ~ N(mu(s), diag(sigma(s)^2)), a = tanh(u) in [-1, 1] (normalised action units).
+
+    `mu` is an ordinary MLP (the deployed, deterministic action is tanh(mu(s))); the log standard
+    deviation is a second linear head on mu's last hidden layer, clamped to [log_std_min, log_std_max].
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str,
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, generator: torch.Generator | None = None):
+        super().__init__()
+        self.mu = mlp([obs_dim, *hidden_sizes, act_dim], activation, out_gain=0.01, generator=generator)
+        self.log_std = nn.Linear(hidden_sizes[-1], act_dim)
+        nn.init.orthogonal_(self.log_std.weight, gain=0.01, generator=generator)
+        nn.init.zeros_(self.log_std.bias)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log_std) of the Gaussian before the tanh, each ``[B, act_dim]``."""
+        *hidden, last = self.mu
+        h = obs
+        for layer in hidden:
+            h = layer(h)
+        return last(h), self.log_std(h).clamp(self.log_std_min, self.log_std_max)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """tanh(mu(s)): the action the exported actor takes."""
+        return torch.tanh(self.mu(obs))

@@ -29,12 +29,16 @@ class AlgoInfo:
 
 
 ALGORITHMS: dict[str, AlgoInfo] = {
-    "ppo": AlgoInfo("ppo", "robotrl.ppo", "PPO", "PPOConfig",
+    "ppo": AlgoInfo("ppo", "robotrl.algorithms.ppo", "PPO", "PPOConfig",
                     "Proximal Policy Optimization: clipped surrogate or adaptive KL penalty"),
-    "trpo": AlgoInfo("trpo", "robotrl.trpo", "TRPO", "TRPOConfig",
+    "trpo": AlgoInfo("trpo", "robotrl.algorithms.trpo", "TRPO", "TRPOConfig",
                      "Trust Region Policy Optimization: conjugate gradient + line search under a KL bound"),
-    "ddpg": AlgoInfo("ddpg", "robotrl.ddpg", "DDPG", "DDPGConfig",
+    "ddpg": AlgoInfo("ddpg", "robotrl.algorithms.ddpg", "DDPG", "DDPGConfig",
                      "Deep Deterministic Policy Gradient with OU, Gaussian or adaptive parameter-space noise"),
+    "td3": AlgoInfo("td3", "robotrl.algorithms.td3", "TD3", "TD3Config",
+                    "Twin Delayed DDPG: clipped double-Q, delayed actor updates, target policy smoothing"),
+    "sac": AlgoInfo("sac", "robotrl.algorithms.sac", "SAC", "SACConfig",
+                    "Soft Actor-Critic: tanh-squashed Gaussian actor, twin critics, automatic entropy temperature"),
 }
 
 DEFAULT_STEPS = 1_000_000
@@ -67,6 +71,21 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "ddpg": {
         "Pendulum": {"steps": 10_000, "config": {"learning_starts": 1000, "hidden_sizes": (128, 128)},
                      "why": "swings up by 4k steps with these (tests/test_ddpg.py)"},
+    },
+    "td3": {
+        # The paper's experiment script (github.com/sfujim/TD3, run_experiments.sh) starts learning after 1,000
+        # random steps on these tasks and after 10,000 on HalfCheetah and Ant.
+        **{family: {"config": {"learning_starts": 1000},
+                    "why": "TD3 paper's experiment script: 1,000 random steps before learning on this task"}
+           for family in ("Hopper", "Walker2d", "InvertedPendulum", "InvertedDoublePendulum", "Reacher")},
+        "Pendulum": {"steps": 10_000, "config": {"learning_starts": 1000, "hidden_sizes": (128, 128),
+                                                 "actor_learning_rate": 1e-3, "critic_learning_rate": 1e-3},
+                     "why": "RL Zoo's learning rate for Pendulum; swings up by 5k steps (tests/test_offpolicy.py)"},
+    },
+    "sac": {
+        "Pendulum": {"steps": 10_000, "config": {"learning_starts": 1000, "hidden_sizes": (128, 128),
+                                                 "actor_learning_rate": 1e-3, "critic_learning_rate": 1e-3},
+                     "why": "RL Zoo's learning rate for Pendulum; swings up by 5k steps (tests/test_offpolicy.py)"},
     },
 }
 

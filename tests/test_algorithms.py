@@ -1,6 +1,6 @@
-"""The parts of PPO, TRPO and DDPG that end-to-end learning tests would not catch when broken: PPO's clipped
-objective and KL-penalty adaptation, TRPO's trust region, resume restoring everything the checkpoint holds (the
-replay buffer included), and the sim-to-real settings reaching the envs a training run steps."""
+"""The parts of PPO, TRPO and the off-policy algorithms that end-to-end learning tests would not catch when broken:
+PPO's clipped objective and KL-penalty adaptation, TRPO's trust region, resume restoring everything the checkpoint
+holds (the replay buffer included), and the sim-to-real settings reaching the envs a training run steps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from robotrl.ppo import adapt_kl_beta, clipped_surrogate
+from robotrl.algorithms.ppo import adapt_kl_beta, clipped_surrogate
 from robotrl.rundir import RunDir
 from robotrl.train import _build, resolve_config, train
 
@@ -76,6 +76,8 @@ SMALL = {
     "ppo": {"num_envs": "2", "rollout_steps": "128", "minibatch_size": "64"},
     "trpo": {"num_envs": "2", "rollout_steps": "256"},
     "ddpg": {"num_envs": "1", "learning_starts": "300", "batch_size": "32", "hidden_sizes": "32,32"},
+    "td3": {"num_envs": "1", "learning_starts": "300", "batch_size": "32", "hidden_sizes": "32,32"},
+    "sac": {"num_envs": "1", "learning_starts": "300", "batch_size": "32", "hidden_sizes": "32,32"},
 }
 
 
@@ -97,11 +99,12 @@ def _same(a, b, where="state"):
         assert a == b, (where, a, b)
 
 
-@pytest.mark.parametrize("algo", ["ppo", "trpo", "ddpg"])
+@pytest.mark.parametrize("algo", ["ppo", "trpo", "ddpg", "td3", "sac"])
 def test_resume_puts_back_everything_the_checkpoint_holds(tmp_path, algo):
-    """Weights, optimisers, normaliser, random generators, noise and (DDPG) the replay buffer: a fresh algorithm
-    loaded from the checkpoint has exactly the state that was saved. (A resumed run is not bit-identical to an
-    unbroken one: its envs start fresh episodes, as the checkpoint does not hold MuJoCo's mid-episode state.)"""
+    """Weights, optimisers, normaliser, random generators, noise, SAC's temperature and (off-policy) the replay
+    buffer: a fresh algorithm loaded from the checkpoint has exactly the state that was saved. (A resumed run is
+    not bit-identical to an unbroken one: its envs start fresh episodes, as the checkpoint does not hold MuJoCo's
+    mid-episode state; tests/test_offpolicy.py shows that the restored state makes bit-identical updates.)"""
     run = train(algo, TASK, algo_flags=SMALL[algo], run_flags={"workers": "0", "eval_episodes": "0", "seed": "3",
                                                                "total_steps": "1024"},
                 out=tmp_path / "run", progress=False)
@@ -111,7 +114,7 @@ def test_resume_puts_back_everything_the_checkpoint_holds(tmp_path, algo):
         before = fresh.state_dict()
         fresh.load_state_dict(saved)
         _same(saved, fresh.state_dict())
-        if algo == "ddpg":  # the buffer was saved with what it learned from, and it went back in
+        if algo in ("ddpg", "td3", "sac"):  # the buffer was saved with what it learned from, and it went back in
             assert int(saved["replay"]["high"]) >= 1024 and int(before["replay"]["high"]) == 0
             assert fresh.buffer.high == int(saved["replay"]["high"])
             assert np.abs(fresh.buffer.obs[:fresh.buffer.high]).sum() > 0

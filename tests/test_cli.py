@@ -17,7 +17,7 @@ def _run(capsys, argv):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["train", "sac", "Hopper-v5"], "invalid choice: 'sac'"),
+    (["train", "a2c", "Hopper-v5"], "invalid choice: 'a2c'"),
     (["train", "ppo", "Hoper-v5"], "unknown task 'Hoper-v5'; did you mean Hopper-v5"),
     (["train", "ppo", "NoSuchTask-v0"], "unknown task 'NoSuchTask-v0'"),
     (["train", "ppo", "CartPole-v1", "--steps", "100"], "Discrete action space"),

@@ -8,11 +8,11 @@ import json
 import pytest
 
 from robotrl import algos
+from robotrl.algorithms.ppo import PPOConfig
+from robotrl.algorithms.trpo import TRPOConfig
 from robotrl.config import coerce, field_docs, from_dict, load_file, to_dict
 from robotrl.errors import UserError
-from robotrl.ppo import PPOConfig
 from robotrl.train import RunConfig, resolve_config
-from robotrl.trpo import TRPOConfig
 
 
 @pytest.mark.parametrize("cls", [PPOConfig, TRPOConfig, RunConfig])
@@ -133,7 +133,7 @@ def test_ppo_ranges(fields, needle):
 
 
 def test_ddpg_and_trpo_ranges():
-    from robotrl.ddpg import DDPGConfig
+    from robotrl.algorithms.ddpg import DDPGConfig
 
     with pytest.raises(UserError, match="ou_theta \\* ou_dt must be < 2"):
         from_dict(DDPGConfig, {"ou_theta": 100.0, "ou_dt": 0.05})

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from robotrl.algorithms.ddpg import DDPG, DDPGConfig
 from robotrl.cli import main
-from robotrl.ddpg import DDPG, DDPGConfig
 from robotrl.envs import EnvFactory, task_spec
 from robotrl.train import resume, train
 from robotrl.vec_env import ShardedVectorEnv
@@ -31,7 +31,7 @@ def test_parameter_noise_leaves_layer_norm_alone_and_perturbs_each_env_separatel
         params = dict(agent.actor.named_parameters())
         ln = {n for n, m in agent.actor.named_modules() if isinstance(m, torch.nn.LayerNorm)}
         assert ln, "the actor must have LayerNorm layers for parameter noise"
-        for name, stacked in agent._perturbed.items():
+        for name, stacked in agent.noise.perturbed.items():
             assert stacked.shape == (3, *params[name].shape)
             if name.rsplit(".", 1)[0] in ln:
                 assert torch.equal(stacked[0], params[name].detach()) and torch.equal(stacked[1], stacked[2])
@@ -52,8 +52,8 @@ def test_parameter_noise_adaptation_tracks_the_desired_action_distance():
             agent.actor.mu[-2].weight.mul_(10.0)
         distances = []
         for _ in range(700):
-            agent._adapt_param_noise()
-            distances.append(agent.noise.last_distance)
+            agent.adapt_noise()
+            distances.append(agent.noise.process.last_distance)
         assert distances[0] > 0.1  # started too far: sigma had to shrink
         assert agent.noise.sigma < 0.5
         # sigma moves up when d < target and down when d > target, so it settles where half the
@@ -76,15 +76,17 @@ def test_concurrent_actor_step_gives_the_same_result_on_one_core_and_two():
             if threaded and agent._pool is None:  # a one-core machine: give it the thread anyway, or this
                 from concurrent.futures import ThreadPoolExecutor  # test would compare one path with itself
 
-                agent._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robotrl-actor-step")
+                agent._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robotrl-second-core")
             agent.iterate()  # 1000 steps: 800 updates
-            used = any(t.name.startswith("robotrl-actor-step") for t in threading.enumerate())
+            used = any(t.name.startswith("robotrl-second-core") for t in threading.enumerate())
             assert used == threaded  # the threaded run really ran the actor step in its own thread
+            # the actor stepped through the critic as it was before the update's critic step
+            before = [p.detach().clone() for p in agent.critic.parameters()]
+            agent.update()
+            for a, b, c in zip(agent.critic_view.parameters(), before, agent.critic.parameters(), strict=True):
+                assert torch.equal(a, b) and not torch.equal(b, c)
             finals.append(torch.cat([p.detach().flatten() for p in [*agent.actor.parameters(),
                                                                     *agent.critic.parameters()]]))
-            # the actor's view of the critic is the critic after the step
-            for a, b in zip(agent.critic_view.parameters(), agent.critic.parameters(), strict=True):
-                assert torch.equal(a, b)
         finally:
             agent.close()
     assert torch.equal(finals[0], finals[1])

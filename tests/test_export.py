@@ -1,4 +1,4 @@
-"""ONNX export: parity with the torch actor for PPO, TRPO and DDPG, only the actor in the graph, the
+"""ONNX export: parity with the torch actor for PPO, TRPO, DDPG, TD3 and SAC, only the actor in the graph, the
 card round-trips, bad files are refused with a clear message, and the exported file evaluates to the
 checkpoint's return with onnxruntime alone."""
 
@@ -23,6 +23,8 @@ RUNS = {
     "ppo": {"num_envs": "4", "rollout_steps": "64", "minibatch_size": "64", "update_epochs": "2"},
     "trpo": {"num_envs": "4", "rollout_steps": "64", "critic_minibatch_size": "64", "critic_epochs": "2"},
     "ddpg": {"learning_starts": "100", "hidden_sizes": "32,32", "batch_size": "32", "iteration_steps": "250"},
+    "td3": {"learning_starts": "100", "hidden_sizes": "32,32", "batch_size": "32", "iteration_steps": "250"},
+    "sac": {"learning_starts": "100", "hidden_sizes": "32,32", "batch_size": "32", "iteration_steps": "250"},
 }
 
 
@@ -31,7 +33,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     out = {}
     for algo, flags in RUNS.items():
-        extra = {"normalize_obs": "true"} if algo == "ddpg" else {}
+        extra = {"normalize_obs": "true"} if algo in ("ddpg", "sac") else {}
         out[algo] = train(algo, TASK, algo_flags={**flags, **extra},
                           run_flags={"total_steps": "512", "seed": "1", "workers": "0", "eval_episodes": "3"},
                           out=root / algo, progress=False)

@@ -30,9 +30,9 @@ from typing import Any, Literal
 
 import torch
 
+from robotrl.algorithms.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
 from robotrl.config import check_range
 from robotrl.functional import explained_variance, gaussian_entropy, gaussian_kl, gaussian_log_prob
-from robotrl.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
 from robotrl.optim import Adam, clip_grad_norm_
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from robotrl.algorithms.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
 from robotrl.config import check_range
 from robotrl.functional import (
     backtracking_line_search,
@@ -40,7 +41,6 @@ from robotrl.functional import (
     gaussian_log_prob,
     set_flat_params,
 )
-from robotrl.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
 from robotrl.optim import Adam
 
 
