@@ -247,11 +247,12 @@ class OnnxPolicy:
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         x = np.asarray(obs, dtype=np.float32)
+        shape = x.shape  # as given, for the message
         single = x.ndim == 1
         if single:
             x = x[None]
         if x.ndim != 2 or x.shape[1] != self.obs_dim:
-            raise ValueError(f"observation must have shape [{self.obs_dim}] or [N, {self.obs_dim}], got {x.shape}")
+            raise ValueError(f"observation must have shape [{self.obs_dim}] or [N, {self.obs_dim}], got {shape}")
         if not np.isfinite(x).all():
             raise ValueError("observation contains NaN or Inf")
         y = self._run(self._out, {self._in: x})[0]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from robotrl.functional import (
+    available_cores,
     backtracking_line_search,
     compute_gae,
     conjugate_gradient,
@@ -139,3 +140,77 @@ def test_explained_variance():
     assert explained_variance(y, y) == 1.0
     assert explained_variance(np.full(4, y.mean()), y) == pytest.approx(0.0)
     assert math.isnan(explained_variance(y, np.ones(4)))
+
+
+def test_gaussian_terms_sum_over_the_last_axis_of_any_batch_shape():
+    g = torch.Generator().manual_seed(1)
+    x, mean = torch.randn(2, 5, 3, generator=g), torch.randn(2, 5, 3, generator=g)  # [T, B, A]
+    ls_p, ls_q = torch.randn(3, generator=g) * 0.3, torch.randn(3, generator=g) * 0.3
+    p, q = torch.distributions.Normal(mean, ls_p.exp()), torch.distributions.Normal(x, ls_q.exp())
+    torch.testing.assert_close(gaussian_log_prob(x, mean, ls_p), p.log_prob(x).sum(-1))
+    torch.testing.assert_close(gaussian_kl(mean, ls_p, x, ls_q), torch.distributions.kl_divergence(p, q).sum(-1))
+    # by hand, one dimension: log N(1; 0, e^2) = -1/(2 e^2) - 1 - log(2 pi)/2; entropy 1 + (1 + log 2 pi)/2
+    one = torch.tensor([1.0])
+    assert float(gaussian_log_prob(one[None], torch.zeros(1, 1), one)) == pytest.approx(
+        -0.5 / math.e**2 - 1.0 - 0.5 * math.log(2 * math.pi))
+    assert float(gaussian_entropy(one)) == pytest.approx(1.0 + 0.5 * (1.0 + math.log(2 * math.pi)))
+    # KL(N(0, 1) || N(1, e^2)) = log e + (1 + 1) / (2 e^2) - 1/2
+    assert float(gaussian_kl(torch.zeros(1, 1), torch.zeros(1), torch.ones(1, 1), one)) == pytest.approx(
+        1.0 + 1.0 / math.e**2 - 0.5)
+
+
+def test_conjugate_gradient_defaults_and_tolerance_boundary():
+    A = torch.diag(torch.arange(1.0, 13.0, dtype=torch.float64))  # 12 distinct eigenvalues: exact after 12 steps
+    b = torch.ones(12, dtype=torch.float64)
+    x10 = conjugate_gradient(lambda v: A @ v, b)
+    torch.testing.assert_close(x10, conjugate_gradient(lambda v: A @ v, b, iters=10))  # default: 10 iterations
+    assert not torch.allclose(x10, conjugate_gradient(lambda v: A @ v, b, iters=11))
+    torch.testing.assert_close(conjugate_gradient(lambda v: A @ v, b, iters=12), 1.0 / torch.arange(1.0, 13.0,
+                                                                                                      dtype=torch.float64))
+    # the residual must fall *below* tol to stop: |b|^2 = 0.25 = tol still takes a step
+    two = torch.tensor([[2.0]], dtype=torch.float64)
+    x = conjugate_gradient(lambda v: two @ v, torch.tensor([0.5], dtype=torch.float64), tol=0.25)
+    torch.testing.assert_close(x, torch.tensor([0.25], dtype=torch.float64))
+    x = conjugate_gradient(lambda v: two @ v, torch.tensor([0.5], dtype=torch.float64), tol=0.26)
+    torch.testing.assert_close(x, torch.tensor([0.0], dtype=torch.float64))
+    # converged early (3x3 in 3 steps): more iterations change nothing
+    A3 = torch.tensor([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]], dtype=torch.float64)
+    b3 = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(conjugate_gradient(lambda v: A3 @ v, b3, iters=50), torch.linalg.solve(A3, b3))
+
+
+def test_line_search_defaults_and_its_acceptance_boundaries():
+    steps = []
+
+    def never(step):
+        steps.append(float(step))
+        return -1.0, 0.0
+
+    assert backtracking_line_search(never, torch.tensor(1.0), max_kl=0.1) == (None, 10)  # default: 10 tries
+    assert steps == pytest.approx([0.8**k for k in range(10)])  # default: shrink by 0.8
+    # no improvement (exactly 0) is refused; the KL limit itself is allowed
+    step, k = backtracking_line_search(lambda s: (0.0 if float(s) > 0.5 else 1.0, 0.1), torch.tensor(1.0), max_kl=0.1,
+                                       shrink=0.5)
+    assert k == 1 and float(step) == 0.5
+    step, k = backtracking_line_search(lambda s: (float("nan") if float(s) > 0.5 else 1.0, 0.0), torch.tensor(1.0),
+                                       max_kl=0.1, shrink=0.5)
+    assert k == 1  # a non-finite improvement or KL is never accepted
+    step, k = backtracking_line_search(lambda s: (1.0, float("inf") if float(s) > 0.5 else 0.0), torch.tensor(1.0),
+                                       max_kl=0.1, shrink=0.5)
+    assert k == 1
+
+
+def test_flat_grad_of_unused_parameters_is_zero_and_keeps_no_graph_by_default():
+    a, b = torch.nn.Parameter(torch.tensor([2.0, 3.0])), torch.nn.Parameter(torch.tensor([5.0]))
+    g = flat_grad((a * a).sum(), [a, b])  # b does not enter the output
+    torch.testing.assert_close(g, torch.tensor([4.0, 6.0, 0.0]))
+    assert not g.requires_grad
+    g2 = flat_grad((a * a * a).sum(), [a], create_graph=True)  # 3 a^2, differentiable again
+    assert g2.requires_grad
+    torch.testing.assert_close(flat_grad(g2.sum(), [a]), torch.tensor([12.0, 18.0]))  # 6 a
+
+
+def test_available_cores_is_this_process_affinity():
+    import os
+
+    assert available_cores() == len(os.sched_getaffinity(0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -69,3 +70,72 @@ def test_param_noise_adaptation_moves_sigma_the_right_way():
     assert pn.last_distance == 0.05
     with pytest.raises(ValueError):
         AdaptiveParamNoise(alpha=1.0)
+
+
+def test_ou_step_by_hand_with_the_same_draws():
+    ou = OrnsteinUhlenbeckNoise(2, 3, np.random.default_rng(5), theta=0.5, sigma=0.3, dt=0.04, mu=0.2)
+    np.testing.assert_array_equal(ou.x, np.full((2, 3), 0.2))  # starts at mu
+    ou.x[:] = 1.0
+    z = np.random.default_rng(5).standard_normal((2, 3))
+    out = ou()
+    np.testing.assert_allclose(out, 1.0 + 0.5 * (0.2 - 1.0) * 0.04 + 0.3 * math.sqrt(0.04) * z)
+    out[:] = 99.0  # a copy: the process's state is not handed out
+    assert (ou.x != 99.0).all()
+    ou.reset()  # every env
+    np.testing.assert_array_equal(ou.x, np.full((2, 3), 0.2))
+    assert (OrnsteinUhlenbeckNoise(1, 1, np.random.default_rng(0)).x == 0.0).all()  # default mu 0
+
+
+def test_ou_sigma_decays_and_the_state_round_trips():
+    ou = OrnsteinUhlenbeckNoise(2, 1, np.random.default_rng(0), sigma=0.3, sigma_final=0.1, decay_steps=100)
+    ou.set_step(50)
+    assert ou.sigma == pytest.approx(0.2)
+    ou.set_step(100)
+    assert ou.sigma == pytest.approx(0.1)
+    fixed = OrnsteinUhlenbeckNoise(2, 1, np.random.default_rng(0), sigma=0.3, decay_steps=100)  # no final: constant
+    fixed.set_step(100)
+    assert fixed.sigma == 0.3
+    ou()
+    state = ou.state_dict()
+    other = OrnsteinUhlenbeckNoise(2, 1, np.random.default_rng(1))
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.x, ou.x)
+    assert other.sigma == ou.sigma == state["sigma"]
+    assert json.loads(json.dumps(state)) == state  # plain data, for the checkpoint
+
+
+def test_linear_schedule_boundaries():
+    assert linear_schedule(1.0, 0.0, 1, 0) == 1.0
+    assert linear_schedule(1.0, 0.0, 1, 1) == 0.0  # one step of decay is a decay
+    assert linear_schedule(1.0, 0.0, 4, 1) == 0.75
+    assert linear_schedule(1.0, 0.0, 4, -3) == 1.0 and linear_schedule(1.0, 0.0, 4, 9) == 0.0
+    assert linear_schedule(1.0, 0.0, -1, 9) == 1.0
+
+
+def test_gaussian_noise_defaults_by_hand_and_state():
+    g = GaussianNoise(2, 3, np.random.default_rng(4))
+    assert g.sigma == 0.1 and g.stationary_std == 0.1
+    np.testing.assert_allclose(g(), 0.1 * np.random.default_rng(4).standard_normal((2, 3)))
+    g.set_step(10**6)
+    assert g.sigma == 0.1  # no decay unless asked for
+    d = GaussianNoise(1, 1, np.random.default_rng(0), sigma=0.4, sigma_final=0.2, decay_steps=10)
+    d.set_step(5)
+    assert d.stationary_std == pytest.approx(0.3)
+    other = GaussianNoise(1, 1, np.random.default_rng(0))
+    other.load_state_dict(d.state_dict())
+    assert other.sigma == d.sigma and d.state_dict() == {"sigma": d.sigma}
+    g.reset([0])  # nothing to forget, but it is there for every process
+
+
+def test_param_noise_defaults_boundary_and_state():
+    pn = AdaptiveParamNoise()
+    assert (pn.sigma, pn.desired_action_std, pn.alpha) == (0.1, 0.2, 1.01) and math.isnan(pn.last_distance)
+    pn.adapt(0.2)  # exactly on target: not too far, so perturb more
+    assert pn.sigma == pytest.approx(0.1 * 1.01)
+    other = AdaptiveParamNoise(initial_std=1.0)
+    other.load_state_dict(pn.state_dict())
+    assert (other.sigma, other.last_distance) == (pn.sigma, 0.2)
+    assert pn.state_dict() == {"sigma": pn.sigma, "last_distance": 0.2}
+    with pytest.raises(ValueError, match=r"alpha must be > 1, got 0\.5"):
+        AdaptiveParamNoise(alpha=0.5)
+    AdaptiveParamNoise(alpha=1.0001)
