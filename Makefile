@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 comma  := ,
 # ROS 2 from PyPI exists for x86_64 only; elsewhere the ROS tests skip (a robot brings its own ROS 2).
-EXTRAS ?= train,dev$(if $(filter x86_64,$(shell uname -m)),$(comma)ros,)
+EXTRAS ?= train,sweep,dev$(if $(filter x86_64,$(shell uname -m)),$(comma)ros,)
 STAMP   = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 RENDER  = $(VENV)/.render-ok
 

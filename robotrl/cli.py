@@ -5,6 +5,7 @@
     robotrl plot RUN_DIR... [-o OUT.png] [--metric NAME]
     robotrl resume RUN_DIR [--steps N]
     robotrl video RUN_DIR | FILE.onnx | pretrained:NAME [-o FILE.mp4|.gif] [--episodes N] [--camera NAME] ...
+    robotrl sweep STUDY.toml [--out DIR] [--address auto|HOST:PORT] [--cpus N] | robotrl sweep --resume DIR
 
 User mistakes print one line, ``robotrl: error: ...``, and exit with status 2; Ctrl-C exits with 130.
 Heavy imports (torch, gymnasium) happen inside the commands that need them.
@@ -183,6 +184,19 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--steps", type=_positive_int("--steps"), default=None, help="new total steps (to train further)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("sweep", help="a study over seeds and settings on Ray: table, curves, best config",
+                       description="Run a study (grid, random or TPE search over settings x seeds) on Ray, each "
+                                   "trial a run directory under the study's folder. Needs pip install "
+                                   "'robotrl[sweep]'. The study file's format: README, 'Studies (sweeps)'.")
+    p.add_argument("study", metavar="STUDY.toml", nargs="?", help="the study file")
+    p.add_argument("--resume", metavar="DIR", help="continue the study in DIR (a killed driver): finished trials "
+                                                   "are kept, interrupted ones continue from their checkpoints")
+    p.add_argument("--out", metavar="DIR", help="the study's folder (default: runs/sweep-STUDY)")
+    p.add_argument("--address", metavar="auto|HOST:PORT", help="a running Ray cluster (ray start --head); "
+                                                               "default: start a local Ray on this machine")
+    p.add_argument("--cpus", type=_positive_int("--cpus"), default=None,
+                   help="CPUs of the local Ray (default: all); a trial takes one")
 
     from robotrl.video import add_parser as add_video_parser
 
@@ -447,6 +461,23 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    if (args.study is None) == (args.resume is None):
+        raise UserError("give a STUDY.toml, or --resume DIR (not both)")
+    if args.resume and args.out:
+        raise UserError("--out is the folder of a new study; --resume DIR continues the one in DIR")
+    if args.address and args.cpus:
+        raise UserError("--cpus sizes a local Ray; a cluster (--address) has the CPUs its nodes give it")
+    from robotrl.sweep.results import markdown
+    from robotrl.sweep.runner import run
+
+    folder, rows = run(args.study, resume_dir=args.resume, out=args.out, address=args.address, cpus=args.cpus)
+    print(markdown(rows), end="")
+    print(f"study {folder}: results.md, results.csv, curves.png, best.toml (robotrl train {rows[0]['algo']} "
+          f"{rows[0]['task']} --config {folder / 'best.toml'}), trials/")
+    return 0
+
+
 def _cmd_video(args: argparse.Namespace) -> int:
     from robotrl.video import main as video_main
 
@@ -474,7 +505,7 @@ def _cmd_robot(args: argparse.Namespace) -> int:
 
 COMMANDS = {"robot": _cmd_robot, "train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "export": _cmd_export,
             "card": _cmd_card, "deploy": _cmd_deploy, "sim-robot": _cmd_sim_robot, "sim2sim": _cmd_sim2sim,
-            "tasks": _cmd_tasks, "resume": _cmd_resume, "video": _cmd_video}
+            "tasks": _cmd_tasks, "resume": _cmd_resume, "video": _cmd_video, "sweep": _cmd_sweep}
 
 
 TRAIN_EXTRA = ("torch", "gymnasium", "mujoco", "onnx", "tensorboard", "matplotlib", "tqdm")  # pyproject's `train`

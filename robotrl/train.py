@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from robotrl.envs.sim2real import Sim2Real
 from robotrl.errors import UserError
 from robotrl.functional import available_cores
 from robotrl.rundir import RunDir, atomic_write_json
+
+Callback = Callable[[int, dict[str, float]], bool]
+"""`callback(step, metrics)` after each logged iteration of `train`/`resume`; True stops the run early."""
 
 
 @dataclass
@@ -217,9 +221,12 @@ def _checkpoint_state(algo_name: str, task: str, algo: Any, loop: dict[str, Any]
 
 def train(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
           run_flags: dict[str, Any] | None = None, config_file: str | Path | None = None,
-          out: str | Path | None = None, progress: bool = True, command: str | None = None) -> Path:
+          out: str | Path | None = None, progress: bool = True, command: str | None = None,
+          callback: Callback | None = None) -> Path:
     """Train `algo` on `task` in a new run directory; returns its path. `command`: the command line
     that asked for it, recorded in config.json (and from there in an exported actor's card).
+    `callback(step, metrics)` is called after every logged iteration; returning True stops the run
+    early (checkpoint, final evaluation and eval.json as at the end; `resume` continues it).
 
     Nothing is written before every input has been validated (`plan`); the directory is locked while
     the run lasts, and removed again if setting up fails before training starts."""
@@ -236,7 +243,7 @@ def train(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
     try:
         print(f"robotrl: training {algo} on {task} for {run.total_steps:,} steps -> {rd.path}", file=sys.stderr)
         try:
-            _loop(rd, algo, task, algorithm, run, loop_state=None, progress=progress)
+            _loop(rd, algo, task, algorithm, run, loop_state=None, progress=progress, callback=callback)
         finally:
             algorithm.close()
     finally:
@@ -244,9 +251,11 @@ def train(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
     return rd.path
 
 
-def resume(path: str | Path, *, total_steps: int | None = None, progress: bool = True) -> Path:
+def resume(path: str | Path, *, total_steps: int | None = None, progress: bool = True,
+           callback: Callback | None = None) -> Path:
     """Continue the run in `path` from its latest checkpoint (optionally to a new `total_steps`); a run
     killed before its first checkpoint starts again from step 0 with its recorded settings.
+    `callback`: as in `train`.
 
     The directory is locked for the whole run. Every file is checked before anything changes, and
     config.json takes a new `total_steps` only once the checkpoint has been loaded into the algorithm."""
@@ -295,7 +304,7 @@ def resume(path: str | Path, *, total_steps: int | None = None, progress: bool =
         print(f"robotrl: resuming {algo} on {task} {where} of {run.total_steps:,} -> {rd.path}", file=sys.stderr)
         try:
             _loop(rd, algo, task, algorithm, run, loop_state=state.get("loop", {}) if state is not None else {},
-                  progress=progress)
+                  progress=progress, callback=callback)
         finally:
             algorithm.close()
     finally:
@@ -310,7 +319,7 @@ def _check_dims(have: dict[str, Any], spec: Any, what: str, spec_name: str) -> N
 
 
 def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, loop_state: dict[str, Any] | None,
-          progress: bool) -> None:
+          progress: bool, callback: Callback | None = None) -> None:
     from robotrl.logger import MetricsLogger, Progress
 
     loop = {"episodes": 0, "recent_returns": [], "recent_lengths": [], "elapsed_s": 0.0}
@@ -337,8 +346,9 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                             "written") from None
 
     try:
+        early = False
         with _StopFlag() as stop:
-            while algo.num_steps < run.total_steps and not stop.requested:
+            while algo.num_steps < run.total_steps and not stop.requested and not early:
                 result = algo.iterate()
                 _check_finite(result.metrics, algo.num_steps)
                 recent_r.extend(result.episode_returns)
@@ -360,6 +370,7 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                         metrics["eval/success_rate"] = ev["success_rate"]
                     next_eval += run.eval_every
                 logger.log(algo.num_steps, metrics)
+                early = callback is not None and bool(callback(algo.num_steps, metrics))
                 postfix = {"return": f"{metrics['rollout/ep_return_mean']:.1f}"} if recent_r else {}
                 bar.update(algo.num_steps, postfix)
                 if algo.num_steps >= next_ckpt:
@@ -374,6 +385,8 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
         elapsed = time.perf_counter() - t0
         summary = f"robotrl: {algo.num_steps - start_step:,} steps in {elapsed:.1f} s " \
                   f"({(algo.num_steps - start_step) / elapsed:,.0f} steps/s)"
+        if early:
+            summary += f"; stopped early at step {algo.num_steps:,} (robotrl resume continues it)"
         if run.eval_episodes > 0:
             with _final_video(rd, run) as recorder:
                 ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes, run.seed, watch=recorder)
