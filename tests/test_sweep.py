@@ -266,3 +266,44 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
         assert RunDir.open(out / "trials" / f"c000-s{s}").read_eval()["step"] == 32768
     rows = (out / "results.md").read_text().splitlines()
     assert rows[2].startswith("| c000 |") and "| 3 |" in rows[2]
+
+
+def test_asha_rule_by_hand():
+    from robotrl.sweep.runner import _Board
+
+    b = _Board([1000, 3000], 3, {}, [])
+    assert not b.report("c000-s0", "g", 1000, 10.0)  # alone on the rung: kept
+    assert b.report("c001-s0", "g", 1000, 5.0)  # below the 2/3 quantile of {10, 5}: stopped
+    assert b.report("c001-s1", "g", 500, 99.0)  # its configuration is stopped: every seed stops
+    assert not b.report("c002-s0", "g", 1200, 20.0)  # best so far: kept
+    assert not b.report("c003-s0", "h", 1000, -50.0)  # another task's rung: alone there
+    assert b.snapshot()["stopped"] == ["c001"]
+
+
+def test_tpe_with_early_stopping(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    path = study_file(tmp_path, study="seeds = 1\nsampler = \"tpe\"\ntrials = 3",
+                      run="total_steps = 8192\neval_every = 2048\ncheckpoint_every = 4096",
+                      space="learning_rate = { log_uniform = [1e-4, 3e-3] }\nclip_coef = [0.1, 0.2, 0.3]",
+                      extra="\n[early_stop]\nmin_steps = 2048\nreduction = 2\n")
+    out = tmp_path / "study"
+    finish(sweep([str(path), "--out", str(out), "--cpus", "2"]))
+    state = json.loads((out / "study.json").read_text())
+    assert len(state["configs"]) == 3
+    assert all(1e-4 <= c["params"]["learning_rate"] <= 3e-3 for c in state["configs"])
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "optuna.log")))
+    trials = optuna.load_study(study_name="ppo/Pendulum-v1", storage=storage).trials
+    states = {t.number: t.state.name for t in trials}
+    assert sorted(states) == [c["optuna_trial"] for c in state["configs"]]
+    import csv
+
+    rows = {r["config"]: r for r in csv.DictReader((out / "results.csv").open())}
+    for c in state["configs"]:
+        ev = RunDir.open(out / "trials" / f"{c['id']}-s0").read_eval()
+        stopped = ev["step"] < 8192
+        assert states[c["optuna_trial"]] == ("PRUNED" if stopped else "COMPLETE")
+        assert (rows[c["id"]]["stopped_at"] != "") == stopped
+        if not stopped:
+            value = next(t.value for t in trials if t.number == c["optuna_trial"])
+            assert value == pytest.approx(ev["mean_return"])
+    assert (out / "best.toml").is_file()
