@@ -210,7 +210,10 @@ def test_node_killed_mid_trial_resumes_from_checkpoint(tmp_path):
         run_dir = out / "trials" / on_worker[0]
         wait_for(lambda: last_step(run_dir) >= 2 * every + 2048, 60, "two checkpoints of the trial")
         cluster.remove_node(worker, allow_graceful=False)
-        killed_at = last_step(run_dir)  # what it had done when its node died
+        # what it had done when its node died: its last metrics row, or its checkpoint where that is newer
+        # (the checkpoint of an iteration is written right after its row, which may still be in a buffer)
+        rd = RunDir.open(run_dir)
+        killed_at = max(last_step(run_dir), rd.load_checkpoint(rd.read_settings())["num_steps"])
         assert killed_at < 49152, "the trial must be killed mid-run"
         finish(p, timeout=150)
     finally:
