@@ -43,7 +43,9 @@ Operators (mutmut's set, plus statement deletions that matter for validation and
   assign     ``x = e -> x = None``;  call_del: a call statement deleted;  raise_del: a ``raise`` deleted;
   break      ``break / continue``
 Not mutated: docstrings, annotations, imports, error text (anything inside a ``raise``, an f-string, or the
-arguments of a call to ``...Error``/``...Input``/``...Exception``), lines marked ``# pragma: no mutate``.
+arguments of a call to ``...Error``/``...Input``/``...Exception``), lines marked ``# pragma: no mutate`` (on
+the first line of a simple statement: all its lines; used for tables of documentation text, e.g. spec.OBS_KINDS'
+descriptions).
 Limits: a test that runs robotrl in a subprocess sees the unmutated module.
 
 Results: ``bench/out/mutation/MODULE.json`` (every mutant, kept as it finishes and reused while the module
@@ -331,7 +333,15 @@ class Mutator(ast.NodeTransformer):
 
 
 def _skip_lines(source: str) -> set[int]:
-    return {i for i, line in enumerate(source.splitlines(), 1) if "pragma: no mutate" in line}
+    """Lines marked ``# pragma: no mutate``; a mark on the first line of a simple statement that spans several
+    lines (a table of documentation text, say) covers all of them."""
+    marked = {i for i, line in enumerate(source.splitlines(), 1) if "pragma: no mutate" in line}
+    skip = set(marked)
+    compound = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.While, ast.With, ast.Try)
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.stmt) and not isinstance(node, compound) and node.lineno in marked:
+            skip.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return skip
 
 
 def list_sites(source: str) -> list[Site]:
@@ -723,7 +733,10 @@ def report(before: dict[str, Any] | None) -> None:
                 f"({r['not_covered']}) | **{r['score']:.1%}** |")
         if prev:
             p = prev.get(r["module"])
-            line += (f" {p['score']:.1%} ({p['survived']} of {p['mutants']} survived) |" if p else " - |")
+            if p and p.get("baseline_failing"):  # not a measure of the tests: some failed unmutated then
+                line += f" n/a ({len(p['baseline_failing'])} of its tests failed unmutated in that run) |"
+            else:
+                line += f" {p['score']:.1%} ({p['survived']} of {p['mutants']} survived) |" if p else " - |"
         lines.append(line)
     total_m = sum(r["mutants"] for r in rows)
     total_k = sum(r["killed"] + r["timeout"] for r in rows)
@@ -737,7 +750,8 @@ def report(before: dict[str, Any] | None) -> None:
     body = [
         f"Command: `python bench/mutation.py` ({time.strftime('%Y-%m-%d')}; {machine()}; "
         f"{versions('pytest', 'pytest-timeout')}), two mutants at a time on the two cores: "
-        f"{summary['total_wall_s'] / 60:.0f} min for the whole run.",
+        f"{summary['total_wall_s'] / 60:.0f} min of mutant runs in all (summed over the runs that made these "
+        "results, reruns of changed modules included).",
         "",
         "Mutants are made and run by `bench/mutation.py` (its docstring has the operators and why it is not "
         "mutmut or cosmic-ray); each runs the module's fast tests (`-m 'not slow'`) that execute the mutated "

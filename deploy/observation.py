@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 _AX = {"x": 0, "y": 1, "z": 2}
-_QUAT_WXYZ = {"w": 0, "x": 1, "y": 2, "z": 3}
 
 
 class MissingInput(RuntimeError):

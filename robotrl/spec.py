@@ -25,7 +25,7 @@ SPEC_FORMAT = "robotrl-spec/1"
 # kinds `name` is the MuJoCo joint that carries the quantity in simulation (a planar walker's base
 # DOFs are slide/hinge joints, a floating base is a free joint); for body and goal kinds it is a
 # MuJoCo body. `robotrl.envs.observe` recomputes every element from MuJoCo state by these names.
-OBS_KINDS = {
+OBS_KINDS = {  # pragma: no mutate (kind -> its meaning: documentation text; the keys are tested)
     "joint_pos": "position of joint `name` [rad or m]",
     "joint_pos_rel": "position of joint `name` minus its default position `offset` [rad or m]",
     "joint_vel": "velocity of joint `name` [rad/s or m/s]",

@@ -222,3 +222,89 @@ def test_recorded_observations_are_the_policys_own_rollouts():
             obs, _ = env.reset()
     env.close()
     np.testing.assert_array_equal(got, np.asarray(expected, dtype=np.float32))  # across the episode's end
+
+
+def test_an_observation_element_that_never_varied_stays_finite():
+    # A joint that never moved in training has variance 0: the graph must divide by sqrt(0 + eps), as torch does,
+    # not produce NaN or Inf for it.
+    from robotrl.policies import from_record
+
+    record = _record(activation="relu")
+    var = record["obs_var"].clone()
+    var[2] = 0.0
+    record["obs_var"] = var
+    obs = _obs(n=50)
+    got = _run(build_model(record, {}), obs)
+    assert np.isfinite(got).all()
+    with torch.inference_mode():
+        ref = from_record(record)(torch.from_numpy(obs)).numpy()
+    np.testing.assert_allclose(got, ref, atol=2e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def sac_run(tmp_path_factory):
+    """A tiny real run (SAC on the arm, observation normaliser on) for export_run itself."""
+    from robotrl.train import train
+
+    return train("sac", "robotrl/ArmReach-v0",
+                 algo_flags={"learning_starts": "100", "hidden_sizes": "32,32", "batch_size": "32",
+                             "iteration_steps": "250", "normalize_obs": "true"},
+                 run_flags={"total_steps": "500", "seed": "1", "workers": "0", "eval_episodes": "2"},
+                 out=tmp_path_factory.mktemp("export-run") / "sac", progress=False)
+
+
+def test_export_run_writes_the_parity_it_measured_into_the_card_and_refuses_bad_targets(sac_run, tmp_path):
+    import shutil
+
+    from robotrl.deploy.runtime import load_card
+    from robotrl.errors import UserError
+    from robotrl.policies.export import OPSET, export_run
+
+    out = tmp_path / "a.onnx"
+    s = export_run(str(sac_run), str(out), samples=16)
+    assert s["path"] == str(out) and s["bytes"] == out.stat().st_size
+    assert s["card"] == load_card(out)  # the summary's card is the one in the file
+    assert s["card"]["actor"]["out_activation"] == "tanh"  # SAC's deterministic action is tanh(mu(s))
+    assert s["card"]["export"] == {  # what a reader of the card learns about the check
+        "parity_max_abs_diff": s["parity_max_abs_diff"],
+        "parity_max_abs_diff_robot_units": s["parity_max_abs_diff_robot_units"],
+        "parity_units": "normalised action ([-1, 1] over each joint's range)", "parity_samples": 32, "opset": OPSET}
+    import onnx
+
+    assert OPSET == 17 and onnx.load(str(out)).opset_import[0].version == OPSET
+    with pytest.raises(UserError, match="is a directory; give a file name"):
+        export_run(str(sac_run), str(tmp_path), samples=16)
+    with pytest.raises(UserError, match="does not exist"):
+        export_run(str(sac_run), str(tmp_path / "no" / "such" / "a.onnx"), samples=16)
+    # a spec.json whose action bounds are not the actor's (same sizes): refused, nothing written
+    for edit in ("low", "high"):
+        run = tmp_path / f"edited-{edit}"
+        shutil.copytree(sac_run, run)
+        spec = json.loads((run / "spec.json").read_text())
+        spec["action"][0][edit] = spec["action"][0][edit] * 0.5
+        (run / "spec.json").write_text(json.dumps(spec))
+        (run / "actor.onnx").unlink(missing_ok=True)
+        with pytest.raises(UserError, match="does not describe the checkpoint's actor"):
+            export_run(str(run), samples=16)
+        assert not (run / "actor.onnx").exists()
+
+
+def test_parity_reports_the_largest_difference_over_every_observation():
+    # A graph whose error differs from one observation to the next (one last-layer weight off): the reported
+    # figure must be the maximum over all of them, wherever the worst one lies, not a typical or the smallest one.
+    record = _record(activation="relu", normalize=False)
+    obs = _obs(n=100)
+    shifted = dict(record, net=dict(record["net"]))
+    w = shifted["net"]["4.weight"].clone()
+    w[0, 0] += 0.003
+    shifted["net"]["4.weight"] = w
+    model = build_model(shifted, {})
+    scale = (HIGH - LOW) / 2
+    err = np.abs(_run(model, obs) - _by_hand(record, obs))
+    worst = int(np.argmax(err.max(1)))
+    per_obs = err.max(1)
+    assert (per_obs > 1e-4).sum() >= 10 and per_obs.max() > 1.2 * np.sort(per_obs)[-2]  # varies; one is worst
+    order = [i for i in range(len(obs)) if i != worst] + [worst]  # the worst one last, beyond the row-by-row part
+    normalised, robot = parity(model.SerializeToString(), record, obs[order])
+    assert robot == pytest.approx(err.max(), abs=2e-5)
+    assert normalised == pytest.approx((err / scale).max(), abs=2e-5)

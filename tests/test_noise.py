@@ -139,3 +139,12 @@ def test_param_noise_defaults_boundary_and_state():
     with pytest.raises(ValueError, match=r"alpha must be > 1, got 0\.5"):
         AdaptiveParamNoise(alpha=0.5)
     AdaptiveParamNoise(alpha=1.0001)
+
+
+@pytest.mark.parametrize("cls", [OrnsteinUhlenbeckNoise, GaussianNoise])
+def test_a_final_sigma_without_decay_steps_means_no_decay(cls):
+    # decay_steps = 0 (the default) is "no schedule": sigma stays where it started, whatever sigma_final says.
+    n = cls(1, 2, np.random.default_rng(0), sigma=0.3, sigma_final=0.05)
+    for t in (0, 1, 10**6):
+        n.set_step(t)
+        assert n.sigma == 0.3

@@ -288,3 +288,50 @@ def test_the_velocity_command_is_clamped_and_goes_stale_to_zero():
     np.testing.assert_allclose(b.build(2.0, 0.1), [-0.5, 0.25, 0.0])
     np.testing.assert_allclose(b.build(2.6, 0.1), [0.0, 0.0, 0.0])  # default command timeout 0.5 s
     np.testing.assert_allclose(b.build(2.6, 0.1, command_max_age=1.0), [-0.5, 0.25, 0.0])
+
+
+@pytest.mark.parametrize("kind", ["joint_pos", "joint_pos_rel", "joint_vel", "joint_cos", "joint_sin"])
+def test_every_joint_kind_alone_needs_that_joints_state(kind):
+    b = ObservationBuilder([{"kind": kind, "name": "knee"}], ["knee"])
+    assert b.joints == ["knee"] and b.missing(0.0, 0.1) == ["joint knee"]
+    b.joint_state(["knee"], [0.5], [2.0], 0.0)
+    value = {"joint_pos": 0.5, "joint_pos_rel": 0.5, "joint_vel": 2.0, "joint_cos": math.cos(0.5),
+             "joint_sin": math.sin(0.5)}[kind]
+    np.testing.assert_allclose(b.build(0.0, 0.1), [value])
+
+
+@pytest.mark.parametrize("kind, axis, frame, expected", [
+    ("base_angle", "z", "", math.pi / 2),  # a planar robot's heading from the IMU's orientation
+    ("base_ang_vel", "z", "base", 3.0),
+    ("base_quat", "w", "", S),
+    ("projected_gravity", "z", "", -1.0),
+])
+def test_each_kind_an_imu_measures_is_read_from_the_imu_alone(kind, axis, frame, expected):
+    b = _base([(kind, axis, frame)], use_imu=True)
+    assert b.need_base and b.use_imu and not b.need_odom
+    b.imu(YAW90, (1.0, 0.0, 3.0), 0.0)
+    np.testing.assert_allclose(b.build(0.0, 0.1), [expected], atol=1e-12)
+
+
+def test_the_default_joint_speed_limit_is_100_per_second():
+    b = ObservationBuilder([{"kind": "joint_vel", "name": "a"}], ["a"])
+    b.joint_state(["a"], [0.0], [100.0], 0.0)  # at the limit: accepted
+    with pytest.raises(BadInput):
+        b.joint_state(["a"], [0.0], [100.5], 0.01)
+
+
+def test_a_slow_joint_speed_limit_below_one_applies_and_zero_turns_the_check_off():
+    b = ObservationBuilder([{"kind": "joint_vel", "name": "a"}, {"kind": "joint_vel", "name": "b"}], ["a", "b"],
+                           max_joint_speed=0.5)
+    b.joint_state(["a", "b"], [0.0, 0.0], [0.4, 0.0], 0.0)
+    with pytest.raises(BadInput, match=r"^implausible reading: joint a velocity 0.6 exceeds the plausible speed 0.5 "
+                                       r"\(and 1 more\)$"):  # both joints at once: the first named, the count
+        b.joint_state(["a", "b"], [0.0, 0.0], [0.6, -0.7], 0.1)
+    off = ObservationBuilder([{"kind": "joint_vel", "name": "a"}], ["a"], max_joint_speed=0.0)
+    off.joint_state(["a"], [0.0], [1e6], 0.0)
+
+
+def test_a_body_position_in_the_world_frame_needs_only_its_own_point():
+    for frame in ("", "world"):
+        b = ObservationBuilder([{"kind": "body_pos", "name": "tip", "axis": "x", "frame": frame}], [])
+        assert b.points == ["tip"]

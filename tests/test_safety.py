@@ -142,3 +142,14 @@ def test_every_mode_the_filter_enters_is_one_it_reports():
     f.fault("x", None)
     seen.append(f.mode)
     assert seen == ["inactive", "ramp", "run", "fault"] and tuple(seen) == MODES
+
+
+def test_a_late_tick_after_the_soft_start_sends_the_command_itself_not_beyond_it():
+    # A control tick that comes after the ramp time (a scheduling hiccup) must not extrapolate the ramp: the
+    # command is sent as it is, inside the bounds, and the ramp is over.
+    f = SafetyFilter(ACTION, SafetyConfig(ramp_s=1.0))
+    f.activate(0.0, np.array([-0.5, 0.0]))
+    np.testing.assert_allclose(f.filter(np.array([0.8, 9.0]), 0.5, 0.02), [0.15, 4.5])  # half way
+    out = f.filter(np.array([0.9, 10.0]), 1.5, 0.02)
+    np.testing.assert_array_equal(out, [0.9, 10.0])
+    assert f.mode == "run" and np.all(out <= f.high)

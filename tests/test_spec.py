@@ -116,3 +116,21 @@ def test_joint_ranges_accept_a_tuple_and_integers():
     d = json.loads(_spec().to_json())
     s = TaskSpec.from_dict(d | {"joint_ranges": {"a": (-2, 3), "b": [0.5, 0.75]}})
     assert s.joint_ranges == {"a": (-2.0, 3.0), "b": (0.5, 0.75)} and type(s.joint_ranges["a"][0]) is float
+
+
+def test_the_spec_is_immutable_and_its_dict_has_exactly_the_documented_fields():
+    # A spec is shared by the env, the algorithm, the card and the node: none may change it under the others.
+    import dataclasses
+
+    s = _spec()
+    for obj, field in ((s, "task_id"), (s.observation[0], "name"), (s.action[0], "low")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, field, 0)
+    d = s.to_dict()
+    assert set(d) == {"format", "task_id", "observation", "action", "control_period", "frame_skip",
+                      "max_episode_steps", "deployable", "extras", "joint_ranges"}
+    assert type(d["observation"]) is list and type(d["action"]) is list  # JSON arrays, not tuples
+    assert s.to_json() == json.dumps(d, indent=2)  # spec.json as written into run directories
+    assert ObsElement("joint_pos", "a").unit == "" and ActElement("a", "generic", -1, 1).unit == ""
+    d.pop("deployable")
+    assert TaskSpec.from_dict(d).deployable is False  # a spec that does not say so is not deployable
