@@ -6,7 +6,7 @@
 Runs the whole process the way a user of those libraries would (model constructor defaults, one
 environment), so that `bench/throughput.py` can time it as a whole process. With --save the model
 is stored for `bench/returns.py` to evaluate with robotrl's evaluation protocol, and a partial model
-(plus the replay buffer for DDPG) is saved every --checkpoint-every steps: a run stopped part-way
+(plus the replay buffer of an off-policy algorithm) is saved every --checkpoint-every steps: a run stopped part-way
 (a session ended) continues from it when started again with the same arguments (the random number
 streams restart there, which only a benchmark that ran uninterrupted would not see).
 """
@@ -70,7 +70,7 @@ def main() -> None:
     p.add_argument("--learning-starts", type=int, help="off-policy: random steps before learning")
     p.add_argument("--lr", type=float, help="learning rate (SB3 uses one for actor and critics)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
-    p.add_argument("--checkpoint-every", type=int, default=100_000, help="with --save: partial saves (0: none)")
+    p.add_argument("--checkpoint-every", type=int, default=25_000, help="with --save: partial saves (0: none)")
     a = p.parse_args()
     if a.threads:
         import torch
