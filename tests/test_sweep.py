@@ -210,10 +210,17 @@ def test_node_killed_mid_trial_resumes_from_checkpoint(tmp_path):
         run_dir = out / "trials" / on_worker[0]
         wait_for(lambda: last_step(run_dir) >= 2 * every + 2048, 60, "two checkpoints of the trial")
         cluster.remove_node(worker, allow_graceful=False)
-        # what it had done when its node died: its last metrics row, or its checkpoint where that is newer
-        # (the checkpoint of an iteration is written right after its row, which may still be in a buffer)
+        # What it had done when it died: its last metrics row, or its checkpoint where that is newer (the
+        # checkpoint of an iteration is written right after its row, which may still be in a buffer). The
+        # process outlives remove_node by a moment, so watch until Ray starts the trial again elsewhere.
         rd = RunDir.open(run_dir)
-        killed_at = max(last_step(run_dir), rd.load_checkpoint(rd.read_settings())["num_steps"])
+        killed_at = 0
+        deadline = time.monotonic() + 120
+        while sum(a["trial"] == on_worker[0] for a in read_attempts(out)) < 2 and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):  # a file being replaced at this instant: look again
+                killed_at = max(killed_at, last_step(run_dir),
+                                rd.load_checkpoint(rd.read_settings())["num_steps"])
+            time.sleep(0.1)
         assert killed_at < 49152, "the trial must be killed mid-run"
         finish(p, timeout=150)
     finally:
