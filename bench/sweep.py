@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -76,8 +77,9 @@ def main() -> None:
     body = "\n".join([
         "## Studies: `robotrl sweep` against the same trials by hand (bench/sweep.py)",
         "",
-        f"{machine()}; {versions('ray', 'optuna')}. A study of {a.algo} on {a.task}, 2 learning rates x 2 seeds, "
-        f"{a.steps:,} steps per trial; whole-process wall times (the machine is shared with other jobs).",
+        f"Command: `python bench/sweep.py {shlex.join(sys.argv[1:])}`".rstrip() + f" ({time.strftime('%Y-%m-%d')}; "
+        f"{machine()}; {versions('ray', 'optuna')}). A study of {a.algo} on {a.task}, 2 learning rates x 2 seeds, "
+        f"{a.steps:,} steps per trial; whole-process wall times (run it with nothing else on the machine).",
         "",
         "| way | wall (s) | per trial (s) |",
         "| --- | ---: | ---: |",
