@@ -170,7 +170,11 @@ def _default_out(algo: str, task: str, seed: int) -> Path:
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM request a stop at the next iteration boundary; a second SIGINT aborts."""
+    """SIGINT/SIGTERM/SIGHUP request a stop at the next iteration boundary; a second SIGINT aborts.
+
+    SIGHUP is a closed terminal or a dropped ssh session: the run stops with its checkpoint, as for Ctrl-C. The
+    notice is best effort: where stderr is gone with the terminal (or a parent that read it), writing it must not
+    turn a clean stop into a crash without a checkpoint."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -180,11 +184,12 @@ class _StopFlag:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this iteration (a checkpoint will be written); Ctrl-C again to abort",
-              file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # BrokenPipeError: nobody reads stderr any more
+            print("\nstopping after this iteration (a checkpoint will be written); Ctrl-C again to abort",
+                  file=sys.stderr, flush=True)
 
     def __enter__(self) -> _StopFlag:
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
             with contextlib.suppress(ValueError):  # not the main thread
                 self._old[s] = signal.signal(s, self._handle)
         return self

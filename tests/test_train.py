@@ -180,6 +180,26 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, robotrl_cmd):
     assert int(state["num_steps"]) == int(_rows(run)[-1]["step"])  # nothing after the last logged step lost
 
 
+
+def test_a_closed_terminal_stops_the_run_with_its_checkpoint(tmp_path, robotrl_cmd):
+    # ssh dropped or the terminal closed: SIGHUP, and nobody reads stderr any more. The run must still stop at
+    # an iteration boundary with its checkpoint (a crash on the broken pipe would lose everything since the last).
+    run = tmp_path / "run"
+    args = [*robotrl_cmd, "train", "ppo", TASK, "--out", str(run), "--steps", "200000", "--checkpoint-every",
+            "100000", "--no-progress"] + [x for k, v in SMALL.items() for x in (f"--{k.replace('_', '-')}", v)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run / "metrics.csv").exists() or len(_rows(run)) < 3:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.stderr.close()  # the reader is gone: any write to stderr now fails with a broken pipe
+    proc.send_signal(signal.SIGHUP)
+    proc.wait(timeout=60)
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert int(state["num_steps"]) >= 3 * int(_rows(run)[0]["step"])  # the stop's checkpoint, not none
+    assert int(state["num_steps"]) == int(_rows(run)[-1]["step"])
+
+
 def test_eval_json_and_plot_of_several_runs(tmp_path, capsys):
     runs = [train("ppo", TASK, algo_flags=SMALL, run_flags={"total_steps": "512", "seed": str(s),
                                                               "eval_episodes": "0"},
