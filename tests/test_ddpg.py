@@ -99,30 +99,13 @@ def test_concurrent_actor_step_gives_the_same_result_on_one_core_and_two():
     assert not torch.equal(other, finals[0][:other.numel()])  # the orders differ, so do the results
 
 
-def _random_policy_return(task: str, episodes: int, seed: int) -> float:
-    import gymnasium as gym
-
-    env = gym.make(task)
-    env.action_space.seed(seed)
-    total = 0.0
-    for k in range(episodes):
-        env.reset(seed=seed + k)
-        done = False
-        while not done:
-            _, r, term, trunc, _ = env.step(env.action_space.sample())
-            total += float(r)
-            done = term or trunc
-    env.close()
-    return total / episodes
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("noise", ["ou", "param"])
-def test_ddpg_learns_pendulum(tmp_path, noise):
+def test_ddpg_learns_pendulum(tmp_path, noise, random_policy_return):
     # Pendulum-v1: swing up and hold; 200-step episodes end only by time limit, so every episode end is
     # a truncation that must bootstrap. A uniform-random policy scores about -1,200; a good one about -150.
     task = "Pendulum-v1"
-    random_return = _random_policy_return(task, 10, seed=0)
+    random_return = random_policy_return(task, 10, seed=0)
     assert random_return < -900
     run = train("ddpg", task, algo_flags={"noise": noise, "hidden_sizes": "128,128", "learning_starts": "1000"},
                 run_flags={"total_steps": "5000", "seed": "0", "workers": "0"}, out=tmp_path / noise, progress=False)

@@ -233,29 +233,12 @@ def test_td3_and_sac_help_documents_every_hyper_parameter(capsys):
 # Learning
 
 
-def _random_policy_return(episodes: int, seed: int) -> float:
-    import gymnasium as gym
-
-    env = gym.make(TASK)
-    env.action_space.seed(seed)
-    total = 0.0
-    for k in range(episodes):
-        env.reset(seed=seed + k)
-        done = False
-        while not done:
-            _, r, term, trunc, _ = env.step(env.action_space.sample())
-            total += float(r)
-            done = term or trunc
-    env.close()
-    return total / episodes
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["td3", "sac"])
-def test_learns_pendulum(tmp_path, algo):
+def test_learns_pendulum(tmp_path, algo, random_policy_return):
     # Pendulum-v1's per-task defaults (128x128, lr 1e-3, 1,000 random steps); a uniform-random policy scores
     # about -1,200, a swing-up and hold about -150.
-    assert _random_policy_return(10, seed=0) < -900
+    assert random_policy_return(TASK, 10, seed=0) < -900
     run = train(algo, TASK, run_flags={"total_steps": "5000", "seed": "0", "workers": "0"}, out=tmp_path / algo,
                 progress=False)
     ev = json.loads((run / "eval.json").read_text())
