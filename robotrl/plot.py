@@ -45,7 +45,6 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEF
         raise UserError(f"-o {str(out)!r}: the plot is a PNG; give a file name ending in .png")
     if not out.parent.is_dir():
         raise UserError(f"-o {str(out)!r}: folder {str(out.parent)!r} does not exist")
-    import io
 
     import matplotlib
 
@@ -61,6 +60,15 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEF
     ax.set_title(title or metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    return save_figure(fig, out)
+
+
+def save_figure(fig, out: Path) -> Path:
+    """Lay out `fig`, write it to `out` as PNG atomically (a killed process leaves no half image), close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -152,6 +152,8 @@ def curves(folder: Path, rows: list[dict[str, Any]], seeds: list[int], metric: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from robotrl.plot import save_figure
+
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     for label, x, m, sd in series:
         (line,) = ax.plot(x, m, label=label, linewidth=1.4)
@@ -160,12 +162,7 @@ def curves(folder: Path, rows: list[dict[str, Any]], seeds: list[int], metric: s
     ax.set_ylabel(f"{metric} (mean +- std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return save_figure(fig, out)
 
 
 def write_all(folder: Path, configs: list[dict[str, Any]], seeds: list[int], metric: str,
