@@ -3,7 +3,7 @@
     robotrl train ALGO TASK [--steps N] [--seed S] [--envs K] [--out DIR] [--config FILE] [--FIELD V ...]
     robotrl eval RUN_DIR [--episodes N] [--json]
     robotrl plot RUN_DIR... [-o OUT.png] [--metric NAME]
-    robotrl resume RUN_DIR [--steps N]
+    robotrl resume RUN_DIR [--steps N] [--device cpu|cuda[:N]]
     robotrl video RUN_DIR | FILE.onnx | pretrained:NAME [-o FILE.mp4|.gif] [--episodes N] [--camera NAME] ...
     robotrl sweep STUDY.toml [--out DIR] [--address auto|HOST:PORT] [--cpus N] | robotrl sweep --resume DIR
 
@@ -183,6 +183,8 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p = sub.add_parser("resume", help="continue a stopped or killed run from its last checkpoint")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--steps", type=_positive_int("--steps"), default=None, help="new total steps (to train further)")
+    p.add_argument("--device", default=None, help="learner device from now on: cpu, cuda or cuda:N (default: the "
+                                                  "run's own; a GPU run continues on a CPU-only machine with cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("sweep", help="a study over seeds and settings on Ray: table, curves, best config",
@@ -457,7 +459,7 @@ def _cmd_sim2sim(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from robotrl.train import resume
 
-    resume(args.run_dir, total_steps=args.steps, progress=not args.no_progress)
+    resume(args.run_dir, total_steps=args.steps, device=args.device, progress=not args.no_progress)
     return 0
 
 

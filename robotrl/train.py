@@ -117,7 +117,7 @@ def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = 
     return run, cfg
 
 
-def check_device(device: str) -> None:
+def check_device(device: str, hint: str = "use --device cpu") -> None:
     """Refuse a learner device this torch cannot use (a CPU-only build, or no such GPU)."""
     if device == "cpu":
         return
@@ -125,10 +125,10 @@ def check_device(device: str) -> None:
 
     if not torch.cuda.is_available():
         raise UserError(f"--device {device}: this torch ({torch.__version__}) cannot use CUDA (a CPU-only build, or "
-                        "no GPU visible); use --device cpu")
+                        f"no GPU visible); {hint}")
     index = int(device.split(":")[1]) if ":" in device else 0
     if index >= torch.cuda.device_count():
-        raise UserError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA device(s)")
+        raise UserError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA device(s); {hint}")
 
 
 @dataclass
@@ -256,11 +256,11 @@ def train(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
     return rd.path
 
 
-def resume(path: str | Path, *, total_steps: int | None = None, progress: bool = True,
+def resume(path: str | Path, *, total_steps: int | None = None, device: str | None = None, progress: bool = True,
            callback: Callback | None = None) -> Path:
-    """Continue the run in `path` from its latest checkpoint (optionally to a new `total_steps`); a run
-    killed before its first checkpoint starts again from step 0 with its recorded settings.
-    `callback`: as in `train`.
+    """Continue the run in `path` from its latest checkpoint (optionally to a new `total_steps`, or on another
+    learner `device`: a run trained on a GPU continues on a CPU-only machine and the reverse); a run killed
+    before its first checkpoint starts again from step 0 with its recorded settings. `callback`: as in `train`.
 
     The directory is locked for the whole run. Every file is checked before anything changes, and
     config.json takes a new `total_steps` only once the checkpoint has been loaded into the algorithm."""
@@ -271,6 +271,11 @@ def resume(path: str | Path, *, total_steps: int | None = None, progress: bool =
         if total_steps is not None:
             run = cfgmod.from_dict(RunConfig, {"total_steps": total_steps}, base=run, source="command line",
                                    flags=True)
+        if device is not None:
+            run = cfgmod.from_dict(RunConfig, {"device": device}, base=run, source="command line", flags=True)
+        elif run.device != "cpu":
+            check_device(run.device, hint=f"this run was trained with --device {run.device}; continue it here with "
+                                          f"robotrl resume {str(rd.path)!r} --device cpu")
         check_device(run.device)
         if run.video:
             from robotrl.video import check_can_record

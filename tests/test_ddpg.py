@@ -83,7 +83,7 @@ def test_concurrent_actor_step_gives_the_same_result_on_one_core_and_two():
             # the actor stepped through the critic as it was before the update's critic step
             before = [p.detach().clone() for p in agent.critic.parameters()]
             agent.update()
-            for a, b, c in zip(agent.critic_view.parameters(), before, agent.critic.parameters(), strict=True):
+            for a, b, c in zip(agent.actor_q.parameters(), before, agent.critic.parameters(), strict=True):
                 assert torch.equal(a, b) and not torch.equal(b, c)
             finals.append(torch.cat([p.detach().flatten() for p in [*agent.actor.parameters(),
                                                                     *agent.critic.parameters()]]))

@@ -142,6 +142,23 @@ def test_resume_after_kill_continues_from_the_checkpoint(tmp_path, robotrl_cmd):
     assert int(torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["num_steps"]) == 6656
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_gpu_run_continues_on_a_cpu_only_machine(tmp_path, capsys):
+    run = train("ppo", TASK, algo_flags=SMALL, run_flags={"total_steps": "512", "eval_episodes": "0"},
+                out=tmp_path / "run", progress=False)
+    config = json.loads((run / "config.json").read_text())
+    config["run"]["device"] = "cuda"  # as trained on a GPU workstation, then copied here
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["resume", str(run), "--steps", "768", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"robotrl resume {str(run)!r} --device cpu" in err, err
+    assert int(torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["num_steps"]) == 512
+    assert main(["resume", str(run), "--steps", "768", "--device", "cpu", "--no-progress"]) == 0
+    assert int(torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["num_steps"]) == 768
+    assert json.loads((run / "config.json").read_text())["run"]["device"] == "cpu"  # and from now on
+
+
 def test_resumed_state_equals_the_checkpoint(tmp_path):
     from robotrl.algos import get
     from robotrl.train import _build, resolve_config

@@ -30,14 +30,12 @@ through the updated critic) on one core.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from robotrl.algorithms.offpolicy import NoiseConfig, OffPolicyAlgorithm, regress
+from robotrl.algorithms.offpolicy import DeterministicActorAlgorithm, NoiseConfig, regress
 from robotrl.optim import Adam
-from robotrl.policies import DeterministicActor, QCritic
-from robotrl.spec import TaskSpec
+from robotrl.policies import QCritic
 
 
 @dataclass
@@ -45,23 +43,15 @@ class DDPGConfig(NoiseConfig):
     """DDPG hyper-parameters. Defaults follow Spinning Up / Tianshou's MuJoCo settings."""
 
 
-class DDPG(OffPolicyAlgorithm):
+class DDPG(DeterministicActorAlgorithm):
     name = "ddpg"
     Config = DDPGConfig
-    checkpointed = ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt", "noise")
 
-    def __init__(self, config: DDPGConfig, spec: TaskSpec, envs: Any, *, seed: int, total_steps: int,
-                 device: str = "cpu"):
-        super().__init__(config, spec, envs, seed=seed, total_steps=total_steps, device=device)
-        cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
-        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, cfg.layer_norm,
-                                        generator=self.gen).to(self.device)
-        self.critic = QCritic(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, generator=self.gen).to(self.device)
-        self.actor_target, self.critic_target = self.targets(self.actor, self.critic)
-        self.actor_opt = Adam(self.actor.parameters(), lr=cfg.actor_learning_rate)
-        self.critic_opt = Adam(self.critic.parameters(), lr=cfg.critic_learning_rate)
-        self.critic_view = self.view(self.critic)
-        self.noise = self.make_noise(self.actor)
+    def make_critic(self) -> tuple[QCritic, Adam, QCritic]:
+        cfg, spec = self.config, self.spec
+        critic = QCritic(spec.obs_dim, spec.act_dim, cfg.hidden_sizes, cfg.activation, generator=self.gen)
+        critic = critic.to(self.device)
+        return critic, Adam(critic.parameters(), lr=cfg.critic_learning_rate), critic
 
     def update(self) -> dict[str, torch.Tensor]:
         b = self.sample()
@@ -75,21 +65,10 @@ class DDPG(OffPolicyAlgorithm):
         if self.config.actor_update == "sequential":
             critic_loss, q = critic_step()
             self.refresh_views()
-            actor_loss = self._actor_step(b.obs)
+            actor_loss = self.actor_step(b.obs)
         else:  # the actor through the critic before this step's critic update, in the second thread
             self.refresh_views()
-            actor_loss, (critic_loss, q) = self.beside(lambda: self._actor_step(b.obs), critic_step)
+            actor_loss, (critic_loss, q) = self.beside(lambda: self.actor_step(b.obs), critic_step)
         self.polyak()
         self.updates += 1
         return {"critic_loss": critic_loss, "actor_loss": actor_loss, "q_mean": q.mean()}
-
-    def _actor_step(self, obs: torch.Tensor) -> torch.Tensor:
-        """One Adam step up dQ/da of the critic view (no gradient for the critic's own weights)."""
-        loss = -self.critic_view(obs, self.actor(obs)).mean()
-        self.actor_opt.zero_grad()
-        loss.backward()
-        self.actor_opt.step()
-        return loss.detach()
-
-    def policy_record(self) -> dict[str, Any]:
-        return self.record(self.actor.mu, layer_norm=bool(self.config.layer_norm))

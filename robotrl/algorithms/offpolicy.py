@@ -48,7 +48,7 @@ from robotrl.core import IterationResult, spec_action_arrays
 from robotrl.functional import available_cores, polyak_update
 from robotrl.noise import AdaptiveParamNoise, GaussianNoise, OrnsteinUhlenbeckNoise
 from robotrl.optim import Adam
-from robotrl.policies import RunningMeanStd, TwinQCritic, make_record
+from robotrl.policies import DeterministicActor, RunningMeanStd, TwinQCritic, make_record
 from robotrl.spec import TaskSpec
 
 T = TypeVar("T")
@@ -506,3 +506,39 @@ class OffPolicyAlgorithm:
         if self._pool is not None:
             self._pool.shutdown()
         self.envs.close()
+
+
+class DeterministicActorAlgorithm(OffPolicyAlgorithm):
+    """DDPG and TD3: a deterministic actor mu(s) ending in tanh, explored with action or parameter noise and
+    trained up dQ/da of a critic; target copies of both. Subclasses build the critic(s) in `make_critic` and
+    write `update()`, calling `actor_step`."""
+
+    checkpointed = ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt", "noise")
+
+    def __init__(self, config: NoiseConfig, spec: TaskSpec, envs: Any, *, seed: int, total_steps: int,
+                 device: str = "cpu"):
+        super().__init__(config, spec, envs, seed=seed, total_steps=total_steps, device=device)
+        cfg = config
+        self.actor = DeterministicActor(spec.obs_dim, spec.act_dim, cfg.hidden_sizes, cfg.activation, cfg.layer_norm,
+                                        generator=self.gen).to(self.device)
+        self.critic, self.critic_opt, actor_q = self.make_critic()
+        self.actor_target, self.critic_target = self.targets(self.actor, self.critic)
+        self.actor_opt = Adam(self.actor.parameters(), lr=cfg.actor_learning_rate)
+        self.actor_q = self.view(actor_q)
+        self.noise = self.make_noise(self.actor)
+
+    def make_critic(self) -> tuple[nn.Module, Any, nn.Module]:
+        """(the critic module, its optimiser, the Q(s, a) module whose dQ/da the actor climbs)."""
+        raise NotImplementedError
+
+    def actor_step(self, obs: torch.Tensor) -> torch.Tensor:
+        """One Adam step of the actor up dQ/da of the critic view (no gradient for the critic's own weights);
+        the caller brings the view up to date first (`refresh_views`)."""
+        loss = -self.actor_q(obs, self.actor(obs)).mean()
+        self.actor_opt.zero_grad()
+        loss.backward()
+        self.actor_opt.step()
+        return loss.detach()
+
+    def policy_record(self) -> dict[str, Any]:
+        return self.record(self.actor.mu, layer_norm=bool(self.config.layer_norm))

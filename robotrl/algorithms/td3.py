@@ -31,11 +31,9 @@ from typing import Any, Literal
 
 import torch
 
-from robotrl.algorithms.offpolicy import NoiseConfig, OffPolicyAlgorithm, TwinAdam, regress
+from robotrl.algorithms.offpolicy import DeterministicActorAlgorithm, NoiseConfig, TwinAdam, regress
 from robotrl.config import check_range
-from robotrl.optim import Adam
-from robotrl.policies import DeterministicActor, TwinQCritic
-from robotrl.spec import TaskSpec
+from robotrl.policies import TwinQCritic
 
 
 @dataclass
@@ -74,24 +72,15 @@ def td3_target(rewards: torch.Tensor, terminated: torch.Tensor, next_action: tor
     return rewards + gamma * (1.0 - terminated) * q_target(next_obs, a).min(0).values
 
 
-class TD3(OffPolicyAlgorithm):
+class TD3(DeterministicActorAlgorithm):
     name = "td3"
     Config = TD3Config
-    checkpointed = ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt", "noise")
 
-    def __init__(self, config: TD3Config, spec: TaskSpec, envs: Any, *, seed: int, total_steps: int,
-                 device: str = "cpu"):
-        super().__init__(config, spec, envs, seed=seed, total_steps=total_steps, device=device)
-        cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
-        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, cfg.layer_norm,
-                                        generator=self.gen).to(self.device)
-        self.critic = TwinQCritic(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation,
-                                  generator=self.gen).to(self.device)
-        self.actor_target, self.critic_target = self.targets(self.actor, self.critic)
-        self.actor_opt = Adam(self.actor.parameters(), lr=cfg.actor_learning_rate)
-        self.critic_opt = TwinAdam(self.critic, lr=cfg.critic_learning_rate)
-        self.q1_view = self.view(self.critic.q1)
-        self.noise = self.make_noise(self.actor)
+    def make_critic(self) -> tuple[TwinQCritic, TwinAdam, torch.nn.Module]:
+        cfg, spec = self.config, self.spec
+        critic = TwinQCritic(spec.obs_dim, spec.act_dim, cfg.hidden_sizes, cfg.activation, generator=self.gen)
+        critic = critic.to(self.device)
+        return critic, TwinAdam(critic, lr=cfg.critic_learning_rate), critic.q1  # the actor climbs Q_1
 
     def update(self) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -108,7 +97,7 @@ class TD3(OffPolicyAlgorithm):
         out: dict[str, torch.Tensor] = {}
         if concurrent:  # 1. the actor step (through Q_1 before this update) beside the TD target
             self.refresh_views()
-            out["actor_loss"], y = self.beside(lambda: self._actor_step(b.obs), target)
+            out["actor_loss"], y = self.beside(lambda: self.actor_step(b.obs), target)
         else:
             y = target()
         # 2. the two critics' regressions side by side
@@ -116,19 +105,8 @@ class TD3(OffPolicyAlgorithm):
                                               lambda: regress(self.critic.q1, self.critic_opt.q1, b.obs, b.actions, y))
         if delayed and not concurrent:  # the paper's order: the actor through the updated Q_1
             self.refresh_views()
-            out["actor_loss"] = self._actor_step(b.obs)
+            out["actor_loss"] = self.actor_step(b.obs)
         if delayed:
             self.polyak()
         self.updates += 1
         return {"critic_loss": (loss1 + loss2) / 2, **out, "q_mean": q1.mean()}
-
-    def _actor_step(self, obs: torch.Tensor) -> torch.Tensor:
-        """One Adam step up dQ_1/da of the critic view (no gradient for the critic's own weights)."""
-        loss = -self.q1_view(obs, self.actor(obs)).mean()
-        self.actor_opt.zero_grad()
-        loss.backward()
-        self.actor_opt.step()
-        return loss.detach()
-
-    def policy_record(self) -> dict[str, Any]:
-        return self.record(self.actor.mu, layer_norm=bool(self.config.layer_norm))
