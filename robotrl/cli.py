@@ -7,20 +7,26 @@
     robotrl video RUN_DIR | FILE.onnx | pretrained:NAME [-o FILE.mp4|.gif] [--episodes N] [--camera NAME] ...
     robotrl sweep STUDY.toml [--out DIR] [--address auto|HOST:PORT] [--cpus N] | robotrl sweep --resume DIR
 
-User mistakes print one line, ``robotrl: error: ...``, and exit with status 2; Ctrl-C exits with 130.
+User mistakes print one line, ``robotrl: error: ...``, and exit with status 2; a stopped run exits with 128 + the
+signal (Ctrl-C 130, SIGTERM 143, SIGHUP 129).
 Heavy imports (torch, gymnasium) happen inside the commands that need them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from robotrl import __version__
 from robotrl.errors import UserError
+
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,6 +36,9 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        # A value such as -5e-1 or -inf is a negative number, not a flag (argparse knows only -5 and -0.5), so
+        # `--target-entropy -5e-1` works and `--actor-learning-rate -1e-3` is refused for its value.
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see '{self.prog} --help')")
@@ -101,16 +110,19 @@ def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
 
     algo_sub = p.add_subparsers(dest="algo", metavar="ALGO", required=True, parser_class=_Parser)
     run_docs = cfgmod.field_docs(RunConfig)
+    run_defaults = RunConfig()
     for name, info in algos.ALGORITHMS.items():
         _, Config = info.load()
         ap = algo_sub.add_parser(name, help=info.summary, description=f"{info.summary}.\n\n"
-                                 "Precedence: defaults < per-task defaults < --config FILE < flags.",
+                                 "Precedence: defaults < per-task defaults < --config FILE < flags. The defaults "
+                                 "below are the algorithm's;\na task can have its own (robotrl train ALGO TASK "
+                                 "--dry-run prints every value a run would use).",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         ap.add_argument("task", metavar="TASK", help="a Gymnasium id (e.g. Hopper-v5) or a robotrl task")
         g = ap.add_argument_group("run")
         for flag, field in RUN_FLAGS.items():
-            g.add_argument(flag, dest=f"run_{field}", metavar="V", default=argparse.SUPPRESS,
-                           help=run_docs.get(field, "").replace("%", "%%"))
+            doc = f"{run_docs.get(field, '')} [default: {getattr(run_defaults, field)}]".replace("%", "%%")
+            g.add_argument(flag, dest=f"run_{field}", metavar="V", default=argparse.SUPPRESS, help=doc)
         g.add_argument("--envs", dest="num_envs", metavar="K", default=argparse.SUPPRESS,
                        help="number of parallel environments (same as --num-envs)")
         g.add_argument("--out", metavar="DIR", help="run directory (default: runs/ALGO-TASK-sSEED-TIMESTAMP)")
@@ -123,7 +135,7 @@ def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
         h = ap.add_argument_group(f"{name} hyper-parameters")
         cfgmod.add_arguments(h, Config, skip=("num_envs",))
         h.add_argument("--num-envs", dest="num_envs", metavar="V", default=argparse.SUPPRESS,
-                       help=cfgmod.field_docs(Config).get("num_envs", ""))
+                       help=f"{cfgmod.field_docs(Config).get('num_envs', '')} [int; default: {Config().num_envs}]")
 
 
 def build_parser(argv: Sequence[str]) -> _Parser:
@@ -536,7 +548,8 @@ def _os_error(e: OSError) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Exit status: 0 done; 2 a mistake in the input, or the operating system said no
-    (one line on stderr); 130 Ctrl-C; 1 a bug in robotrl (traceback and a hint to report it)."""
+    (one line on stderr); 128 + the signal for a run stopped with its checkpoint (130 Ctrl-C, 143 SIGTERM, 129
+    SIGHUP); 1 a bug in robotrl (traceback and a hint to report it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser(argv).parse_args(argv)
@@ -545,9 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"robotrl: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("robotrl: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes stderr with it
+            print("robotrl: interrupted", file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
     except BrokenPipeError:  # the reader went away (robotrl card ... | head): not an error of ours
         import os
 

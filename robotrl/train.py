@@ -26,7 +26,7 @@ from robotrl import __version__
 from robotrl import algos as algo_registry
 from robotrl import config as cfgmod
 from robotrl.envs.sim2real import Sim2Real
-from robotrl.errors import UserError
+from robotrl.errors import Stopped, UserError
 from robotrl.functional import available_cores
 from robotrl.rundir import RunDir, atomic_write_json
 
@@ -153,6 +153,8 @@ def plan(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None, run_
     task = canonical_task(task)  # a robot config's path made absolute: eval and resume work from anywhere
     run, cfg = resolve_config(algo, task, algo_flags=algo_flags, run_flags=run_flags, config_file=config_file)
     spec = task_spec(task, sim2real=run.sim2real())  # refuses tasks robotrl cannot train (discrete actions, ...)
+    if hasattr(cfg, "check_spec"):  # settings that depend on the task (SAC's target entropy)
+        cfg.check_spec(spec)
     if run.video:  # find out now, not after training, that this machine cannot render
         from robotrl.video import check_can_record
 
@@ -178,11 +180,14 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = 0  # the first stop signal
         self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not self.requested:
+            self.signum = signum
         self.requested = True
         with contextlib.suppress(OSError):  # BrokenPipeError: nobody reads stderr any more
             print("\nstopping after this iteration (a checkpoint will be written); Ctrl-C again to abort",
@@ -389,9 +394,10 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
             save()
         bar.close()
         if stop.requested:
-            print(f"robotrl: stopped at step {algo.num_steps:,}; checkpoint saved. "
-                  f"Continue with: robotrl resume {rd.path}", file=sys.stderr)
-            raise KeyboardInterrupt
+            with contextlib.suppress(OSError):  # best effort, as the notice: stderr may be gone with the terminal
+                print(f"robotrl: stopped at step {algo.num_steps:,}; checkpoint saved. "
+                      f"Continue with: robotrl resume {rd.path}", file=sys.stderr)
+            raise Stopped(stop.signum)
         elapsed = time.perf_counter() - t0
         summary = f"robotrl: {algo.num_steps - start_step:,} steps in {elapsed:.1f} s " \
                   f"({(algo.num_steps - start_step) / elapsed:,.0f} steps/s)"

@@ -68,6 +68,29 @@ def test_no_traceback_from_a_real_process():
     assert p.stderr.strip() == "robotrl: error: gamma must be in (0, 1], got 2.0"
 
 
+@pytest.mark.parametrize("algo", ["ppo", "trpo", "ddpg", "td3", "sac"])
+def test_every_setting_in_train_help_states_its_default(capsys, algo):
+    import re
+
+    from robotrl.cli import RUN_FLAGS
+
+    with pytest.raises(SystemExit):
+        main(["train", algo, "--help"])
+    out = capsys.readouterr().out
+    entries = {m.group(1): " ".join(m.group(2).split())
+               for m in re.finditer(r"^  (--[\w-]+)(?: V)?(.*?)(?=^  -|^\S|\Z)", out, re.M | re.S)}
+    import dataclasses
+
+    from robotrl.algos import get
+    from robotrl.config import cli_flag
+
+    _, Config = get(algo).load()
+    flags = [*RUN_FLAGS, *(cli_flag(f.name) for f in dataclasses.fields(Config))]
+    for flag in flags:
+        assert flag in entries, f"{flag} missing from 'robotrl train {algo} --help'"
+        assert "default:" in entries[flag], f"{flag}: no default in its help ({entries[flag]!r})"
+
+
 def test_train_help_lists_every_field_with_its_meaning(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "ppo", "--help"])

@@ -74,6 +74,7 @@ def run(base_run, tmp_path):
 
 @pytest.mark.parametrize("flags, needle", [
     (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+    (["--learning-rate", "-1e-3"], "learning_rate must be > 0"),  # a negative number, not a missing value
     (["--learning-rate", "nan"], "--learning-rate: expected a finite number, got 'nan'"),
     (["--learning-rate", "inf"], "--learning-rate: expected a finite number, got 'inf'"),
     (["--learning-rate=-1e400"], "--learning-rate: expected a finite number"),
@@ -92,6 +93,23 @@ def test_values_the_code_cannot_use_are_refused_before_anything_is_written(capsy
     code, _, err = _run(capsys, ["train", "ppo", TASK, "--steps", "512", *flags])
     _one_line_error(code, err, needle)
     assert not any(tmp_path.iterdir())  # not even runs/
+
+
+def test_negative_numbers_in_any_notation_are_values_not_flags(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for value in ("-5e-1", "-.5", "-0.5E0", "-5E-01"):
+        code, out, err = _run(capsys, ["train", "sac", TASK, "--target-entropy", value, "--dry-run"])
+        assert code == 0, err
+        assert json.loads(out)["sac"]["target_entropy"] == -0.5
+
+
+def test_a_target_entropy_the_actions_cannot_have_is_refused(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # TASK has one action: at most ln 2 = 0.693 nats on [-1, 1]
+    code, _, err = _run(capsys, ["train", "sac", TASK, "--target-entropy", "0.7"])
+    _one_line_error(code, err, "target_entropy 0.7 is out of reach: 1 action dimension(s)")
+    assert not any(tmp_path.iterdir())
+    code, _, err = _run(capsys, ["train", "sac", TASK, "--target-entropy", "0.69", "--dry-run"])
+    assert code == 0, err
 
 
 def test_a_rejected_task_leaves_no_directory_behind(capsys, tmp_path, monkeypatch):

@@ -180,7 +180,8 @@ def test_resumed_state_equals_the_checkpoint(tmp_path):
         algo.close()
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, robotrl_cmd):
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_saves_a_checkpoint_and_exits_128_plus_the_signal(tmp_path, robotrl_cmd, signum, status):
     run = tmp_path / "run"
     args = [*robotrl_cmd, "train", "ppo", TASK, "--out", str(run), "--steps", "200000", "--checkpoint-every",
             "100000", "--no-progress"] + [x for k, v in SMALL.items() for x in (f"--{k.replace('_', '-')}", v)]
@@ -189,9 +190,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, robotrl_cmd):
     while not (run / "metrics.csv").exists() or len(_rows(run)) < 3:
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     assert "Traceback" not in err and "robotrl resume" in err
     state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     assert int(state["num_steps"]) == int(_rows(run)[-1]["step"])  # nothing after the last logged step lost
@@ -211,7 +212,7 @@ def test_a_closed_terminal_stops_the_run_with_its_checkpoint(tmp_path, robotrl_c
         time.sleep(0.05)
     proc.stderr.close()  # the reader is gone: any write to stderr now fails with a broken pipe
     proc.send_signal(signal.SIGHUP)
-    proc.wait(timeout=60)
+    assert proc.wait(timeout=60) == 129  # 128 + SIGHUP: stopped with a checkpoint, not crashed (1)
     state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     assert int(state["num_steps"]) >= 3 * int(_rows(run)[0]["step"])  # the stop's checkpoint, not none
     assert int(state["num_steps"]) == int(_rows(run)[-1]["step"])

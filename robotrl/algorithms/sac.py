@@ -37,6 +37,7 @@ from torch import nn
 
 from robotrl.algorithms.offpolicy import OffPolicyAlgorithm, OffPolicyConfig, TwinAdam, regress
 from robotrl.config import check_range
+from robotrl.errors import UserError
 from robotrl.functional import gaussian_log_prob
 from robotrl.optim import Adam
 from robotrl.policies import SquashedGaussianActor, TwinQCritic
@@ -70,6 +71,15 @@ class SACConfig(OffPolicyConfig):
         check_range(self, "alpha_init", gt=0, le=1e6)
         check_range(self, "alpha_learning_rate", gt=0, le=10)
         check_range(self, "target_entropy", ge=-1e6, le=1e6)
+
+    def check_spec(self, spec: TaskSpec) -> None:
+        """Settings that depend on the task: a target entropy must be one a squashed action can have (at most
+        ln 2 nats per dimension, the uniform distribution on [-1, 1]); above it alpha could only grow."""
+        top = spec.act_dim * math.log(2.0)
+        if self.target_entropy is not None and self.target_entropy >= top:
+            raise UserError(f"target_entropy {self.target_entropy:g} is out of reach: {spec.act_dim} action "
+                            f"dimension(s) squashed to [-1, 1] have at most {spec.act_dim} x ln 2 = {top:.3f} nats "
+                            f"(default: -{spec.act_dim}, the paper's -|A|)")
 
 
 def squashed_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:

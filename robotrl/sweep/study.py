@@ -32,6 +32,7 @@ on top of the per-task defaults), and every message names the study file and the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import random
@@ -143,6 +144,11 @@ class Study:
         run_p = {d.name: params[d.key] for d in self.space if d.section == "run" and d.key in params}
         cfg = cfgmod.from_dict(Config, algo_p, base=cfg, source=source)
         run = cfgmod.from_dict(RunConfig, run_p, base=run, source=source)
+        if hasattr(cfg, "check_spec"):  # settings that depend on the task, as robotrl train checks them
+            try:
+                cfg.check_spec(_task_spec(task))
+            except UserError as e:
+                raise UserError(f"{source}: {e}") from None
         return run, cfg
 
     def run_settings(self) -> dict[str, Any]:
@@ -273,6 +279,13 @@ def load(path: str | Path) -> Study:
             for params in study.configurations(algo, task):
                 study.settings(algo, task, params, source=f"{p} [space] {params}")
     return study
+
+
+@functools.cache
+def _task_spec(task: str) -> Any:
+    from robotrl.envs import task_spec
+
+    return task_spec(task)
 
 
 def _space(p: Path, space: dict[str, Any], algos: list[str], sampler: str) -> list[Dim]:
