@@ -477,7 +477,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     if (args.study is None) == (args.resume is None):
-        raise UserError("give a STUDY.toml, or --resume DIR (not both)")
+        raise UserError("give a STUDY.toml, or --resume DIR to continue a study" if args.resume is None
+                        else "give a STUDY.toml or --resume DIR, not both")
     if args.resume and args.out:
         raise UserError("--out is the folder of a new study; --resume DIR continues the one in DIR")
     if args.address and args.cpus:
@@ -487,7 +488,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     folder, rows = run(args.study, resume_dir=args.resume, out=args.out, address=args.address, cpus=args.cpus)
     print(markdown(rows), end="")
-    print(f"study {folder}: results.md, results.csv, curves.png, best.toml (robotrl train {rows[0]['algo']} "
+    curves = "curves.png" if (folder / "curves.png").is_file() else "no curves.png (no trial logged its curve column)"
+    print(f"study {folder}: results.md, results.csv, {curves}, best.toml (robotrl train {rows[0]['algo']} "
           f"{rows[0]['task']} --config {folder / 'best.toml'}), trials/")
     return 0
 

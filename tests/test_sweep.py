@@ -110,6 +110,7 @@ def last_step(run_dir: Path) -> int:
     ({"study": "seeds = 2\nsampler = \"random\""}, "[study] trials: missing"),
     ({"extra": "\n[early_stop]\nmin_steps = 1000\n"}, "[early_stop] needs evaluations"),
     ({"extra": "\n[sac]\nlearning_starts = 10\n"}, "[sac] is given but"),
+    ({"study": "seeds = 2\ncurve = \"rollout/ep_return_meen\""}, "[study] curve: 'rollout/ep_return_meen' is not"),
 ])
 def test_bad_study_files_are_one_line_errors(tmp_path, capsys, kw, needle):
     path = study_file(tmp_path, **kw)
@@ -119,6 +120,44 @@ def test_bad_study_files_are_one_line_errors(tmp_path, capsys, kw, needle):
     assert "\n" not in err and "Traceback" not in err
     assert needle in err, err
     assert not (tmp_path / "out").exists(), "nothing is created before the study file has passed"
+
+
+def test_a_setting_the_task_cannot_have_is_refused_before_the_study_starts(tmp_path, capsys):
+    path = tmp_path / "sac.toml"  # Pendulum-v1 has one action: a target entropy of 2 nats is out of reach
+    path.write_text('[study]\nalgo = "sac"\ntask = "Pendulum-v1"\n[space]\ntarget_entropy = [-1.0, 2.0]\n')
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "[space] target_entropy: target_entropy 2 is out of reach" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("address", "needle"), [
+    ("127.0.0.1:1", "--address 127.0.0.1:1: nothing answers there"),  # Ray itself retries for minutes
+    ("localhost", "expected auto or HOST:PORT"),
+])
+def test_a_cluster_that_cannot_be_reached_is_refused_at_once_and_leaves_nothing(tmp_path, capsys, address, needle):
+    path = study_file(tmp_path)
+    t = time.monotonic()
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--address", address]) == 2
+    assert time.monotonic() - t < 30
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err, err
+    assert not (tmp_path / "out").exists(), "a study folder would block the same command once the cluster is up"
+
+
+def test_sigterm_stops_the_driver_with_the_resume_command(tmp_path):
+    path = study_file(tmp_path, study="seeds = 1", space="learning_rate = [3e-4]",
+                      run="total_steps = 400000\ncheckpoint_every = 4096")
+    out = tmp_path / "study"
+    p = sweep([str(path), "--out", str(out), "--cpus", "1"])
+    try:
+        wait_for(lambda: last_step(out / "trials" / "c000-s0") >= 8192, 120, "a checkpointed trial")
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        kill_session(p.pid)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert f"robotrl sweep --resume {out}" in err and "Traceback" not in err and "SIGTERM received" not in err, err
 
 
 def test_ray_and_optuna_are_imported_by_nothing_else(tmp_path):

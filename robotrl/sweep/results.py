@@ -172,12 +172,15 @@ def write_all(folder: Path, configs: list[dict[str, Any]], seeds: list[int], met
     from robotrl.sweep.study import to_toml
 
     rows = table(folder, configs, seeds)
+    drawn = None
     if not rows:
         raise UserError(f"study {str(folder)!r} has no finished trial yet")
     write_csv(rows, folder / "results.csv")
     atomic_write_bytes(folder / "results.md", markdown(rows).encode())
     with contextlib.suppress(UserError):  # a damaged metrics.csv in one trial must not cost the table
-        curves(folder, rows, seeds, metric, folder / "curves.png")
+        drawn = curves(folder, rows, seeds, metric, folder / "curves.png")
+    if drawn is None:
+        (folder / "curves.png").unlink(missing_ok=True)  # no stale figure from an earlier write
     best = rows[0]
     data, header = config_file(next(c for c in configs if c["id"] == best["config"]))
     header += (f"\nbest of study {folder}: {best['config']} ({fmt_params(best['params'])}), IQM {best['iqm']:.1f} "

@@ -26,13 +26,15 @@ import fcntl
 import json
 import os
 import shutil
+import signal
+import socket
 import sys
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from robotrl.errors import UserError
+from robotrl.errors import Stopped, UserError
 from robotrl.rundir import atomic_write_bytes, atomic_write_json
 from robotrl.sweep import results
 from robotrl.sweep.study import Study, load, to_toml
@@ -441,29 +443,42 @@ def run(study_file: str | Path | None = None, *, resume_dir: str | Path | None =
                             f"'robotrl sweep --resume {folder}' or choose another --out")
         if folder.exists() and not folder.is_dir():
             raise UserError(f"--out {str(folder)!r} is a file, not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
         state = {"format": STATE_FORMAT, "configs": [], "failed": {}}
     ray = require("ray")
     if study.sampler == "tpe":
         require("optuna")
-    fd = _lock(folder)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # each trial: one torch thread (workers inherit it)
+    started = _init_ray(ray, address, cpus)  # a cluster that cannot be reached is refused before anything is written
+    fd = None
     try:
-        if resume_dir is None:
-            shutil.copyfile(study_file, folder / "study.toml")
-            atomic_write_json(folder / "study.json", state)
-        os.environ.setdefault("OMP_NUM_THREADS", "1")  # each trial: one torch thread (workers inherit it)
-        started = _init_ray(ray, address, cpus)
         try:
+            if resume_dir is None:
+                folder.mkdir(parents=True, exist_ok=True)
+            fd = _lock(folder)
+            if resume_dir is None:
+                if (folder / "study.json").exists():  # another driver made it while this one started Ray
+                    raise UserError(f"study folder {str(folder)!r} already holds a study; continue it with "
+                                    f"'robotrl sweep --resume {folder}' or choose another --out")
+                shutil.copyfile(study_file, folder / "study.toml")
+                atomic_write_json(folder / "study.json", state)
             cl = ray.cluster_resources()
             log(f"sweep: {study.path} -> {folder} on Ray ({'local' if started else address}: "
                 f"{int(cl.get('CPU', 0))} CPUs, {len(ray.nodes())} node(s)), {study.cpus_per_trial()} CPU per trial")
             driver = _Driver(study, folder, state, log)
-            driver.run(ray, progress_every)
+            with _stop_on_sigterm():
+                driver.run(ray, progress_every)
         finally:
             ray.shutdown()
         rows = results.write_all(folder, driver.configs, study.seeds, study.curve, driver.config_toml)
+    except KeyboardInterrupt:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                log(f"sweep: stopped; finished trials are kept, running ones continue from their checkpoints with: "
+                    f"robotrl sweep --resume {folder}")
+        raise
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     if driver.failed:
         first = next(iter(driver.failed.items()))
         raise UserError(f"{len(driver.failed)} trial(s) failed (first: {first[0]}: {first[1]}); the table in "
@@ -477,6 +492,8 @@ def _init_ray(ray: Any, address: str | None, cpus: int | None) -> bool:
     import logging
 
     kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+    if address and address != "auto":
+        _check_reachable(address)
     if address:
         try:
             ray.init(address=address, **kwargs)
@@ -488,3 +505,41 @@ def _init_ray(ray: Any, address: str | None, cpus: int | None) -> bool:
 
     ray.init(num_cpus=cpus or available_cores(), include_dashboard=False, **kwargs)
     return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """HOST:PORT must answer on TCP before Ray is asked: Ray itself retries a dead address for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address!r}: expected auto or HOST:PORT (the head's 'ray start --head --port')")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"--address {address}: nothing answers there ({e.strerror or type(e).__name__}); start the "
+                        f"cluster's head with 'ray start --head --port {port}', or use --address auto on one of its "
+                        "machines") from None
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Any:
+    """SIGTERM stops the driver as Ctrl-C does (KeyboardInterrupt: Ray's shutdown, the resume hint, exit 143)
+    rather than killing it inside Ray's C++ with a stack dump."""
+    def handle(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise Stopped(signum)
+
+    seen: list[int] = []
+
+    try:
+        old = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    except KeyboardInterrupt:
+        if seen:  # Ray may turn the Stopped raised inside its wait into a plain KeyboardInterrupt
+            raise Stopped(seen[0]) from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)  # None: a handler set in C

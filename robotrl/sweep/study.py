@@ -242,6 +242,10 @@ def load(path: str | Path) -> Study:
     curve = st.get("curve", "rollout/ep_return_mean")
     if not isinstance(curve, str) or not curve:
         raise _err(p, f"[study] curve: expected a metrics.csv column name, got {curve!r}")
+    group = curve.split("/")[0]
+    if group not in ("rollout", "eval", "time", "train") or (group != "train" and curve not in CURVE_COLUMNS):
+        raise _err(p, f"[study] curve: {curve!r} is not a metrics.csv column (one of {', '.join(CURVE_COLUMNS)}, "
+                      "or the algorithm's own train/...)")
     study = Study(
         path=p, algos=algos, tasks=tasks, seeds=seeds, sampler=sampler, trials=trials,
         sampler_seed=_int(p, "[study] sampler_seed", st.get("sampler_seed", 0), 0, 2**32 - 1),
@@ -279,6 +283,12 @@ def load(path: str | Path) -> Study:
             for params in study.configurations(algo, task):
                 study.settings(algo, task, params, source=f"{p} [space] {params}")
     return study
+
+
+CURVE_COLUMNS = ("rollout/ep_return_mean", "rollout/ep_length_mean", "rollout/episodes", "eval/mean_return",
+                 "eval/std_return", "eval/success_rate", "time/steps_per_s", "time/elapsed_s", "time/collect_s",
+                 "time/update_s")
+"""The metrics.csv columns every run has (eval/ with [run] eval_every; success_rate where the task has one)."""
 
 
 @functools.cache
