@@ -145,6 +145,31 @@ def test_a_cluster_that_cannot_be_reached_is_refused_at_once_and_leaves_nothing(
     assert not (tmp_path / "out").exists(), "a study folder would block the same command once the cluster is up"
 
 
+def test_a_study_run_by_another_driver_is_refused_before_ray_starts(tmp_path, capsys, monkeypatch):
+    import fcntl
+
+    import ray
+
+    from robotrl.sweep.runner import STATE_FORMAT
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "study.toml").write_text(study_file(tmp_path).read_text())
+    (folder / "study.json").write_text(json.dumps({"format": STATE_FORMAT, "configs": [], "failed": {}}))
+    held = open(folder / ".driver.lock", "w")  # noqa: SIM115 - held for the test, as a running driver holds it
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def no_ray(*a, **kw):
+        raise AssertionError("ray.init called for a study that another driver runs")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    try:
+        assert main(["sweep", "--resume", str(folder)]) == 2
+    finally:
+        held.close()
+    assert "is being run by another 'robotrl sweep'" in capsys.readouterr().err
+
+
 def test_sigterm_stops_the_driver_with_the_resume_command(tmp_path):
     path = study_file(tmp_path, study="seeds = 1", space="learning_rate = [3e-4]",
                       run="total_steps = 400000\ncheckpoint_every = 4096")
@@ -247,7 +272,7 @@ def test_node_killed_mid_trial_resumes_from_checkpoint(tmp_path):
 
         wait_for(started, 90, "a trial on the worker node")
         run_dir = out / "trials" / on_worker[0]
-        wait_for(lambda: last_step(run_dir) >= 2 * every + 2048, 60, "two checkpoints of the trial")
+        wait_for(lambda: last_step(run_dir) >= 2 * every + 2048, 240, "two checkpoints of the trial")
         cluster.remove_node(worker, allow_graceful=False)
         # What it had done when it died: its last metrics row, or its checkpoint where that is newer (the
         # checkpoint of an iteration is written right after its row, which may still be in a buffer). The

@@ -110,6 +110,9 @@ def _trial(t: dict[str, Any], board: Any) -> dict[str, Any]:
                                   "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
                                   "time": time.time()})
     report = _Reporter(board, t["name"], t["group"])
+    if start and board is not None:  # the progress line shows where a resumed trial starts, not @0
+        with contextlib.suppress(Exception):
+            board.progress.remote(t["name"], start)
     if rd.config.is_file():
         resume(rd.path, progress=False, callback=report)
     else:
@@ -448,14 +451,20 @@ def run(study_file: str | Path | None = None, *, resume_dir: str | Path | None =
     if study.sampler == "tpe":
         require("optuna")
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # each trial: one torch thread (workers inherit it)
-    started = _init_ray(ray, address, cpus)  # a cluster that cannot be reached is refused before anything is written
-    fd = None
+    # A study being run by another driver is refused before Ray starts; a new study's folder is made only once a
+    # cluster has answered (an unreachable one must not leave a folder that blocks the same command later).
+    fd = _lock(folder) if resume_dir is not None else None
+    try:
+        started = _init_ray(ray, address, cpus)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
     try:
         try:
             if resume_dir is None:
                 folder.mkdir(parents=True, exist_ok=True)
-            fd = _lock(folder)
-            if resume_dir is None:
+                fd = _lock(folder)
                 if (folder / "study.json").exists():  # another driver made it while this one started Ray
                     raise UserError(f"study folder {str(folder)!r} already holds a study; continue it with "
                                     f"'robotrl sweep --resume {folder}' or choose another --out")
