@@ -21,13 +21,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run_timed, update_section
 
 # The CI learning tests' settings and thresholds (tests/test_learning.py, test_ddpg.py, test_offpolicy.py).
 LEARN = {
@@ -39,13 +39,9 @@ LEARN = {
 }
 
 
-def cli(*args: str, check: bool = True) -> tuple[float, str]:
-    t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "robotrl", *args], capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if check and p.returncode != 0:
-        raise SystemExit(f"robotrl {' '.join(args)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return wall, p.stdout
+def cli(*args: str) -> tuple[float, str]:
+    """`robotrl ARGS` in its own process: (wall seconds, stdout); a failure stops the benchmark."""
+    return run_timed([sys.executable, "-m", "robotrl", *args])
 
 
 def part_cli(tmp: Path, algos: list[str], device: str, scale: float) -> list[dict]:
@@ -59,7 +55,7 @@ def part_cli(tmp: Path, algos: list[str], device: str, scale: float) -> list[dic
                       "--out", str(run), *extra)
         trained = json.loads((run / "eval.json").read_text())
         more = trained["step"] + max(1, steps // 10)
-        _, _ = cli("resume", str(run), "--steps", str(more), "--device", "cpu", "--no-progress")
+        cli("resume", str(run), "--steps", str(more), "--device", "cpu", "--no-progress")
         resumed = json.loads((run / "eval.json").read_text())
         config = json.loads((run / "config.json").read_text())
         cli("export", str(run))
@@ -105,7 +101,7 @@ def part_updates(algos: list[str], gpu: str, scale: float) -> list[dict]:
         Algo, Config = registry.get(name).load()
         for hidden, batch, updates in (((256, 256), 256, 300), ((1024, 1024), 1024, 40)):
             updates = max(1, int(updates * scale))
-            for device, threads in ((gpu, 1), ("cpu", 1), ("cpu", cores)):
+            for i, (device, threads) in enumerate(((gpu, 1), ("cpu", 1), ("cpu", cores))):
                 torch.set_num_threads(threads)
                 cfg = Config(hidden_sizes=hidden, batch_size=batch, learning_starts=2000, iteration_steps=2000)
                 algo = Algo(cfg, task_spec("HalfCheetah-v5"), ShardedVectorEnv(EnvFactory("HalfCheetah-v5"), 1, 0),
@@ -118,7 +114,7 @@ def part_updates(algos: list[str], gpu: str, scale: float) -> list[dict]:
                 finally:
                     algo.close()
                 row = {"algo": name, "hidden": list(hidden), "batch": batch, "device": device, "threads": threads,
-                       "gpu": device != "cpu", "ms_per_update": statistics.median(rounds), "rounds": rounds}
+                       "gpu": i == 0, "ms_per_update": statistics.median(rounds), "rounds": rounds}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     torch.set_num_threads(cores)
@@ -187,8 +183,6 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="steps and updates x this (below 1: a quick try)")
     a = p.parse_args()
     if a.write:
-        from common import update_section
-
         update_section("gpu", report(json.loads(a.write.read_text())))
         return
     if a.out is None:

@@ -278,10 +278,10 @@ def resume(path: str | Path, *, total_steps: int | None = None, device: str | No
                                    flags=True)
         if device is not None:
             run = cfgmod.from_dict(RunConfig, {"device": device}, base=run, source="command line", flags=True)
-        elif run.device != "cpu":
+            check_device(run.device)
+        else:
             check_device(run.device, hint=f"this run was trained with --device {run.device}; continue it here with "
                                           f"robotrl resume {str(rd.path)!r} --device cpu")
-        check_device(run.device)
         if run.video:
             from robotrl.video import check_can_record
 

@@ -70,20 +70,18 @@ def test_no_traceback_from_a_real_process():
 
 @pytest.mark.parametrize("algo", ["ppo", "trpo", "ddpg", "td3", "sac"])
 def test_every_setting_in_train_help_states_its_default(capsys, algo):
+    import dataclasses
     import re
 
+    from robotrl.algos import get
     from robotrl.cli import RUN_FLAGS
+    from robotrl.config import cli_flag
 
     with pytest.raises(SystemExit):
         main(["train", algo, "--help"])
     out = capsys.readouterr().out
     entries = {m.group(1): " ".join(m.group(2).split())
                for m in re.finditer(r"^  (--[\w-]+)(?: V)?(.*?)(?=^  -|^\S|\Z)", out, re.M | re.S)}
-    import dataclasses
-
-    from robotrl.algos import get
-    from robotrl.config import cli_flag
-
     _, Config = get(algo).load()
     flags = [*RUN_FLAGS, *(cli_flag(f.name) for f in dataclasses.fields(Config))]
     for flag in flags:

@@ -172,11 +172,11 @@ def write_all(folder: Path, configs: list[dict[str, Any]], seeds: list[int], met
     from robotrl.sweep.study import to_toml
 
     rows = table(folder, configs, seeds)
-    drawn = None
     if not rows:
         raise UserError(f"study {str(folder)!r} has no finished trial yet")
     write_csv(rows, folder / "results.csv")
     atomic_write_bytes(folder / "results.md", markdown(rows).encode())
+    drawn = None
     with contextlib.suppress(UserError):  # a damaged metrics.csv in one trial must not cost the table
         drawn = curves(folder, rows, seeds, metric, folder / "curves.png")
     if drawn is None:

@@ -456,11 +456,6 @@ def run(study_file: str | Path | None = None, *, resume_dir: str | Path | None =
     fd = _lock(folder) if resume_dir is not None else None
     try:
         started = _init_ray(ray, address, cpus)
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        raise
-    try:
         try:
             if resume_dir is None:
                 folder.mkdir(parents=True, exist_ok=True)
