@@ -199,10 +199,16 @@ def from_dict(cls: type, data: dict[str, Any], *, base: Any = None, source: str 
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise UserError(f"{source}: unknown option {unknown[0]!r} for {cls.__name__}{extra}")
     values = {k: coerce(hints[k], v, name=cli_flag(k) if flags else f"{source}: {k}") for k, v in data.items()}
+    # Rebuilt from the defaults with every value given so far, not `replace(base)`: a default derived from another
+    # field in __post_init__ (DDPG's layer_norm from its noise) then follows a later layer that changes that field.
+    given = getattr(base, "_given", frozenset(names)) if base is not None else frozenset()
+    values = {**{k: getattr(base, k) for k in given}, **values}
     try:
-        return dataclasses.replace(base, **values) if base is not None else cls(**values)
+        cfg = cls(**values)
     except (ValueError, TypeError, ArithmeticError) as e:  # the dataclass's own range checks
         raise UserError(str(e) if flags else f"{source}: {e}") from None
+    object.__setattr__(cfg, "_given", frozenset(values))
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

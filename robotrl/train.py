@@ -190,7 +190,9 @@ class _StopFlag:
             self.signum = signum
         self.requested = True
         with contextlib.suppress(OSError):  # BrokenPipeError: nobody reads stderr any more
-            print("\nstopping after this iteration (a checkpoint will be written); Ctrl-C again to abort",
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            again = "; Ctrl-C again to abort" if signum == signal.SIGINT else ""
+            print(f"\n{name}: stopping after this iteration (a checkpoint will be written){again}",
                   file=sys.stderr, flush=True)
 
     def __enter__(self) -> _StopFlag:

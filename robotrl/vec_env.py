@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from typing import Any, ClassVar
@@ -132,6 +132,30 @@ def _attach(name: str) -> shared_memory.SharedMemory:
         return shm
 
 
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold back the stop signals in this thread while helper processes start, so that they inherit the mask.
+
+    A closed terminal or `kill -TERM -PGID` signals the whole process group. The run's own handler stops it at the
+    end of the iteration with a checkpoint; env workers and the shared-memory resource tracker killed by the same
+    signal would take that checkpoint with them. Python's tracker ignores SIGINT and SIGTERM, not SIGHUP; started
+    here (if not running yet) it keeps SIGHUP blocked. A signal arriving meanwhile is delivered on leaving."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _worker_main() -> None:
     """Entry point of a worker process: ``python -c '...; _worker_main()' FD``.
 
@@ -140,7 +164,8 @@ def _worker_main() -> None:
     unguarded script), and forked ones inherit torch's thread pools. The parent sends its
     ``sys.path`` and then the pickled shard arguments over the inherited socket.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
+    for s in STOP_SIGNALS:  # the parent handles Ctrl-C, SIGTERM and SIGHUP (sent to the whole group) and closes us;
+        signal.signal(s, signal.SIG_IGN)  # if it dies, the socket's EOF ends us
     conn = Connection(int(sys.argv[1]))
     sys.path[:] = conn.recv()
     try:
@@ -216,19 +241,20 @@ class ShardedVectorEnv(VectorEnv):
             self._buf = bytearray(_nbytes(layout))
             self._a = _views(self._buf, layout)
         else:
-            self._shm = shared_memory.SharedMemory(create=True, size=_nbytes(layout))
-            self._a = _views(self._shm.buf, layout)
-            for w in range(1, self.workers + 1):
-                parent, child = socket.socketpair()
-                proc = subprocess.Popen(
-                    [sys.executable, "-c", "from robotrl.vec_env import _worker_main; _worker_main()",
-                     str(child.fileno())], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
-                child.close()
-                conn = Connection(parent.detach())
-                conn.send(list(sys.path))
-                conn.send_bytes(pickle.dumps((env_fn, int(bounds[w]), int(bounds[w + 1]), self._shm.name, layout)))
-                self._procs.append(proc)
-                self._conns.append(conn)
+            with _stop_signals_held():  # the helpers started here inherit the mask: a stop signal is the parent's
+                self._shm = shared_memory.SharedMemory(create=True, size=_nbytes(layout))
+                self._a = _views(self._shm.buf, layout)
+                for w in range(1, self.workers + 1):
+                    parent, child = socket.socketpair()
+                    proc = subprocess.Popen(
+                        [sys.executable, "-c", "from robotrl.vec_env import _worker_main; _worker_main()",
+                         str(child.fileno())], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
+                    self._procs.append(proc)
+                    child.close()
+                    conn = Connection(parent.detach())
+                    conn.send(list(sys.path))
+                    conn.send_bytes(pickle.dumps((env_fn, int(bounds[w]), int(bounds[w + 1]), self._shm.name, layout)))
+                    self._conns.append(conn)
         # Shard 0 lives here; build it while the workers build theirs.
         self._local: _Shard | None = _Shard(env_fn, 0, int(bounds[1]), self._a)
         for conn in self._conns:

@@ -143,3 +143,19 @@ def test_ddpg_and_trpo_ranges():
         from_dict(TRPOConfig, {"critic_minibatch_size": 0})
     with pytest.raises(UserError, match="cg_iters must be >= 1"):
         from_dict(TRPOConfig, {"cg_iters": 0})
+
+
+@pytest.mark.parametrize("algo", ["ddpg", "td3"])
+def test_a_default_derived_from_another_field_follows_a_later_layer(tmp_path, algo):
+    """layer_norm defaults to on with parameter noise: set by a flag or a file over the per-task defaults, the noise
+    must still switch it on (a merge that copied the earlier layer's resolved value kept it off)."""
+    _, cfg = resolve_config(algo, "Hopper-v5", algo_flags={"noise": "param"})
+    assert cfg.layer_norm is True
+    path = tmp_path / "c.toml"
+    path.write_text('noise = "param"\n')
+    assert resolve_config(algo, "Hopper-v5", config_file=path)[1].layer_norm is True
+    _, cfg = resolve_config(algo, "Hopper-v5", config_file=path, algo_flags={"layer_norm": False})
+    assert cfg.layer_norm is False  # an explicit value stays
+    _, cfg = resolve_config(algo, "Hopper-v5", config_file=path, algo_flags={"noise": "ou"})
+    assert cfg.layer_norm is False and cfg.noise == "ou"
+    assert resolve_config(algo, "Hopper-v5")[1].layer_norm is False

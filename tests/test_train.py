@@ -218,6 +218,28 @@ def test_a_closed_terminal_stops_the_run_with_its_checkpoint(tmp_path, robotrl_c
     assert int(state["num_steps"]) == int(_rows(run)[-1]["step"])
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_to_the_whole_process_group_spares_the_env_workers(tmp_path, robotrl_cmd, signum):
+    # `kill -TERM -PGID`, a closed terminal or a job scheduler signal every process of the run, the env workers and
+    # the shared-memory tracker too: they must leave the stop to the run, or its checkpoint is lost with them.
+    run = tmp_path / "run"
+    args = [*robotrl_cmd, "train", "ppo", TASK, "--out", str(run), "--steps", "200000", "--checkpoint-every",
+            "100000", "--no-progress", "--workers", "1"] + [x for k, v in SMALL.items()
+                                                             for x in (f"--{k.replace('_', '-')}", v)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not (run / "metrics.csv").exists() or len(_rows(run)) < 3:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err and "robotrl resume" in err and signal.Signals(signum).name in err, err
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert int(state["num_steps"]) == int(_rows(run)[-1]["step"])
+
+
 def test_eval_json_and_plot_of_several_runs(tmp_path, capsys):
     runs = [train("ppo", TASK, algo_flags=SMALL, run_flags={"total_steps": "512", "seed": str(s),
                                                               "eval_episodes": "0"},
