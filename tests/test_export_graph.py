@@ -253,6 +253,25 @@ def sac_run(tmp_path_factory):
                  out=tmp_path_factory.mktemp("export-run") / "sac", progress=False)
 
 
+def test_float32_rounding_of_a_raw_input_actor_is_allowed_for_and_a_wrong_graph_still_is_not():
+    # DDPG reads raw observations (no normaliser): on HalfCheetah they reach ~100, and a 256-wide actor's float32
+    # output then sits ~1e-5 from its exact value in torch and onnxruntime alike, so the two disagree by about that
+    from robotrl.policies.export import PARITY_TOL, ROUNDING_FACTOR, float32_rounding
+
+    record = _record(activation="relu", normalize=False, obs_dim=4, hidden=(256, 256), out_activation="tanh")
+    obs = (100 * _obs(n=300)).astype(np.float32)
+    rounding = float32_rounding(record, obs)
+    normalised, _ = parity(build_model(record, {}).SerializeToString(), record, obs)
+    assert 1e-7 < rounding < 1e-3 and normalised <= max(PARITY_TOL, ROUNDING_FACTOR * rounding)
+    shifted = dict(record, net=dict(record["net"]))
+    last = max(k for k in shifted["net"] if k.endswith(".bias"))
+    b = shifted["net"][last].clone()
+    b[0] += 1e-2
+    shifted["net"][last] = b
+    wrong, _ = parity(build_model(shifted, {}).SerializeToString(), record, obs)
+    assert wrong > 10 * max(PARITY_TOL, ROUNDING_FACTOR * rounding)  # a real difference stays far above the limit
+
+
 def test_export_run_writes_the_parity_it_measured_into_the_card_and_refuses_bad_targets(sac_run, tmp_path):
     import shutil
 
@@ -268,7 +287,9 @@ def test_export_run_writes_the_parity_it_measured_into_the_card_and_refuses_bad_
     assert s["card"]["export"] == {  # what a reader of the card learns about the check
         "parity_max_abs_diff": s["parity_max_abs_diff"],
         "parity_max_abs_diff_robot_units": s["parity_max_abs_diff_robot_units"],
+        "parity_limit": s["parity_limit"], "float32_rounding": s["card"]["export"]["float32_rounding"],
         "parity_units": "normalised action ([-1, 1] over each joint's range)", "parity_samples": 32, "opset": OPSET}
+    assert s["parity_limit"] == max(1e-5, 4 * s["card"]["export"]["float32_rounding"])
     import onnx
 
     assert OPSET == 17 and onnx.load(str(out)).opset_import[0].version == OPSET
