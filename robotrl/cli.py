@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import re
 import signal
 import sys
@@ -257,6 +258,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.onnx:
         policy, task, step, algo = _onnx_policy(args.onnx)
+        if args.run_dir and args.run_dir != task:
+            _check_task_fits_card(args.run_dir, policy.card, args.onnx)
         task = args.run_dir or task
         seed = args.seed if args.seed is not None else eval_seed(int(policy.card["training"]["seed"]))
         act = policy
@@ -281,6 +284,33 @@ def _cmd_eval(args: argparse.Namespace) -> int:
               f"(mean length {ev['mean_length']:.0f})"
               + (f", success rate {ev['success_rate']:.0%}" if "success_rate" in ev else ""))
     return 0
+
+
+def _check_task_fits_card(task: str, card: dict, path: str) -> None:
+    """An actor runs on another task only where that task measures and commands the same elements, in order."""
+    from robotrl.envs import task_spec
+    from robotrl.spec import TaskSpec
+
+    mine, theirs = TaskSpec.from_dict(card["spec"]), task_spec(task)
+    for what, a, b in (("observation", [e.label() for e in mine.observation], [e.label() for e in theirs.observation]),
+                       ("action", [e.joint for e in mine.action], [e.joint for e in theirs.action])):
+        if a == b:
+            continue
+        if len(a) != len(b):
+            detail = f"{len(a)} {what} elements, {task} has {len(b)}"
+        else:
+            if not (mine.deployable and theirs.deployable):  # a gymnasium task's elements are unnamed: sizes only
+                continue
+            i = next(i for i in range(len(a)) if a[i] != b[i])
+            detail = f"{what} element {i} is {a[i]}, {task}'s is {b[i]}"
+        raise UserError(f"{path} was trained on {card['task_id']} and cannot run on {task}: its {detail} "
+                        f"(leave TASK out to use the card's task)")
+    for i, (a, b) in enumerate(zip(mine.action, theirs.action, strict=True)):  # sizes checked above
+        if not (math.isclose(a.low, b.low, rel_tol=1e-6, abs_tol=1e-9)
+                and math.isclose(a.high, b.high, rel_tol=1e-6, abs_tol=1e-9)):
+            raise UserError(f"{path} was trained on {card['task_id']} and cannot run on {task}: its action {i} "
+                            f"({a.joint}) spans [{a.low:g}, {a.high:g}], {task}'s [{b.low:g}, {b.high:g}] "
+                            f"(leave TASK out to use the card's task)")
 
 
 def _onnx_policy(path: str):

@@ -97,3 +97,15 @@ def test_train_help_lists_every_field_with_its_meaning(capsys):
     for text in ("--clip-coef", "epsilon of the clipped objective", "--objective", "--kl-target",
                  "--learning-rate", "--envs", "--steps", "--seed", "--config", "--out", "--num-envs"):
         assert text in out, text
+
+
+@pytest.mark.parametrize("task, needle", [
+    ("robotrl/ArmReach-v0", "its 11 observation elements, robotrl/ArmReach-v0 has 18"),
+    ("Hopper-v5", "its action 0 (thigh_joint) spans [-200, 200], Hopper-v5's [-1, 1]"),  # same sizes, other units
+    ("robotrl/Walker2d-v5", "cannot run on robotrl/Walker2d-v5"),
+])
+def test_an_actor_on_a_task_it_does_not_fit_is_refused_in_one_line(capsys, task, needle):
+    assert main(["eval", "--onnx", "pretrained:hopper", task, "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "leave TASK out" in err and err.count("\n") == 1, err
+    assert main(["eval", "--onnx", "pretrained:hopper", "robotrl/Hopper-v5", "--episodes", "1", "--json"]) == 0
