@@ -463,6 +463,7 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
         raise UserError(f"task {args.task!r} has unnamed observation elements; use a robotrl/ task (robotrl tasks)")
     _need_ros()
     import rclpy
+    from rclpy.executors import ExternalShutdownException
 
     from robotrl.deploy.sim_robot import SimRobot
 
@@ -471,7 +472,7 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
     try:
         while rclpy.ok() and not robot.done:
             rclpy.spin_once(robot, timeout_sec=0.1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C; SIGTERM (rclpy's handler shuts the context)
         pass
     finally:
         robot.destroy_node()

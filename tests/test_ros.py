@@ -737,3 +737,27 @@ def test_your_robot_end_to_end_from_a_config_file(tmp_path):
     assert result["tracking"] and result["ok"], result
     for k in ("err_vx", "err_yaw"):  # lockstep, one episode: the same trajectory, step for step
         assert abs(result["ros"][k] - result["in_process"][k]) <= 1e-9, result
+
+
+def test_sim_robot_command_stops_cleanly_on_sigterm(harness):
+    """`robotrl sim-robot` in its own process (as on a terminal or under a launch file): SIGTERM ends it with
+    status 0 and no traceback (rclpy's own handler made spin raise ExternalShutdownException)."""
+    import signal
+    import subprocess
+    import sys
+
+    h = harness()
+    proc = subprocess.Popen([sys.executable, "-m", "robotrl", "sim-robot", "robotrl/ArmReach-v0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while "sim_robot" not in h.robot.get_node_names() and time.monotonic() - t0 < 30:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        assert "sim_robot" in h.robot.get_node_names(), "the simulated robot never appeared on the graph"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err and "internal error" not in err, err
