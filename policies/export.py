@@ -208,7 +208,7 @@ def export_run(run_dir: str, out: str | None = None, *, samples: int = 512) -> d
     from robotrl.card import check_training_fields
     from robotrl.deploy.runtime import CardError, load_card, validate_card
     from robotrl.errors import UserError
-    from robotrl.rundir import RunDir, atomic_write_bytes
+    from robotrl.rundir import RunDir, atomic_write_bytes, replace_target
 
     rd = RunDir.open(run_dir)
     settings = rd.read_settings()
@@ -229,6 +229,7 @@ def export_run(run_dir: str, out: str | None = None, *, samples: int = 512) -> d
         raise UserError(f"-o {str(path)!r} is a directory; give a file name (e.g. {path / 'actor.onnx'})")
     if not path.parent.is_dir():
         raise UserError(f"-o {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    path = replace_target(path)  # before the parity check: -o /dev/null is refused at once
     card = make_card(conf, spec, record, state, ev, str(rd.path))
     try:  # the robot side's schema and the training side's fields, before anything is built
         validate_card(card, f"the card made from {rd.path}")

@@ -56,6 +56,19 @@ def _umask() -> int:
     return mask
 
 
+def replace_target(path: Path | str) -> Path:
+    """The file an atomic write (temporary file, then rename) should replace at `path`: a symbolic link's
+    target, so that the link stays and the file it names is written; refused (one line) where `path` is a
+    device, pipe, socket or folder, which a rename would silently swap for a regular file (``-o /dev/null``)."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise UserError(f"{str(path)!r} is {kind}; give the name of a file to write")
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes, *, verify: Any = None) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part.
 
@@ -63,7 +76,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, verify: Any = None) -> None:
     if it raises, `path` is left as it was. The temporary file's name carries the writer's PID, so
     `clean_temporaries` can tell a live writer's file from a dead one's.
     """
-    path = Path(path)
+    path = replace_target(path)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666 & ~_umask())
     try:

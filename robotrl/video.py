@@ -54,7 +54,9 @@ class _AtomicFile:
     def __init__(self, path: Path):
         import secrets
 
-        self.path = Path(path)
+        from robotrl.rundir import replace_target
+
+        self.path = replace_target(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)

@@ -444,3 +444,24 @@ def test_a_robot_side_install_says_which_extra_training_needs(robot_venv, tmp_pa
     p = subprocess.run([exe, "card", "pretrained:hopper"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "robotrl/Hopper-v5" in p.stdout, p.stderr  # the runtime part works
     assert not any(tmp_path.iterdir())
+
+
+def test_an_output_that_is_a_pipe_or_a_link_is_not_swapped_for_a_regular_file(tmp_path):
+    # -o /dev/null, a FIFO or a folder: a rename over it would replace the special file (as root, /dev/null);
+    # a symbolic link: the link stays and the file it names is written
+    from robotrl.errors import UserError
+    from robotrl.rundir import atomic_write_bytes, replace_target
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in (fifo, Path(os.devnull), tmp_path):
+        with pytest.raises(UserError, match="give the name of a file to write"):
+            atomic_write_bytes(target, b"x")
+    assert fifo.exists() and not fifo.is_file() and Path(os.devnull).is_char_device()
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temporary left behind
+    link = tmp_path / "link.onnx"
+    link.symlink_to("real.onnx")  # dangling until written
+    assert replace_target(link) == tmp_path / "real.onnx"
+    atomic_write_bytes(link, b"one")
+    atomic_write_bytes(link, b"two")
+    assert link.is_symlink() and (tmp_path / "real.onnx").read_bytes() == b"two"
