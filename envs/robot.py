@@ -292,6 +292,11 @@ class Robot:
                 out.append("feet = [BODY or GEOM, ...]")
         if template == "reach" and c.end_effector is None:
             out.append("end_effector = SITE or BODY")
+        model = getattr(self, "model", None)  # inspect's robot, compiled without a template's additions
+        if template == "reach" and model is not None and self.template is None and \
+                mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, GOAL_BODY) >= 0:
+            out.append(f"a model without a body named {GOAL_BODY!r} (the template adds its goal marker under that "
+                       "name: rename the body)")
         if template in ("legged", "reach"):
             lacking = [j for j in self.joints if "default" not in self.settings[j]]
             if lacking:

@@ -271,3 +271,18 @@ def test_a_model_with_position_servos_keeps_them_unless_the_config_overrides(tmp
     assert "gains from the config" in tuned.servo_source["elbow_pitch"]
     others = [i for i in range(len(tuned.joints)) if i != k]
     np.testing.assert_array_equal(tuned.kp[others], own.kp[others])
+
+
+def test_inspect_reports_what_the_reach_template_would_refuse(tmp_path, capsys):
+    """Our arm's MJCF has a body named 'goal' (its own task's marker): inspect must not call it ready for the reach
+    template, which adds its marker under that name and refuses such a model."""
+    from robotrl.cli import main
+
+    arm = Path(__file__).resolve().parents[1] / "envs" / "assets" / "arm6.xml"
+    p = tmp_path / "arm6.toml"
+    p.write_text(f'model = "{arm}"\nend_effector = "fingertip"\n[joints."*"]\ndefault = 0.0\n')
+    assert main(["robot", "inspect", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "template reach   needs: a model without a body named 'goal'" in out, out
+    assert main(["train", "ppo", f"reach:{p}", "--dry-run"]) == 2
+    assert "has a body named 'goal'" in capsys.readouterr().err
