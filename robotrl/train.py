@@ -300,7 +300,12 @@ def resume(path: str | Path, *, total_steps: int | None = None, device: str | No
         if state is not None:
             _check_dims(state["policy"], spec_file, f"checkpoint {rd.latest_checkpoint}", f"{rd.spec}")
         if rd.metrics.is_file():
-            rd.read_metrics()  # a damaged metrics.csv stops here, before anything has changed
+            _, rows = rd.read_metrics()  # a damaged metrics.csv stops here, before anything has changed
+            past = [int(r["step"]) for r in rows if int(r["step"]) >= s.run.checkpoint_every]
+            if state is None and len(past) >= 2:  # logged on past a checkpoint step: one was written, and is gone
+                raise UserError(f"run {str(rd.path)!r} has no checkpoint ({rd.latest_checkpoint} is missing) but its "
+                                f"metrics.csv reaches step {past[-1]:,}, past the checkpoint at "
+                                f"{s.run.checkpoint_every:,}; put the checkpoint back, or start a new run")
         algorithm, spec = _build(algo, task, run, cfg)
         try:
             _check_dims({"obs_dim": spec.obs_dim, "act_dim": spec.act_dim}, spec_file, f"task {task!r} now",

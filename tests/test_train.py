@@ -253,3 +253,16 @@ def test_eval_json_and_plot_of_several_runs(tmp_path, capsys):
     png = tmp_path / "both.png"
     assert main(["plot", *map(str, runs), "-o", str(png)]) == 0
     assert png.stat().st_size > 1000
+
+
+def test_resume_refuses_a_run_whose_checkpoint_was_deleted(tmp_path, capsys):
+    # the metrics show it got past a checkpoint step, so one was written: starting over from step 0 would silently
+    # throw the run away (a run killed before its first checkpoint still starts again, as documented)
+    run = train("ppo", TASK, algo_flags=SMALL, run_flags={"total_steps": "1024", "checkpoint_every": "256",
+                                                          "eval_episodes": "0"}, out=tmp_path / "r", progress=False)
+    (run / "checkpoints" / "latest.pt").unlink()
+    capsys.readouterr()
+    assert main(["resume", str(run), "--steps", "2048"]) == 2
+    err = capsys.readouterr().err
+    assert "has no checkpoint" in err and "reaches step 1,024" in err and err.count("\n") == 1, err
+    assert int(_rows(run)[-1]["step"]) == 1024  # nothing touched
