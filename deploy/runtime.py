@@ -59,6 +59,10 @@ def _session(path: str | Path, threads: int = 1):
     import onnxruntime as ort
 
     p = resolve(path)
+    if p.is_dir():
+        hint = f"; its exported actor is {str(p / 'actor.onnx')!r}" if (p / "actor.onnx").is_file() else \
+            " (robotrl export RUN_DIR writes RUN_DIR/actor.onnx)"
+        raise CardError(f"{str(p)!r} is a directory, not an exported actor{hint}")
     if not p.is_file():
         raise CardError(f"{str(p)!r}: no such file")
     opts = ort.SessionOptions()

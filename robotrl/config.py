@@ -251,8 +251,11 @@ def load_file(path: str | Path) -> dict[str, Any]:
     raise UserError(f"config file {str(p)!r}: use a .toml or .json file")
 
 
+FLAG_NAMES = {"total_steps": "--steps"}  # fields whose command-line flag is not the field's name
+
+
 def cli_flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
 
 
 def add_arguments(parser: Any, cls: type, *, defaults: Any = None, skip: tuple[str, ...] = ()) -> None:

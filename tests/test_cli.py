@@ -22,7 +22,7 @@ def _run(capsys, argv):
     (["train", "ppo", "NoSuchTask-v0"], "unknown task 'NoSuchTask-v0'"),
     (["train", "ppo", "CartPole-v1", "--steps", "100"], "Discrete action space"),
     (["train", "ppo", "Hopper-v5", "--steps", "-5"], "--steps must be a positive number of steps, got -5"),
-    (["train", "ppo", "Hopper-v5", "--steps", "lots"], "--total-steps: expected int, got 'lots'"),
+    (["train", "ppo", "Hopper-v5", "--steps", "lots"], "--steps: expected int, got 'lots'"),
     (["train", "ppo", "Hopper-v5", "--learning-rate", "abc"], "--learning-rate: expected float, got 'abc'"),
     (["train", "ppo", "Hopper-v5", "--objective", "huber"], "--objective: expected one of clip, kl_penalty"),
     (["train", "ppo", "Hopper-v5", "--minibatch-size", "100"], "must divide the batch size"),

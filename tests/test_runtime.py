@@ -256,6 +256,8 @@ def test_files_that_are_not_usable_actors_are_refused_naming_the_problem(tmp_pat
     p = str(tmp_path / "missing.onnx")
     with pytest.raises(CardError, match=f"^'{p}': no such file$"):
         load_card(p)
+    with pytest.raises(CardError, match=r"is a directory, not an exported actor \(robotrl export RUN_DIR"):
+        load_card(tmp_path)  # a run directory given where its actor.onnx is meant
     (tmp_path / "junk.onnx").write_bytes(b"\x00not a model")
     with pytest.raises(CardError, match=r"junk\.onnx' is not a loadable ONNX model \(.*(?i:parsing failed)"):
         load_card(tmp_path / "junk.onnx")  # onnxruntime's own reason, not just its exception's type
