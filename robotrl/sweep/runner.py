@@ -396,8 +396,9 @@ class _Driver:
             fill()
             stopped_n = sum(1 for r in self.finished.values() if r["step"] < r["total_steps"]) + len(self.skipped)
             done_n = len(self.finished) + len(self.skipped)
-            running = ", ".join(f"{t['name']}@{snapshot['latest'].get(t['name'], 0):,}"
-                                for t in list(inflight.values())[:4])
+            at = {t["name"]: snapshot["latest"].get(t["name"]) for t in list(inflight.values())[:4]}
+            running = ", ".join(f"{name}@{step:,}" if step is not None else f"{name} (starting)"  # none reported yet
+                                for name, step in at.items())
             line = (f"sweep: {done_n}/{total} done, {len(inflight)} running, {len(self.failed)} failed, "
                     f"{stopped_n} stopped early | {self.best()}" + (f" | running {running}" if running else ""))
             if (ready and line != last_line) or time.monotonic() - last_time > progress_every:
