@@ -88,14 +88,17 @@ class Mp4Writer:
         self.frames = 0
         self._gen = imageio_ffmpeg.write_frames(
             str(self.file.tmp), (width, height), fps=Fraction(fps).limit_denominator(1000), codec="libx264",
-            pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="quiet",
             output_params=["-crf", "23", "-preset", "fast", "-movflags", "+faststart", "-f", "mp4"])
         self._gen.send(None)
 
     def append(self, frame: np.ndarray) -> None:
         import numpy as np
 
-        self._gen.send(np.ascontiguousarray(frame))
+        try:
+            self._gen.send(np.ascontiguousarray(frame))
+        except OSError as e:
+            self._failed(e)
         self.frames += 1
 
     def close(self, ok: bool = True) -> None:
@@ -104,13 +107,43 @@ class Mp4Writer:
         gen, self._gen = self._gen, None
         try:
             gen.close()
+        except OSError as e:
+            self._failed(e)
         except Exception:
             self.file.discard()
             raise
         if ok and self.frames:
+            self._check_complete()
             self.file.commit()
         else:
             self.file.discard()
+
+    def _check_complete(self) -> None:
+        """ffmpeg killed part-way (a file-size limit, the OOM killer) ends without an error from imageio-ffmpeg:
+        count the frames in the file before it replaces anything."""
+        import imageio_ffmpeg
+
+        try:
+            n = imageio_ffmpeg.count_frames_and_secs(str(self.file.tmp))[0]
+        except (RuntimeError, OSError):
+            n = 0
+        if n != self.frames:
+            self._failed(OSError(f"{n} of {self.frames} frames in the file"))
+
+    def _failed(self, e: OSError) -> None:
+        """ffmpeg stopped (its own messages are silenced: they were several lines for one cause). Its pipe
+        error carries no reason; a full disk, the usual one, is told as the operating system's refusal."""
+        import errno
+        import shutil
+
+        self._gen = None
+        self.file.discard()
+        if e.errno not in (None, errno.EPIPE):
+            raise e
+        if shutil.disk_usage(self.file.path.parent).free < 64 * 2**20:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.file.path)) from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"ffmpeg could not write {self.file.path} ({first})") from None
 
 
 class GifWriter:
