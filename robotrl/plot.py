@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +40,10 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEF
         steps, values = read_metric(csv_path, metric)
         curves.append((p.name, steps, values))
     if not any(steps for _, steps, _ in curves):
-        raise UserError(f"no values of {metric!r} in the given runs")
+        raise UserError(f"no values of {metric!r} in the given runs (no episode finished yet?)")
+    for label, steps, _ in curves:
+        if not steps:
+            print(f"robotrl: {label} has no values of {metric!r} yet; left out of the plot", file=sys.stderr)
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UserError(f"-o {str(out)!r}: the plot is a PNG; give a file name ending in .png")

@@ -452,7 +452,8 @@ class RunDir:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # a damaged file makes the unpickler fail in many ways
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise UserError(f"checkpoint {path} cannot be read: {first}") from None
+            raise UserError(f"checkpoint {path} cannot be read, it is damaged or cut short ({first}); the run "
+                            "cannot continue from it") from None
         if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, *LEGACY_CHECKPOINT_FORMATS):
             raise UserError(f"{path} is not a robotrl checkpoint")
         content = {k: v for k, v in state.items() if k not in ("format", "checksum")}

@@ -434,8 +434,8 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
         from robotrl.plot import plot_runs
 
         plot_runs([rd.path], rd.plot, title=f"{algo_name} on {task}")
-    except UserError:
-        pass  # too short to have finished an episode
+    except UserError as e:  # too short to have finished an episode
+        print(f"robotrl: no learning curve: {e}", file=sys.stderr)
     print(f"robotrl: run directory {rd.path}", file=sys.stderr)
 
 
