@@ -10,13 +10,12 @@ Wherever a file is expected, ``pretrained:NAME`` names an actor shipped with rob
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robotrl.spec import ACT_KINDS, OBS_KINDS
+from robotrl.spec import ACT_KINDS, OBS_KINDS, finite_number
 
 CARD_KEY = "robotrl_card"
 CARD_FORMAT = "robotrl-card/1"
@@ -114,7 +113,7 @@ _FRAMES = {"base_lin_vel": ("world", "base"), "base_ang_vel": ("world", "base")}
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return finite_number(v)
 
 
 def validate_card(card: Any, where: str = "card") -> None:

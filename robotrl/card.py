@@ -11,8 +11,9 @@ the robot side's check before writing a card, the commands after loading one.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
+
+from robotrl.spec import finite_number
 
 
 def _int(v: Any) -> bool:
@@ -20,7 +21,7 @@ def _int(v: Any) -> bool:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return finite_number(v)
 
 
 def _shown(v: Any) -> str:

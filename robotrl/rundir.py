@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from robotrl.errors import UserError
+from robotrl.spec import finite_number
 
 CHECKPOINT_FORMAT = "robotrl-checkpoint/2"  # /2 adds the checksum
 LEGACY_CHECKPOINT_FORMATS = ("robotrl-checkpoint/1",)
@@ -162,7 +163,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return finite_number(v)
 
 
 def _read_text(path: Path, what: str) -> str:

@@ -19,6 +19,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+
+def finite_number(v: Any) -> bool:
+    """A JSON number that is a finite float: not bool, NaN or an infinity, and not an integer beyond float range
+    (``math.isfinite`` raises OverflowError on those, e.g. 10**400 from a hand-edited card)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    return math.isfinite(v) if isinstance(v, float) else abs(v) <= 1.7976931348623157e308
+
 SPEC_FORMAT = "robotrl-spec/1"
 
 # Observation element kinds, each something a robot can measure or be told. For the joint and base
@@ -197,8 +205,7 @@ def _joint_ranges(d: Any) -> dict[str, tuple[float, float]]:
         raise ValueError("task spec 'joint_ranges' must be an object {joint: [low, high]}")
     out = {}
     for name, r in d.items():
-        if not (isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)
-                and all(math.isfinite(v) for v in r) and r[0] < r[1]):
+        if not (isinstance(r, (list, tuple)) and len(r) == 2 and all(finite_number(v) for v in r) and r[0] < r[1]):
             raise ValueError(f"task spec joint_ranges[{name!r}] must be [low, high], finite, low < high; got {r!r}")
         out[str(name)] = (float(r[0]), float(r[1]))
     return out

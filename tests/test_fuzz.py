@@ -382,6 +382,27 @@ def test_card_mutations(data, base_run, tmp_path_factory):
         _judge(argv, code, err)
 
 
+def test_an_integer_beyond_float_range_in_a_card_is_refused_like_any_bad_number(base_run, tmp_path):
+    # found by test_card_mutations: math.isfinite(10**400) raises OverflowError instead of answering False
+    import onnx
+
+    model = onnx.load(str(base_run / "actor.onnx"))
+    card = json.loads({p.key: p.value for p in model.metadata_props}["robotrl_card"])
+    for where in (("evaluation", "mean_return"), ("control_period",), ("export", "parity_max_abs_diff")):
+        mutated = json.loads(json.dumps(card))
+        node = mutated
+        for key in where[:-1]:
+            node = node[key]
+        node[where[-1]] = 10**400
+        del model.metadata_props[:]
+        onnx.helper.set_model_props(model, {"robotrl_card": _dumps(mutated)})
+        path = tmp_path / f"{'-'.join(where)}.onnx"
+        onnx.save(model, str(path))
+        for argv in (["card", path], ["eval", "--onnx", path, "--episodes", "1"]):
+            code, _, err = _cli(argv)
+            _judge(argv, code, err)
+
+
 # -- 5. a few cases as real processes ------------------------------------------------------------------------
 
 @_settings(4, share=0.02)  # a second or two each: a fresh interpreter imports torch

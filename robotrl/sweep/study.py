@@ -43,6 +43,7 @@ from typing import Any
 from robotrl import algos as algo_registry
 from robotrl import config as cfgmod
 from robotrl.errors import UserError
+from robotrl.spec import finite_number
 
 SAMPLERS = ("grid", "random", "tpe")
 RANGES = ("uniform", "log_uniform", "int_uniform")
@@ -328,8 +329,7 @@ def _space(p: Path, space: dict[str, Any], algos: list[str], sampler: str) -> li
                           f"[low, high]}}, got {spec!r}")
         kind, bounds = next(iter(spec.items()))
         if (not isinstance(bounds, list) or len(bounds) != 2
-                or not all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
-                           for b in bounds) or not bounds[0] < bounds[1]):
+                or not all(finite_number(b) for b in bounds) or not bounds[0] < bounds[1]):
             raise _err(p, f"{where}: {kind} takes [low, high] with low < high, got {bounds!r}")
         if kind == "log_uniform" and bounds[0] <= 0:
             raise _err(p, f"{where}: log_uniform needs low > 0, got {bounds[0]!r}")
