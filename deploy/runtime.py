@@ -112,8 +112,7 @@ _AXES = {"base_pos": _XYZ, "base_angle": _XYZ, "base_quat": ("w", "x", "y", "z")
 _FRAMES = {"base_lin_vel": ("world", "base"), "base_ang_vel": ("world", "base")}
 
 
-def _number(v: Any) -> bool:
-    return finite_number(v)
+_number = finite_number
 
 
 def validate_card(card: Any, where: str = "card") -> None:

@@ -20,8 +20,7 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _number(v: Any) -> bool:
-    return finite_number(v)
+_number = finite_number
 
 
 def _shown(v: Any) -> str:

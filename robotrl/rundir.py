@@ -162,8 +162,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
-    return finite_number(v)
+_is_number = finite_number
 
 
 def _read_text(path: Path, what: str) -> str:
