@@ -39,7 +39,7 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
     from robotrl.deploy.node import PolicyNode
     from robotrl.deploy.runtime import OnnxPolicy
     from robotrl.deploy.sim_robot import SimRobot
-    from robotrl.evaluate import eval_seed, evaluate
+    from robotrl.evaluate import episode_count, eval_seed, evaluate
 
     policy = OnnxPolicy(policy_path)
     card = policy.card
@@ -53,11 +53,12 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
         script, env_kwargs = COMMAND_SCRIPT, {"push_interval_s": 0.0}
         ref = evaluate_tracking(policy, task, episodes=episodes, seed=seed, script=script, env_kwargs=env_kwargs)
         log(f"in-process (onnxruntime), scripted commands: forward error {ref['err_vx']:.3f} m/s, yaw-rate error "
-            f"{ref['err_yaw']:.3f} rad/s, {ref['falls']} falls in {episodes} episodes ({time.monotonic() - t0:.1f} s)")
+            f"{ref['err_yaw']:.3f} rad/s, {ref['falls']} falls in "
+            f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
     else:
         ref = evaluate(policy, task, episodes, seed)
-        log(f"in-process (onnxruntime): {ref['mean_return']:.2f} +- {ref['std_return']:.2f} over {episodes} "
-            f"episodes ({time.monotonic() - t0:.1f} s)")
+        log(f"in-process (onnxruntime): {ref['mean_return']:.2f} +- {ref['std_return']:.2f} over "
+            f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
 
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -110,7 +111,7 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
     ok = shortfall <= tolerance
     steps = int(sum(robot.lengths))
     log(f"ROS 2 node -> simulated robot over DDS ({'lockstep' if lockstep else 'free-running'}): "
-        f"{ros_mean:.2f} +- {float(np.std(robot.returns)):.2f} over {episodes} episodes, {steps} steps in "
+        f"{ros_mean:.2f} +- {float(np.std(robot.returns)):.2f} over {episode_count(episodes)}, {steps} steps in "
         f"{wall:.1f} s; safety mode at the end: {status['mode']}")
     log(f"{'OK' if ok else 'FAIL'}: the node's mean return is {-shortfall:+.1%} of in-process "
         f"(allowed: -{tolerance:.0%})")

@@ -253,7 +253,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from robotrl.evaluate import evaluate
+    from robotrl.evaluate import episode_count, evaluate
     from robotrl.train import eval_seed
 
     if args.onnx:
@@ -280,7 +280,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps({k: ev[k] for k in keys if k in ev}))
     else:
         print(f"{task} ({algo}, step {step:,}{', onnxruntime' if args.onnx else ''}): return "
-              f"{ev['mean_return']:.2f} +- {ev['std_return']:.2f} over {ev['episodes']} episodes "
+              f"{ev['mean_return']:.2f} +- {ev['std_return']:.2f} over {episode_count(ev['episodes'])} "
               f"(mean length {ev['mean_length']:.0f})"
               + (f", success rate {ev['success_rate']:.0%}" if "success_rate" in ev else ""))
     return 0
@@ -360,6 +360,8 @@ def _check_training_fields(card: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
+    from robotrl.evaluate import episode_count
+
     card = _load_card(args.onnx)
     if args.json:
         print(json.dumps(card, indent=2, sort_keys=True))
@@ -370,11 +372,13 @@ def _cmd_card(args: argparse.Namespace) -> int:
     print(f"control     {f'{period} s ({1 / period:.0f} Hz)' if period else 'unknown'}")
     if ev:
         extra = f", success rate {ev['success_rate']:.0%}" if "success_rate" in ev else ""
-        print(f"evaluation  {ev['mean_return']:.1f} +- {ev['std_return']:.1f} over {ev['episodes']} episodes{extra}")
+        print(f"evaluation  {ev['mean_return']:.1f} +- {ev['std_return']:.1f} over "
+              f"{episode_count(ev['episodes'])}{extra}")
     norm = card["normalizer"]
     frozen = f"frozen after {norm['frozen_after_steps']:,} steps" if norm["enabled"] else "none"
     print(f"normalizer  {frozen}")
-    print(f"sim2real    {card.get('sim2real') or 'none'}")
+    s2r = {k: v for k, v in (card.get("sim2real") or {}).items() if v}
+    print(f"sim2real    {', '.join(f'{k} {v}' for k, v in s2r.items()) or 'none'}")
     print(f"robotrl     {card['robotrl_version']}")
     from robotrl.spec import TaskSpec
 

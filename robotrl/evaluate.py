@@ -25,6 +25,11 @@ Policy = Callable[[np.ndarray], np.ndarray]  # [M, obs_dim] raw observations -> 
 Watch = Callable[[int, Any, float | None, dict[str, Any], bool], None]
 
 
+def episode_count(n: int) -> str:
+    """``"1 episode"``, ``"10 episodes"``: the count as messages print it."""
+    return f"{n} episode{'' if n == 1 else 's'}"
+
+
 def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs: int = 8,
              env_kwargs: dict[str, Any] | None = None, watch: Watch | None = None) -> dict[str, Any]:
     """Mean, std and per-episode returns and lengths of `episodes` episodes of `policy` on `task_id`.

@@ -423,7 +423,7 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                 final["eval/success_rate"] = ev["success_rate"]
             logger.log(algo.num_steps, final)
             summary += f"; evaluation return {ev['mean_return']:.1f} +- {ev['std_return']:.1f} " \
-                       f"over {ev['episodes']} episodes"
+                       f"over {episode_count(ev['episodes'])}"
             if "success_rate" in ev:
                 summary += f", success rate {ev['success_rate']:.0%}"
         print(summary, file=sys.stderr)
@@ -450,7 +450,7 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
                         "is from before this; try a smaller --learning-rate)")
 
 
-from robotrl.evaluate import eval_seed  # noqa: E402  (re-exported; it lives with the evaluation)
+from robotrl.evaluate import episode_count, eval_seed  # noqa: E402  (re-exported; it lives with the evaluation)
 
 
 def _evaluate_record(record: dict[str, Any], task: str, episodes: int, seed: int, watch: Any = None

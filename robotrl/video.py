@@ -488,6 +488,8 @@ def main(args: Any) -> int:
     check_environment()  # before mujoco is imported: it refuses an unknown MUJOCO_GL with a traceback
     source = load_source(args.source)
     out = Path(args.out) if args.out else source.default_out
+    if args.out and not out.parent.is_dir():  # as export and plot: a mistyped folder is not created
+        raise UserError(f"-o {str(out)!r}: folder {str(out.parent)!r} does not exist")
     settings = VideoSettings(out, width=args.width, height=args.height, fps=args.fps, camera=args.camera,
                              seconds=args.seconds)
     if args.script and not _is_tracking(source.task):

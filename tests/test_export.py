@@ -97,6 +97,28 @@ def test_card_round_trips_and_names_what_the_robot_needs(runs, capsys):
     assert json.loads(capsys.readouterr().out) == card
 
 
+
+def test_card_prints_what_the_robot_needs_in_words(runs, tmp_path, capsys):
+    """The human-readable card: evaluation with the episode count in words, the sim2real settings that were on
+    (not a Python dict), the elements."""
+    run = runs["ddpg"]
+    main(["export", str(run), "-o", str(run / "words.onnx")])
+    capsys.readouterr()
+    model = onnx.load(str(run / "words.onnx"))
+    card = json.loads({p.key: p.value for p in model.metadata_props}["robotrl_card"])
+    card["sim2real"] = {"randomize_mass": 0.2, "obs_noise": 0.0, "action_delay": 2}
+    card["evaluation"]["episodes"] = 1
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {"robotrl_card": json.dumps(card)})
+    onnx.save(model, str(tmp_path / "s2r.onnx"))
+    assert main(["card", str(tmp_path / "s2r.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "sim2real    randomize_mass 0.2, action_delay 2\n" in out
+    assert " over 1 episode" in out and "1 episodes" not in out
+    assert main(["card", str(run / "words.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "sim2real    none\n" in out and " over 3 episodes" in out
+
 def test_onnx_evaluation_matches_the_checkpoint(runs, capsys):
     run = runs["ppo"]
     main(["export", str(run)])
