@@ -70,6 +70,17 @@ def replace_target(path: Path | str) -> Path:
     return path
 
 
+def create_temporary(path: Path) -> tuple[int, Path]:
+    """A new, empty temporary file beside `path` (``.NAME.PID.HEX.tmp``), open for writing: ``(fd, its path)``.
+    An operating-system refusal (read-only or unwritable folder, full disk) names `path`, the file the user
+    asked for, not the temporary one."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666 & ~_umask()), tmp
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+
+
 def atomic_write_bytes(path: Path, data: bytes, *, verify: Any = None) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part.
 
@@ -78,8 +89,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, verify: Any = None) -> None:
     `clean_temporaries` can tell a live writer's file from a dead one's.
     """
     path = replace_target(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666 & ~_umask())
+    fd, tmp = create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

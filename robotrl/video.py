@@ -52,14 +52,11 @@ class _AtomicFile:
     writer's leftover in a run directory is cleaned up the same way."""
 
     def __init__(self, path: Path):
-        import secrets
-
-        from robotrl.rundir import replace_target
+        from robotrl.rundir import create_temporary, replace_target
 
         self.path = replace_target(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd, self.tmp = create_temporary(self.path)
         os.close(fd)
 
     def commit(self) -> None:

@@ -465,3 +465,17 @@ def test_an_output_that_is_a_pipe_or_a_link_is_not_swapped_for_a_regular_file(tm
     atomic_write_bytes(link, b"one")
     atomic_write_bytes(link, b"two")
     assert link.is_symlink() and (tmp_path / "real.onnx").read_bytes() == b"two"
+
+
+def test_a_refused_write_names_the_file_asked_for_not_the_temporary(tmp_path):
+    """An atomic write (export, checkpoints, videos) goes through a temporary file beside the target; when the
+    operating system refuses it (here: the 'folder' is a file), the error names the file the user gave, which
+    the CLI prints as its one line."""
+    from robotrl.cli import _os_error
+    from robotrl.rundir import atomic_write_bytes
+
+    (tmp_path / "plain").write_text("a file, not a folder")
+    target = tmp_path / "plain" / "actor.onnx"
+    with pytest.raises(NotADirectoryError) as e:
+        atomic_write_bytes(target, b"x")
+    assert e.value.filename == str(target) and ".tmp" not in _os_error(e.value)
