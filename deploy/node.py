@@ -57,6 +57,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from robotrl.deploy.observation import BadInput, MissingInput, ObservationBuilder
 from robotrl.deploy.runtime import CardError, OnnxPolicy
 from robotrl.deploy.safety import SafetyConfig, SafetyFilter
+from robotrl.spec import finite_number
 
 PARAMS: dict[str, Any] = {
     "policy": "",                      # path of actor.onnx, or pretrained:NAME
@@ -116,7 +117,7 @@ def check_params(values: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(v, bool):
                 raise ConfigError(f"parameter {name} must be true or false, got {v!r}")
         elif isinstance(default, float):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if not finite_number(v):
                 raise ConfigError(f"parameter {name} must be a finite number, got {v!r}")
             v = float(v)
             if name in _NONNEGATIVE and v < 0:
@@ -142,8 +143,7 @@ def parse_joint_limits(text: str) -> dict[str, tuple[float, float]] | None:
         raise ConfigError('parameter joint_limits must be a JSON object {"joint": [low, high]}')
     out = {}
     for k, r in d.items():
-        if not (isinstance(r, list) and len(r) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                            and math.isfinite(x) for x in r) and r[0] < r[1]):
+        if not (isinstance(r, list) and len(r) == 2 and all(finite_number(x) for x in r) and r[0] < r[1]):
             raise ConfigError(f"parameter joint_limits[{k!r}] must be [low, high], finite, low < high; got {r!r}")
         out[k] = (float(r[0]), float(r[1]))
     return out

@@ -52,6 +52,7 @@ import numpy as np
 import tomllib
 
 from robotrl.errors import UserError
+from robotrl.spec import finite_number
 
 JOINT_FIELDS = {
     "default": "the standing / home position [rad or m]",
@@ -73,10 +74,6 @@ _HINGE, _SLIDE, _FREE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.m
 
 class RobotConfigError(UserError):
     """The model or the robot config is unusable; the message names the file and the field."""
-
-
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _names(model: mujoco.MjModel, objtype: mujoco.mjtObj, n: int) -> list[str]:
@@ -170,7 +167,7 @@ class RobotConfig:
                 raise RobotConfigError(f"{where}: joints.{pattern!r}: unknown field(s) {', '.join(bad)}; known: "
                                        f"{', '.join(JOINT_FIELDS)}")
             for k, v in settings.items():
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                if not finite_number(v):
                     raise RobotConfigError(f"{where}: joints.{pattern!r}.{k} must be a finite number, got {v!r}")
                 if (k != "default" and v < 0) or (k in ("effort_limit", "action_scale") and v == 0):
                     raise RobotConfigError(f"{where}: joints.{pattern!r}.{k} must be positive, got {v!r}")
@@ -437,12 +434,13 @@ class Robot:
             if "command_ranges" not in params:
                 raise RobotConfigError(f"{where}: this template has no velocity command")
             for a, r in ranges.items():
-                if not (isinstance(r, list) and len(r) == 2 and all(_num(v) for v in r) and r[0] <= 0 <= r[1]):
+                if not (isinstance(r, list) and len(r) == 2 and all(finite_number(v) for v in r) and r[0] <= 0 <= r[1]):
                     raise RobotConfigError(f"{where}: command_{a} must be [low, high] with low <= 0 <= high, got {r!r}")
             out["command_ranges"] = {a: (float(r[0]), float(r[1])) for a, r in ranges.items()}
         if "rewards" in raw:
             w = raw.pop("rewards")
-            if "reward_weights" not in params or not isinstance(w, dict) or not all(_num(v) for v in w.values()):
+            numbers = isinstance(w, dict) and all(finite_number(v) for v in w.values())
+            if "reward_weights" not in params or not numbers:
                 raise RobotConfigError(f"{where}: rewards must be a table of numbers (weights by term), got {w!r}")
             out["reward_weights"] = {k: float(v) for k, v in w.items()}
         for k, v in raw.items():
@@ -453,10 +451,10 @@ class Robot:
             if isinstance(default, bool):
                 ok = isinstance(v, bool)
             elif isinstance(default, tuple):
-                ok = isinstance(v, list) and len(v) == len(default) and all(_num(x) for x in v)
+                ok = isinstance(v, list) and len(v) == len(default) and all(finite_number(x) for x in v)
                 v = tuple(float(x) for x in v) if ok else v
             else:
-                ok = _num(v)
+                ok = finite_number(v)
             if not ok:
                 raise RobotConfigError(f"{where}: {k} must be like {default!r}, got {v!r}")
             out[k] = v

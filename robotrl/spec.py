@@ -27,6 +27,15 @@ def finite_number(v: Any) -> bool:
         return False
     return math.isfinite(v) if isinstance(v, float) else abs(v) <= 1.7976931348623157e308
 
+
+def _finite(v: Any) -> bool:
+    """math.isfinite for any real number (numpy's too), False for an integer beyond float range."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 SPEC_FORMAT = "robotrl-spec/1"
 
 # Observation element kinds, each something a robot can measure or be told. For the joint and base
@@ -78,7 +87,7 @@ class ObsElement:
             raise ValueError(f"unknown observation kind {self.kind!r}; known: {', '.join(OBS_KINDS)}")
         if self.range is not None:
             lo, hi = self.range
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            if not (_finite(lo) and _finite(hi) and lo <= hi):
                 raise ValueError(f"{self.label()}: range must be finite with low <= high, got {self.range}")
             object.__setattr__(self, "range", (float(lo), float(hi)))
 
@@ -109,7 +118,7 @@ class ActElement:
     def __post_init__(self) -> None:
         if self.kind not in ACT_KINDS:
             raise ValueError(f"unknown action kind {self.kind!r}; known: {', '.join(ACT_KINDS)}")
-        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+        if not (_finite(self.low) and _finite(self.high) and self.low < self.high):
             raise ValueError(f"action bounds of {self.joint!r} must be finite with low < high, got "
                              f"[{self.low}, {self.high}]")
 

@@ -34,6 +34,9 @@ Callback = Callable[[int, dict[str, float]], bool]
 """`callback(step, metrics)` after each logged iteration of `train`/`resume`; True stops the run early."""
 
 
+MAX_STEPS = 10**12  # a trillion environment steps: years of one machine; more is a typo
+
+
 @dataclass
 class RunConfig(Sim2Real):
     """Settings of a run that are not hyper-parameters of the algorithm. The sim-to-real settings
@@ -57,11 +60,14 @@ class RunConfig(Sim2Real):
     """Torch intra-op threads of the learner. Results are bit-identical only for the same value."""
     video: bool = False
     """Film the final evaluation's first episode to video.mp4 in the run directory (robotrl.video)."""
+
     def __post_init__(self) -> None:
-        if self.total_steps <= 0:
-            raise ValueError(f"--steps must be a positive number of steps, got {self.total_steps}")
-        if self.checkpoint_every <= 0:
-            raise ValueError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
+        if not 0 < self.total_steps <= MAX_STEPS:
+            raise ValueError(f"--steps must be a positive number of steps, at most {MAX_STEPS:.0e}, got "
+                             f"{self.total_steps}")
+        if not 0 < self.checkpoint_every <= MAX_STEPS:
+            raise ValueError(f"--checkpoint-every must be positive, at most {MAX_STEPS:.0e}, got "
+                             f"{self.checkpoint_every}")
         if self.eval_episodes < 0 or self.eval_every < 0:
             raise ValueError("--eval-episodes and --eval-every must be >= 0")
         if not 1 <= self.threads <= 1024:

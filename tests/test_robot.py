@@ -144,6 +144,8 @@ MISTAKES = {
     "default outside range": (GOOD + '[joints.lf_knee]\ndefault = 1.0\n', None, "outside its range"),
     "wrong type": (GOOD.replace("kp = 8.0", 'kp = "stiff"'), None, "kp must be a finite number"),
     "not toml": ("base = [\n", "skip-model", "not valid TOML"),
+    "integer beyond float range": (GOOD.replace("default = 0.0", f"default = {10**400}"), None,
+                                   "default must be a finite number"),
 }
 
 

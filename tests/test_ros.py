@@ -454,12 +454,15 @@ def test_deploy_refuses_bad_cards_and_parameters_with_one_line_and_exit_2(tmp_pa
         "unquoted json": [ARM, "--ros-args", "-p", 'joint_limits:={"elbow_pitch": [0, 1]}', "-r", "__node:=p_json"],
         "autostart type": [ARM, "--ros-args", "-p", "autostart:=3", "-r", "__node:=p_auto"],
         "misspelt": [ARM, "--ros-args", "-p", "watchdog:=0.1", "-r", "__node:=p_name"],
+        "beyond float": [ARM, "--ros-args", "-p", f'joint_limits:=\'{{"elbow_pitch": [0, {10**400}]}}\'', "-r",
+                         "__node:=p_huge"],
     }
     procs = {k: subprocess.Popen([sys.executable, "-m", "robotrl.deploy", *a], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for k, a in cases.items()}
     needles = {"card": "not below high", "parameter type": "rate_hz", "negative": "watchdog_s",
                "choice": "safe_action", "limits": "'elbow'", "misspelt": "unknown parameter(s) watchdog;",
-               "unquoted json": "joint_limits:='{", "autostart type": "autostart must be true or false"}
+               "unquoted json": "joint_limits:='{", "autostart type": "autostart must be true or false",
+               "beyond float": "joint_limits['elbow_pitch'] must be [low, high], finite"}
     for k, proc in procs.items():
         _, err = proc.communicate(timeout=60)
         lines = [ln for ln in err.splitlines() if ln.strip()]
