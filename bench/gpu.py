@@ -140,8 +140,8 @@ def report(res: dict) -> str:
              f"{res['cpus']} CPU cores, Python {res['python']}, torch {res['torch']}; the wheels of bench/gpu.sh), "
              "then `python bench/gpu.py --write DIR/gpu.json` here.", "",
              "**Every algorithm on `--device cuda`**: trained with the CI learning test's settings, continued on the "
-             "CPU (`robotrl resume RUN --steps +10% --device cpu`), exported, and the exported actor evaluated with "
-             "onnxruntime.", "",
+             "CPU for 10 % more steps (`robotrl resume RUN --steps N --device cpu`, N = 1.1 x the run's steps), "
+             "exported, and the exported actor evaluated with onnxruntime.", "",
              "| algorithm | task, steps | wall (s) | return on cuda | test threshold | resumed on | return after | "
              "ONNX return |", "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
     for r in res.get("cli", []):

@@ -469,6 +469,19 @@ class Robot:
         return cls(RobotConfig(model=Path(model)), None)
 
     # report ------------------------------------------------------------------------------------------
+    def _refusal(self, template: str) -> str | None:
+        """Why `template` would refuse this robot once nothing is missing (a base without the free joint, a
+        default pose outside a joint's range, a [template] table with an unknown key, ...): found by building
+        the template's env as training does, so that 'ready' is never a promise training breaks."""
+        from robotrl.envs.tasks import template_env
+
+        try:
+            template_env(template, self.config, f"{template}:{self.config.path or self.config.model}").close()
+        except RobotConfigError as e:
+            text, prefix = str(e), f"{self.config.where}: "
+            return text[len(prefix):] if text.startswith(prefix) else text
+        return None
+
     def inspect(self) -> str:
         """What `robotrl robot inspect` prints: the model as robotrl sees it, and what each template lacks."""
         m, c = self.raw_model, self.config
@@ -517,8 +530,9 @@ class Robot:
         out.append(f"sensors ({m.nsensor}): {_listing(_names(m, mujoco.mjtObj.mjOBJ_SENSOR, m.nsensor), 20)}")
         for t, what in TEMPLATES.items():
             missing = self.missing_for(t)
-            out.append(f"template {t:7s} " + ("ready" if not missing else "needs: " + "; ".join(missing))
-                       + f"   ({what})")
+            refusal = None if missing else self._refusal(t)
+            state = ("needs: " + "; ".join(missing) if missing else f"refused: {refusal}" if refusal else "ready")
+            out.append(f"template {t:7s} {state}   ({what})")
         return "\n".join(out)
 
 

@@ -211,21 +211,29 @@ _add(TaskDef("robotrl/ArmReachHard-v0", _arm(True),
 QUADRUPED_CONFIG = Path(__file__).resolve().parent / "assets" / "quadruped.toml"
 
 
-def robot_task(template: str, config: str | Path, task_id: str):
-    """A callable making the template's env for the robot described by `config`."""
-    def make(**kwargs: Any) -> gym.Env:
-        from robotrl.envs.robot import Robot, RobotConfigError
+def template_env(template: str, config: Any, task_id: str, **kwargs: Any) -> gym.Env:
+    """The template's env for the robot `config` (a `RobotConfig`); every refusal a `RobotConfigError` naming
+    the file and the field. `robotrl robot inspect` calls a template ready only when this succeeds."""
+    from robotrl.envs.robot import Robot, RobotConfigError
 
-        robot = Robot.load(config, template)
-        if template == "legged":
-            from robotrl.envs.legged import LeggedVelocityEnv as Env
-        else:
-            from robotrl.envs.reach import ReachEnv as Env
-        settings = robot.template_settings(template, Env)  # the config's [legged] / [reach] table, checked
-        try:
-            return Env(robot, task_id=task_id, **{**settings, **kwargs})
-        except ValueError as e:
-            raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
+    robot = Robot(config, template)
+    if template == "legged":
+        from robotrl.envs.legged import LeggedVelocityEnv as Env
+    else:
+        from robotrl.envs.reach import ReachEnv as Env
+    settings = robot.template_settings(template, Env)  # the config's [legged] / [reach] table, checked
+    try:
+        return Env(robot, task_id=task_id, **{**settings, **kwargs})
+    except ValueError as e:
+        raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
+
+
+def robot_task(template: str, config: str | Path, task_id: str):
+    """A callable making the template's env for the robot described by the config file `config`."""
+    def make(**kwargs: Any) -> gym.Env:
+        from robotrl.envs.robot import RobotConfig
+
+        return template_env(template, RobotConfig.load(config), task_id, **kwargs)
 
     return make
 

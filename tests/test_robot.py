@@ -288,3 +288,24 @@ def test_inspect_reports_what_the_reach_template_would_refuse(tmp_path, capsys):
     assert "template reach   needs: a model without a body named 'goal'" in out, out
     assert main(["train", "ppo", f"reach:{p}", "--dry-run"]) == 2
     assert "has a body named 'goal'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda t: t.replace('base = "torso"', 'base = "lf"'), "base body 'lf' has no free joint"),
+    (lambda t: t + "[joints.lf_knee]\ndefault = 1.0\n", "default position of 'lf_knee' (1) is outside its range"),
+    (lambda t: t + "[legged]\nstep_height = 0.1\n", "unknown setting 'step_height'"),
+])
+def test_inspect_calls_a_template_ready_only_when_training_accepts_the_robot(tmp_path, capsys, change, needle):
+    """Found from outside: inspect said 'legged ready' for configs that `train legged:...` then refused. Each
+    case is refused by training and reported by inspect with the same reason."""
+    from robotrl.cli import main
+
+    p = _write(tmp_path, change(GOOD))
+    assert main(["robot", "inspect", str(p)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("template legged"))
+    assert line.startswith("template legged  refused: ") and needle in line, line
+    assert main(["train", "ppo", f"legged:{p}", "--dry-run"]) == 2
+    assert needle in capsys.readouterr().err
+    assert main(["robot", "inspect", str(_write(tmp_path, GOOD))]) == 0
+    assert "template legged  ready" in capsys.readouterr().out
