@@ -153,7 +153,7 @@ def validate_card(card: Any, where: str = "card") -> None:
         raise bad("control_period", "a number of seconds in (0, 10]", period)
     for key in ("frame_skip", "max_episode_steps"):
         v = spec.get(key)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 1 <= v < 2**63):
             raise bad(f"spec.{key}", "a positive integer or null", v)
     joints = []
     for i, a in enumerate(spec["action"]):

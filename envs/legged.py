@@ -30,9 +30,10 @@ velocity every `push_interval_s`.
 
 Commands are drawn every `resample_s` seconds (uniform in that range) from `command_ranges`, or zero
 (stand) with probability `stand_probability`; `set_command` fixes one (the simulated robot does this
-from /cmd_vel). An episode ends when a base geom touches the ground or the base tilts beyond
-`max_tilt`, and is truncated after `episode_s`. The start is the robot settled on its default pose,
-turned to a random heading, joints perturbed by `reset_noise`.
+from /cmd_vel). An episode ends when a base geom touches the ground (or anything else that is not part of
+the robot: its own legs do not count) or the base tilts beyond `max_tilt`, and is truncated after
+`episode_s`. The start is the robot settled on its default pose, turned to a random heading, joints
+perturbed by `reset_noise`.
 """
 
 from __future__ import annotations
@@ -116,6 +117,11 @@ class LeggedVelocityEnv(gym.Env):
         self._qb, self._vb = int(m.jnt_qposadr[free]), int(m.jnt_dofadr[free])
         self.base_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
         self._base_geoms = np.asarray([g for g in range(m.ngeom) if m.geom_bodyid[g] == self.base_body], np.intp)
+        self._is_base = np.zeros(m.ngeom, dtype=bool)
+        self._is_base[self._base_geoms] = True
+        # not the robot's own: the ground and anything else outside the base's kinematic tree (a fall is the base
+        # touching one of these; the trunk brushing a thigh is a self-contact, not a fall)
+        self._foreign = m.body_rootid[m.geom_bodyid] != m.body_rootid[self.base_body]
         feet = _geoms_of(m, r.config.feet)
         self._feet_flat = np.concatenate(feet)
         self._feet_start = np.cumsum([0] + [len(f) for f in feet[:-1]]).astype(np.intp)
@@ -246,8 +252,12 @@ class LeggedVelocityEnv(gym.Env):
         w_body = d.qvel[self._vb + 3:self._vb + 6]
         touch = self._touch
         touch[:] = False
+        base_hit = False
         if d.ncon:
-            touch[d.contact.geom[:d.ncon].ravel()] = True
+            pairs = d.contact.geom[:d.ncon]
+            touch[pairs.ravel()] = True
+            g1, g2 = pairs[:, 0], pairs[:, 1]
+            base_hit = bool(np.any((self._is_base[g1] & self._foreign[g2]) | (self._is_base[g2] & self._foreign[g1])))
         feet_down = np.logical_or.reduceat(touch[self._feet_flat], self._feet_start)
         first_contact = feet_down & (self.feet_air > 0)
         self.feet_air += self.dt
@@ -274,7 +284,6 @@ class LeggedVelocityEnv(gym.Env):
         if self.only_positive:
             reward = max(reward, 0.0)
         self.prev_action = a
-        base_hit = bool(touch[self._base_geoms].any())
         terminated = base_hit or R[2, 2] < math.cos(self.max_tilt)
         if self.push_every and self.t % self.push_every == 0:
             d.qvel[self._vb:self._vb + 2] += self.np_random.uniform(-self.push_velocity, self.push_velocity, 2)

@@ -413,7 +413,8 @@ class Robot:
         has = self.actuator >= 0
         a = np.where(has, self.actuator, 0)
         self.kp = np.where(has, m.actuator_gainprm[a, 0], np.nan) if m.nu else np.full(len(jid), np.nan)
-        self.kd = np.where(has, -m.actuator_biasprm[a, 2], np.nan) if m.nu else np.full(len(jid), np.nan)
+        # 0.0 - x, not -x: a servo without damping has kd 0, not "-0"
+        self.kd = np.where(has, 0.0 - m.actuator_biasprm[a, 2], np.nan) if m.nu else np.full(len(jid), np.nan)
         self.effort_limit = (np.where(has & m.actuator_forcelimited[a].astype(bool), m.actuator_forcerange[a, 1],
                                       np.inf) if m.nu else np.full(len(jid), np.inf))
         self.control_period = float(m.opt.timestep) * self.config.decimation
@@ -469,18 +470,42 @@ class Robot:
         return cls(RobotConfig(model=Path(model)), None)
 
     # report ------------------------------------------------------------------------------------------
-    def _refusal(self, template: str) -> str | None:
-        """Why `template` would refuse this robot once nothing is missing (a base without the free joint, a
-        default pose outside a joint's range, a [template] table with an unknown key, ...): found by building
-        the template's env as training does, so that 'ready' is never a promise training breaks."""
+    def _trial(self, template: str) -> tuple[str | None, list[str]]:
+        """Build the template's env as training does, so that 'ready' is never a promise training breaks: the
+        reason it refuses the robot (a base without the free joint, a default pose outside a joint's range, a
+        [template] table with an unknown key, ...), or None and notes on what a first episode shows: geoms of
+        the robot that overlap at the default pose, a walker that cannot hold its default pose for a second."""
         from robotrl.envs.tasks import template_env
 
         try:
-            template_env(template, self.config, f"{template}:{self.config.path or self.config.model}").close()
+            env = template_env(template, self.config, f"{template}:{self.config.path or self.config.model}")
         except RobotConfigError as e:
             text, prefix = str(e), f"{self.config.where}: "
-            return text[len(prefix):] if text.startswith(prefix) else text
-        return None
+            return (text[len(prefix):] if text.startswith(prefix) else text), []
+        notes = []
+        try:
+            env.reset(seed=0)
+            m, d = env.model, env.data
+            body = lambda g: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, int(m.geom_bodyid[g]))  # noqa: E731
+            root = m.body_rootid[m.geom_bodyid]
+            pairs = sorted({tuple(sorted((body(a), body(b)))) for a, b in d.contact.geom[:d.ncon]
+                            if root[a] == root[b] != 0 and m.geom_bodyid[a] != m.geom_bodyid[b]})
+            if pairs:
+                notes.append(f"geoms overlap at the default pose ({_listing([f'{a}/{b}' for a, b in pairs], 6)}): "
+                             "the physics pushes them apart; exclude the pairs (<contact><exclude body1=... "
+                             "body2=.../></contact>) or give the geoms contype/conaffinity that do not collide")
+            if template == "legged":
+                env.set_command(0.0, 0.0, 0.0)
+                second = max(1, round(1.0 / env.dt))
+                for t in range(second):
+                    if env.step(self.default)[2]:
+                        notes.append(f"holding the default pose, an episode ends after {t + 1} step(s) of "
+                                     f"{second} (the base touches the ground or tilts beyond max_tilt): check the "
+                                     "default pose and the base")
+                        break
+        finally:
+            env.close()
+        return None, notes
 
     def inspect(self) -> str:
         """What `robotrl robot inspect` prints: the model as robotrl sees it, and what each template lacks."""
@@ -530,9 +555,10 @@ class Robot:
         out.append(f"sensors ({m.nsensor}): {_listing(_names(m, mujoco.mjtObj.mjOBJ_SENSOR, m.nsensor), 20)}")
         for t, what in TEMPLATES.items():
             missing = self.missing_for(t)
-            refusal = None if missing else self._refusal(t)
+            refusal, notes = (None, []) if missing else self._trial(t)
             state = ("needs: " + "; ".join(missing) if missing else f"refused: {refusal}" if refusal else "ready")
             out.append(f"template {t:7s} {state}   ({what})")
+            out.extend(f"         warning: {n}" for n in notes)
         return "\n".join(out)
 
 

@@ -17,7 +17,8 @@ from robotrl.spec import finite_number
 
 
 def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    """An integer a 64-bit field can hold (a step count, a size); not bool, not 10**400."""
+    return isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63
 
 
 _number = finite_number

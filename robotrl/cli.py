@@ -150,7 +150,7 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("run_dir", metavar="RUN_DIR|TASK", nargs="?",
                    help="a run directory; with --onnx, the task to run it on (default: the card's task)")
     p.add_argument("--onnx", metavar="FILE", help="evaluate this exported actor with onnxruntime alone")
-    p.add_argument("--episodes", type=_positive_int("--episodes"), default=10)
+    p.add_argument("--episodes", type=_positive_int("--episodes"), default=10, help="episodes to run (default 10)")
     p.add_argument("--seed", type=_seed, default=None, help="first episode seed (default: the run's evaluation seed)")
     p.add_argument("--json", action="store_true", help='print {"mean_return", "std_return", "episodes"} as JSON')
 
@@ -177,13 +177,14 @@ def build_parser(argv: Sequence[str]) -> _Parser:
 
     p = sub.add_parser("sim-robot", help="a MuJoCo robot behind ROS 2 topics (the stand-in for hardware)")
     p.add_argument("task", metavar="TASK")
-    p.add_argument("--episodes", type=_positive_int("--episodes"), default=10)
+    p.add_argument("--episodes", type=_positive_int("--episodes"), default=10,
+                   help="episodes to play before it exits (default 10); it also stops on Ctrl-C or SIGTERM")
     p.add_argument("--seed", type=_seed, default=0, help="episode k is seeded seed + k")
     p.add_argument("--lockstep", action="store_true", help="step when the command answering the last state arrives")
 
     p = sub.add_parser("sim2sim", help="the policy node against the simulated robot over DDS, vs in-process")
     p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
-    p.add_argument("--episodes", type=_positive_int("--episodes"), default=3)
+    p.add_argument("--episodes", type=_positive_int("--episodes"), default=3, help="episodes on each side (default 3)")
     p.add_argument("--free-running", action="store_true", help="wall-clock timers on both sides, as on hardware")
     p.add_argument("--tolerance", type=_fraction("--tolerance"), default=0.1,
                    help="allowed shortfall of the mean return (0.1: 10%%)")
@@ -565,18 +566,25 @@ BUG_HINT = ("robotrl: internal error: this is a bug in robotrl, not a mistake of
 
 
 def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip()) or "(no message)"
+    """The message on one line; a number of 30+ digits (10**400 in a file) shortened to its first digits and length."""
+    import re
+
+    line = " ".join(part.strip() for part in str(text).splitlines() if part.strip()) or "(no message)"
+    return re.sub(r"\d{30,}", lambda m: f"{m[0][:6]}... ({len(m[0])} digits)", line)
 
 
-def _os_error(e: OSError) -> str:
-    """'cannot ...: <reason>' for an operating-system refusal (full disk, read-only, missing folder, ...)."""
+def _os_error(e: OSError, command: str = "") -> str:
+    """'cannot ...: <reason>' for an operating-system refusal (full disk, read-only, missing folder, ...); a full
+    disk during `train`/`resume` adds how to continue the run."""
     import errno
 
     reason = e.strerror or type(e).__name__
     where = f" {e.filename!s}" if e.filename is not None else ""
     if e.filename2 is not None:
         where += f" -> {e.filename2!s}"
-    hint = {errno.ENOSPC: "; free some space (a stopped run continues with 'robotrl resume RUN_DIR')",
+    run = " (a stopped run continues with 'robotrl resume RUN_DIR')" if command in ("train", "resume", "sweep") else ""
+    hint = {errno.ENOSPC: f"; free some space{run}",
+            errno.EFBIG: "; the file is larger than this process may write (ulimit -f) or the file system allows",
             errno.EDQUOT: "; free some space or raise the quota",
             errno.EROFS: "; choose a writable location",
             errno.EACCES: "; check the permissions or choose another location"}.get(e.errno or -1, "")
@@ -614,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"robotrl: error: {_one_line(_os_error(e))}", file=sys.stderr)
+        print(f"robotrl: error: {_one_line(_os_error(e, argv[0] if argv else ''))}", file=sys.stderr)
         return 2
     except MemoryError:
         print("robotrl: error: out of memory; use fewer or smaller environments, networks, batches or a smaller "

@@ -1,8 +1,10 @@
 """Deterministic evaluation: run a policy for exactly N episodes, episode k seeded with ``seed + k``.
 
 Episodes run on a few envs in lockstep (one batched policy call per step), but each episode's
-seed depends only on its index, so the result does not depend on how many envs ran them. The same
-seeds give the same returns for the torch policy and for its ONNX export.
+seed depends only on its index, so the result does not depend on how many envs ran them. The torch
+policy and its ONNX export play the same episodes (same seeds); their returns agree to the digits
+printed unless the task is chaotic enough to grow float32 rounding differences (README, `eval --onnx`).
+The environments are imported when an evaluation runs: `episode_count` serves the robot-side `card`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from robotrl.envs import make
 
 
 def eval_seed(seed: int) -> int:
@@ -40,6 +40,8 @@ def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     m = min(num_envs, episodes)
+    from robotrl.envs import make
+
     envs = [make(task_id, **(env_kwargs or {})) for _ in range(m)]
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)

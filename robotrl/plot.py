@@ -13,23 +13,26 @@ from robotrl.rundir import atomic_write_bytes, read_metrics
 DEFAULT_METRIC = "rollout/ep_return_mean"
 
 
-def read_metric(csv_path: Path, metric: str) -> tuple[list[float], list[float]]:
-    """(steps, values) of one column of a metrics.csv (checked by `robotrl.rundir.read_metrics`)."""
+def read_metric(csv_path: Path, metric: str) -> tuple[list[float], list[float], list[str]]:
+    """(steps, values) of one column of a metrics.csv (checked by `robotrl.rundir.read_metrics`), and the
+    file's columns."""
     steps, values = [], []
-    for row in read_metrics(Path(csv_path))[1]:
+    columns, rows = read_metrics(Path(csv_path))
+    for row in rows:
         v = row.get(metric)
         if v not in (None, ""):
             fv = float(v)
             if math.isfinite(fv):
                 steps.append(float(row["step"]))
                 values.append(fv)
-    return steps, values
+    return steps, values, columns
 
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEFAULT_METRIC,
               title: str | None = None) -> Path:
     """Plot `metric` against environment steps for each run; returns the PNG path."""
     curves = []
+    columns: set[str] = set()
     for rd in run_dirs:
         p = Path(rd)
         csv_path = p / "metrics.csv"
@@ -37,8 +40,12 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEF
             raise UserError(f"run directory {str(p)!r} does not exist")
         if not csv_path.is_file():
             raise UserError(f"{str(p)!r} has no metrics.csv (not a robotrl run, or it has not logged yet)")
-        steps, values = read_metric(csv_path, metric)
+        steps, values, names = read_metric(csv_path, metric)
         curves.append((p.name, steps, values))
+        columns.update(names)
+    if metric not in columns:
+        known = sorted(c for c in columns if c != "step")
+        raise UserError(f"--metric {metric!r}: no such column in metrics.csv; the runs have: {', '.join(known)}")
     if not any(steps for _, steps, _ in curves):
         raise UserError(f"no values of {metric!r} in the given runs (no episode finished yet?)")
     for label, steps, _ in curves:

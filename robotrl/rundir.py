@@ -461,7 +461,9 @@ class RunDir:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # a damaged file makes the unpickler fail in many ways
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]  # the reader's first sentence
+            if len(first) > 150:
+                first = first[:150].rsplit(" ", 1)[0] + " ..."
             raise UserError(f"checkpoint {path} cannot be read, it is damaged or cut short ({first}); the run "
                             "cannot continue from it") from None
         if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, *LEGACY_CHECKPOINT_FORMATS):
@@ -495,7 +497,9 @@ class RunDir:
         try:
             return from_record(state["policy"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]  # the reader's first sentence
+            if len(first) > 150:
+                first = first[:150].rsplit(" ", 1)[0] + " ..."
             raise UserError(f"checkpoint {self.latest_checkpoint}: its policy cannot be rebuilt ({first})") from None
 
 

@@ -109,6 +109,10 @@ def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = 
         data = cfgmod.load_file(config_file)
         run_data = data.pop("run", {}) or {}
         algo_data = data.pop(algo, None)
+        others = [k for k in data if k in algo_registry.ALGORITHMS]
+        if algo_data is None and others:  # e.g. a PPO run's config.json given to `train sac`
+            raise UserError(f"config file {str(config_file)!r} holds settings of {others[0]} ([{others[0]}]), not "
+                            f"of {algo}: give a [{algo}] table (its settings: robotrl train {algo} --help)")
         for key in ("algo", "task", "robotrl_version", "command"):
             data.pop(key, None)
         if algo_data is None:
@@ -161,6 +165,10 @@ def plan(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None, run_
     spec = task_spec(task, sim2real=run.sim2real())  # refuses tasks robotrl cannot train (discrete actions, ...)
     if hasattr(cfg, "check_spec"):  # settings that depend on the task (SAC's target entropy)
         cfg.check_spec(spec)
+    starts = getattr(cfg, "learning_starts", None)  # off-policy: a warm-up of random actions before the first update
+    if starts is not None and starts >= run.total_steps:
+        raise UserError(f"--learning-starts {starts:,} is not below --steps {run.total_steps:,}: the run would end "
+                        "before its first update; lower --learning-starts or raise --steps")
     if run.video:  # find out now, not after training, that this machine cannot render
         from robotrl.video import check_can_record
 
@@ -366,12 +374,16 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
     def save() -> None:
         loop.update(recent_returns=list(recent_r), recent_lengths=list(recent_l),
                     elapsed_s=loop_state_elapsed + time.perf_counter() - t0)
+        had = rd.latest_checkpoint.exists()
         try:
             rd.save_checkpoint(_checkpoint_state(algo_name, task, algo, loop))
         except OSError as e:  # full disk, quota, ...: the atomic write left the previous checkpoint as it was
-            raise UserError(f"cannot write checkpoint {rd.latest_checkpoint}: {e.strerror or e}; the previous "
-                            f"checkpoint is intact; continue with 'robotrl resume {rd.path}' when it can be "
-                            "written") from None
+            if had:
+                raise UserError(f"cannot write checkpoint {rd.latest_checkpoint}: {e.strerror or e}; the previous "
+                                f"checkpoint is intact; continue with 'robotrl resume {rd.path}' when it can be "
+                                "written") from None
+            raise UserError(f"cannot write checkpoint {rd.latest_checkpoint}: {e.strerror or e}; the run had none "
+                            "yet, so it cannot be resumed: free some space and train again") from None
 
     try:
         early = False

@@ -140,7 +140,8 @@ class Mp4Writer:
         if shutil.disk_usage(self.file.path.parent).free < 64 * 2**20:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.file.path)) from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"ffmpeg could not write {self.file.path} ({first})") from None
+        raise UserError(f"ffmpeg could not write {self.file.path} ({first}): it stopped part-way; the usual causes "
+                        "are a file-size limit (ulimit -f), a full disk or ffmpeg killed (out of memory)") from None
 
 
 class GifWriter:
@@ -172,6 +173,11 @@ class GifWriter:
         try:
             images[0].save(self.file.tmp, format="GIF", save_all=True, append_images=images[1:],
                            duration=self.delay_ms, loop=0)
+        except OSError as e:  # Pillow writes through a file object: the refusal names no file
+            self.file.discard()
+            if e.filename is None and e.errno is not None:
+                raise OSError(e.errno, e.strerror, str(self.file.path)) from None
+            raise
         except BaseException:
             self.file.discard()
             raise

@@ -80,6 +80,8 @@ def test_a_runs_config_json_is_a_valid_config_file(tmp_path):
     path.write_text(json.dumps(conf))
     run, cfg = resolve_config("ppo", "Hopper-v5", config_file=path)
     assert run.seed == 3 and cfg.clip_coef == 0.1
+    with pytest.raises(UserError, match=r"holds settings of ppo \(\[ppo\]\), not of sac: give a \[sac\] table"):
+        resolve_config("sac", "Hopper-v5", config_file=path)
 
 
 def test_bad_config_files(tmp_path):

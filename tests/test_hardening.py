@@ -136,6 +136,10 @@ def _rewrite_config(run: Path, change) -> None:
     (run / "config.json").write_text(json.dumps(change(conf)))
 
 
+def _cut(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 @pytest.mark.parametrize("damage, needle", [
     (lambda run: (run / "config.json").write_text("[1, 2]"), "expected a JSON object"),
     (lambda run: _rewrite_config(run, lambda c: {k: v for k, v in c.items() if k != "algo"}),
@@ -145,6 +149,8 @@ def _rewrite_config(run: Path, change) -> None:
     (lambda run: _rewrite_config(run, lambda c: {**c, "ppo": {**c["ppo"], "obs_clip": 0}}), "obs_clip must be > 0"),
     (lambda run: (run / "checkpoints" / "latest.pt").write_bytes(b""), "is empty (0 bytes)"),
     (lambda run: (run / "checkpoints" / "latest.pt").write_bytes(b"PK\x03\x04garbage"), "cannot be read"),
+    (lambda run: _cut(run / "checkpoints" / "latest.pt"),  # torch's own text goes on about the torch version
+     "it is damaged or cut short (PytorchStreamReader failed reading zip archive: failed finding central directory)"),
     (lambda run: _rewrite_config(run, lambda c: {**c, "task": "Hopper-v5"}),
      "is of task 'InvertedPendulum-v5' but config.json says 'Hopper-v5'"),
     (lambda run: _rewrite_config(run, lambda c: {**c, "algo": "trpo", "trpo": {}}),
@@ -225,6 +231,9 @@ def test_out_under_a_file_and_export_into_a_missing_folder(capsys, run, tmp_path
     _one_line_error(code, err, "does not exist")
     code, _, err = _run(capsys, ["plot", run, "-o", tmp_path / "curve.txt"])
     _one_line_error(code, err, "ending in .png")
+    code, _, err = _run(capsys, ["plot", run, "--metric", "eval/return", "-o", tmp_path / "c.png"])
+    _one_line_error(code, err, "--metric 'eval/return': no such column in metrics.csv; the runs have: ")
+    assert "eval/mean_return" in err and not (tmp_path / "c.png").exists()
 
 
 @contextlib.contextmanager
@@ -290,6 +299,33 @@ def test_injected_enospc_in_a_checkpoint_write(capsys, run, monkeypatch):
     assert (run / "checkpoints" / "latest.pt").read_bytes() == good
     assert not list(run.rglob("*.tmp"))
 
+
+
+def test_a_first_checkpoint_that_cannot_be_written_does_not_promise_a_resume(capsys, tmp_path, monkeypatch):
+    """With no checkpoint yet, there is none 'intact' to resume from: the message says to train again."""
+    import robotrl.rundir as rundir_mod
+
+    real_fsync = os.fsync
+
+    def full(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and "latest.pt" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(rundir_mod.os, "fsync", full)
+    code, _, err = _run(capsys, ["train", "ppo", TASK, "--steps", "512", *SMALL, "--out", tmp_path / "first"])
+    _ends_in_one_line_error(code, err, "No space left on device; the run had none yet, so it cannot be resumed")
+    assert "intact" not in err and "robotrl resume" not in err.splitlines()[-1]
+
+
+def test_a_full_disk_outside_training_does_not_suggest_resume():
+    from robotrl.cli import _os_error
+
+    e = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/media/x/hopper.gif")
+    assert _os_error(e, "video") == "the operating system refused /media/x/hopper.gif: No space left on device; " \
+                                    "free some space"
+    assert "robotrl resume RUN_DIR" in _os_error(e, "train")
+    assert "ulimit -f" in _os_error(OSError(errno.EFBIG, os.strerror(errno.EFBIG), "a.mp4"), "video")
 
 # -- state left behind ---------------------------------------------------------------------------------
 

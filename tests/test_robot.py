@@ -309,3 +309,49 @@ def test_inspect_calls_a_template_ready_only_when_training_accepts_the_robot(tmp
     assert needle in capsys.readouterr().err
     assert main(["robot", "inspect", str(_write(tmp_path, GOOD))]) == 0
     assert "template legged  ready" in capsys.readouterr().out
+
+
+def _critter_variant(tmp_path, name, torso_size, shins_collide):
+    text = (ASSETS / "critter.xml").read_text().replace('size="0.12 0.07 0.03"', f'size="{torso_size}"')
+    if shins_collide:
+        text = text.replace('size="0.01" contype="0" conaffinity="0"', 'size="0.01"')
+    (tmp_path / name).write_text(text)
+    p = tmp_path / f"{name}.toml"
+    p.write_text(f'model = "{name}"\n' + GOOD)
+    return p
+
+
+def test_a_trunk_that_overlaps_its_legs_is_a_warning_not_a_fall_at_every_step(tmp_path, capsys):
+    """Found from outside: a model whose trunk geom overlaps its leg geoms ended every episode after one step (the
+    trunk's self-contact counted as the base touching the ground). A fall is the base touching something that is
+    not the robot; inspect names the overlapping pairs."""
+    from robotrl.cli import main
+    from robotrl.envs.legged import LeggedVelocityEnv
+
+    p = _critter_variant(tmp_path, "overlap.xml", "0.12 0.07 0.16", shins_collide=True)
+    assert main(["robot", "inspect", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "template legged  ready" in out and "warning: geoms overlap at the default pose (" in out, out
+    assert "lf_shin/torso" in out and "an episode ends" not in out, out
+    env = LeggedVelocityEnv(Robot.load(p, "legged"), task_id="legged:overlap")
+    env.reset(seed=0)
+    assert env.data.ncon > 0
+    lengths = []
+    for seed in range(3):
+        env.reset(seed=seed)
+        steps = 1
+        while steps < 50 and not env.step(env.robot.default)[2]:
+            steps += 1
+        lengths.append(steps)
+    assert min(lengths) > 10, lengths
+
+
+def test_inspect_warns_when_a_walker_cannot_hold_its_default_pose(tmp_path, capsys):
+    from robotrl.cli import main
+
+    p = _critter_variant(tmp_path, "belly.xml", "0.12 0.07 0.3", shins_collide=False)  # the trunk reaches the floor
+    assert main(["robot", "inspect", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: holding the default pose, an episode ends after 1 step(s)" in out, out
+    assert main(["robot", "inspect", str(_write(tmp_path, GOOD))]) == 0
+    assert "warning" not in capsys.readouterr().out

@@ -221,16 +221,19 @@ def test_no_renderer_names_the_package_to_install(monkeypatch):
         choose_backend.cache_clear()
 
 
-@pytest.mark.parametrize("free, needle", [(None, "ffmpeg could not write"), (0, "No space left on device")])
+@pytest.mark.parametrize("free, needle", [(None, "ffmpeg could not write"), (0, "No space left on device"),
+                                          ("gif", "v.gif: File too large; the file is larger than this process")])
 def test_ffmpeg_failing_part_way_is_one_line_and_leaves_nothing(tmp_path, free, needle):
     # ffmpeg stopped by a file-size limit (SIGXFSZ) stands in for a disk that fills: a full disk is told as the
     # operating system's refusal, anything else as ffmpeg's failure; no ffmpeg chatter, no partial file
+    # (a GIF is written by Pillow in this process, which Python has ignore SIGXFSZ: the write fails with EFBIG)
+    out = tmp_path / ("v.gif" if free == "gif" else "v.mp4")
     code = ("import resource, shutil, sys\n"
             "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
-            + (f"shutil.disk_usage = lambda p: shutil._ntuple_diskusage(1 << 30, 1 << 30, {free})\n" if free is not None
-               else "")
+            + (f"shutil.disk_usage = lambda p: shutil._ntuple_diskusage(1 << 30, 1 << 30, {free})\n"
+               if isinstance(free, int) else "")
             + "from robotrl.cli import main\n"
-            f"sys.exit(main(['video', 'pretrained:arm-reach', '-o', {str(tmp_path / 'v.mp4')!r}]))\n")
+            f"sys.exit(main(['video', 'pretrained:arm-reach', '-o', {str(out)!r}]))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and r.stderr.count("\n") == 1 and r.stderr.startswith("robotrl: error:"), r.stderr
