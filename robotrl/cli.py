@@ -253,6 +253,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_task(name: str) -> bool:
+    from robotrl.envs import check_task
+
+    try:
+        check_task(name)
+    except UserError:
+        return False
+    return True
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from robotrl.evaluate import episode_count, evaluate
     from robotrl.train import eval_seed
@@ -265,10 +275,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         seed = args.seed if args.seed is not None else eval_seed(int(policy.card["training"]["seed"]))
         act = policy
     else:
+        from pathlib import Path
+
         from robotrl.rundir import RunDir
 
         if not args.run_dir:
             raise UserError("give a RUN_DIR, or --onnx FILE [TASK]")
+        if not Path(args.run_dir).exists() and _is_task(args.run_dir):
+            raise UserError(f"{args.run_dir!r} is a task, not a run directory: evaluate a run with 'robotrl eval "
+                            "RUN_DIR', an exported actor on it with 'robotrl eval --onnx FILE TASK'")
         rd = RunDir.open(args.run_dir)
         settings = rd.read_settings()
         state = rd.load_checkpoint(settings)
@@ -567,8 +582,6 @@ BUG_HINT = ("robotrl: internal error: this is a bug in robotrl, not a mistake of
 
 def _one_line(text: str) -> str:
     """The message on one line; a number of 30+ digits (10**400 in a file) shortened to its first digits and length."""
-    import re
-
     line = " ".join(part.strip() for part in str(text).splitlines() if part.strip()) or "(no message)"
     return re.sub(r"\d{30,}", lambda m: f"{m[0][:6]}... ({len(m[0])} digits)", line)
 

@@ -30,6 +30,7 @@ def _run(capsys, argv):
     (["train", "ppo", "Hopper-v5", "--learning-rat", "1"], "unrecognized arguments: --learning-rat"),
     (["train", "ppo", "Hopper-v5", "--config", "/nonexistent.toml"], "config file '/nonexistent.toml' does not exist"),
     (["eval", "/no/such/run"], "run directory '/no/such/run' does not exist"),
+    (["eval", "Hopper-v5"], "'Hopper-v5' is a task, not a run directory: evaluate a run with 'robotrl eval RUN_DIR'"),
     (["resume", "/no/such/run"], "run directory '/no/such/run' does not exist"),
     (["plot", "/no/such/run"], "run directory '/no/such/run' does not exist"),
     (["eval", "/no/such/run", "--episodes", "0"], "--episodes must be a positive integer"),
