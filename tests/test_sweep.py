@@ -312,9 +312,11 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     p = sweep([str(path), "--out", str(out), "--cpus", "2"])
     try:
         def one_done_one_checkpointed() -> bool:
+            # "mid": checkpointed and far from its end; the trial that ran beside the first finished one is
+            # close to its end too and may finish between the kill and the end of the session (seen in CI)
             trials = [out / "trials" / f"c000-s{s}" for s in range(3)]
             done = [t for t in trials if (t / "eval.json").exists()]
-            mid = [t for t in trials if not (t / "eval.json").exists() and last_step(t) >= every + 2048]
+            mid = [t for t in trials if not (t / "eval.json").exists() and every + 2048 <= last_step(t) <= 16384]
             return bool(done) and bool(mid)
 
         wait_for(one_done_one_checkpointed, 120, "a finished trial and a checkpointed unfinished one")
