@@ -280,11 +280,11 @@ def test_full_disk_keeps_the_last_checkpoint_and_resumes_once_there_is_room(caps
         assert RunDir(disk / "run").load_checkpoint()["num_steps"] == 1024
 
 
-def test_injected_enospc_in_a_checkpoint_write(capsys, run, monkeypatch):
-    """The same path without a mount: the checkpoint's write fails as on a full disk."""
+@pytest.fixture
+def checkpoint_disk_full(monkeypatch):
+    """The checkpoint's write fails as on a full disk (ENOSPC at the fsync of its temporary file)."""
     import robotrl.rundir as rundir_mod
 
-    good = (run / "checkpoints" / "latest.pt").read_bytes()
     real_fsync = os.fsync
 
     def full(fd):
@@ -293,6 +293,11 @@ def test_injected_enospc_in_a_checkpoint_write(capsys, run, monkeypatch):
         real_fsync(fd)
 
     monkeypatch.setattr(rundir_mod.os, "fsync", full)
+
+
+def test_injected_enospc_in_a_checkpoint_write(capsys, run, checkpoint_disk_full):
+    """The same path without a mount: the checkpoint's write fails as on a full disk."""
+    good = (run / "checkpoints" / "latest.pt").read_bytes()
     code, _, err = _run(capsys, ["resume", run, "--steps", "1024"])
     _ends_in_one_line_error(code, err, f"cannot write checkpoint {run / 'checkpoints' / 'latest.pt'}: No space left "
                             f"on device; the previous checkpoint is intact; continue with 'robotrl resume {run}'")
@@ -300,19 +305,8 @@ def test_injected_enospc_in_a_checkpoint_write(capsys, run, monkeypatch):
     assert not list(run.rglob("*.tmp"))
 
 
-
-def test_a_first_checkpoint_that_cannot_be_written_does_not_promise_a_resume(capsys, tmp_path, monkeypatch):
+def test_a_first_checkpoint_that_cannot_be_written_does_not_promise_a_resume(capsys, tmp_path, checkpoint_disk_full):
     """With no checkpoint yet, there is none 'intact' to resume from: the message says to train again."""
-    import robotrl.rundir as rundir_mod
-
-    real_fsync = os.fsync
-
-    def full(fd):
-        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and "latest.pt" in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_fsync(fd)
-
-    monkeypatch.setattr(rundir_mod.os, "fsync", full)
     code, _, err = _run(capsys, ["train", "ppo", TASK, "--steps", "512", *SMALL, "--out", tmp_path / "first"])
     _ends_in_one_line_error(code, err, "No space left on device; the run had none yet, so it cannot be resumed")
     assert "intact" not in err and "robotrl resume" not in err.splitlines()[-1]
