@@ -648,7 +648,7 @@ class PolicyNode(LifecycleNode):
         return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
 
-def _init_without_signal_handlers(args: list[str]) -> None:
+def init_without_signal_handlers(args: list[str]) -> None:
     """rclpy.init, keeping SIGINT/SIGTERM for ourselves: on either, the node first sends its safe
     action, then shuts down (rclpy's own handler would invalidate the context before that)."""
     try:
@@ -707,7 +707,7 @@ def main(argv: list[str] | None = None, *, policy: str | None = None, autostart_
         print(f"robotrl: error: {e}", file=sys.stderr)
         return 2
     try:
-        _init_without_signal_handlers(args)
+        init_without_signal_handlers(args)
     except Exception as e:  # rcl could not parse the --ros-args (it has logged where)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"robotrl: error: ROS arguments not understood ({first[:160]}); a JSON or text value goes in "

@@ -485,13 +485,13 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    from robotrl.deploy.node import _init_without_signal_handlers
+    from robotrl.deploy.node import init_without_signal_handlers
     from robotrl.deploy.sim_robot import SimRobot
 
     # SIGINT/SIGTERM only set a flag, seen between waits: with rclpy's own handlers a signal could invalidate the
     # context between the loop's check and the next wait, and the wait raised RCLError (a traceback)
     stopping = []
-    _init_without_signal_handlers([])
+    init_without_signal_handlers([])
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopping.append(signum))
     robot = SimRobot(args.task, episodes=args.episodes, seed=args.seed, lockstep=args.lockstep)
