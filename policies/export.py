@@ -229,6 +229,8 @@ def export_run(run_dir: str, out: str | None = None, *, samples: int = 512) -> d
         raise UserError(f"-o {str(path)!r} is a directory; give a file name (e.g. {path / 'actor.onnx'})")
     if not path.parent.is_dir():
         raise UserError(f"-o {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    if path.suffix.lower() != ".onnx":  # an ONNX file named .pt would be taken for a torch checkpoint
+        raise UserError(f"-o {str(path)!r}: the actor is written as ONNX; give a file name ending in .onnx")
     path = replace_target(path)  # before the parity check: -o /dev/null is refused at once
     card = make_card(conf, spec, record, state, ev, str(rd.path))
     try:  # the robot side's schema and the training side's fields, before anything is built

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 from robotrl import __version__
 from robotrl.errors import UserError
 
+MAX_EPISODES = 10**6  # evaluation episodes of one command: a million is days of simulation; more is a typo
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
@@ -45,14 +46,36 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} --help')")
 
 
-def _positive_int(name: str):
+class _OneOfAliases(argparse.Action):
+    """Stores a value that two flags name (--envs and --num-envs); giving both with different values is refused
+    rather than letting the last one win unseen."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        seen = getattr(namespace, "_aliases_seen", {})
+        earlier = seen.get(self.dest)
+        if earlier and earlier[0] != option_string and earlier[1] != values:
+            parser.error(f"{earlier[0]} {earlier[1]} and {option_string} {values} name the same setting; give one")
+        seen[self.dest] = (option_string, values)
+        namespace._aliases_seen = seen
+        setattr(namespace, self.dest, values)
+
+
+def _positive_int(name: str, most: int = 10**12):
+    """A parser of a positive whole number at most `most`; 1e6 and 2000.0 are whole numbers, 1.5 and 1e400 are not."""
+
     def parse(text: str) -> int:
         try:
-            value = int(float(text)) if text.replace(".", "", 1).replace("e", "", 1).isdigit() else int(text)
+            value: int | float | None = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}")
+            try:
+                value = float(text)
+            except ValueError:
+                value = None
+        if isinstance(value, float):
+            value = int(value) if math.isfinite(value) and value.is_integer() else None
+        if value is None or not 0 < value <= most:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number from 1 to {most:,}, got {text!r}")
         return value
 
     return parse
@@ -124,7 +147,7 @@ def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
         for flag, field in RUN_FLAGS.items():
             doc = f"{run_docs.get(field, '')} [default: {getattr(run_defaults, field)}]".replace("%", "%%")
             g.add_argument(flag, dest=f"run_{field}", metavar="V", default=argparse.SUPPRESS, help=doc)
-        g.add_argument("--envs", dest="num_envs", metavar="K", default=argparse.SUPPRESS,
+        g.add_argument("--envs", dest="num_envs", metavar="K", default=argparse.SUPPRESS, action=_OneOfAliases,
                        help="number of parallel environments (same as --num-envs)")
         g.add_argument("--out", metavar="DIR", help="run directory (default: runs/ALGO-TASK-sSEED-TIMESTAMP)")
         g.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (a run's config.json works)")
@@ -135,7 +158,7 @@ def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
                        help="check every setting and print the resolved config.json; create nothing")
         h = ap.add_argument_group(f"{name} hyper-parameters")
         cfgmod.add_arguments(h, Config, skip=("num_envs",))
-        h.add_argument("--num-envs", dest="num_envs", metavar="V", default=argparse.SUPPRESS,
+        h.add_argument("--num-envs", dest="num_envs", metavar="V", default=argparse.SUPPRESS, action=_OneOfAliases,
                        help=f"{cfgmod.field_docs(Config).get('num_envs', '')} [int; default: {Config().num_envs}]")
 
 
@@ -150,7 +173,8 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("run_dir", metavar="RUN_DIR|TASK", nargs="?",
                    help="a run directory; with --onnx, the task to run it on (default: the card's task)")
     p.add_argument("--onnx", metavar="FILE", help="evaluate this exported actor with onnxruntime alone")
-    p.add_argument("--episodes", type=_positive_int("--episodes"), default=10, help="episodes to run (default 10)")
+    p.add_argument("--episodes", type=_positive_int("--episodes", MAX_EPISODES), default=10,
+                   help="episodes to run (default 10)")
     p.add_argument("--seed", type=_seed, default=None, help="first episode seed (default: the run's evaluation seed)")
     p.add_argument("--json", action="store_true", help='print {"mean_return", "std_return", "episodes"} as JSON')
 
@@ -177,14 +201,15 @@ def build_parser(argv: Sequence[str]) -> _Parser:
 
     p = sub.add_parser("sim-robot", help="a MuJoCo robot behind ROS 2 topics (the stand-in for hardware)")
     p.add_argument("task", metavar="TASK")
-    p.add_argument("--episodes", type=_positive_int("--episodes"), default=10,
+    p.add_argument("--episodes", type=_positive_int("--episodes", MAX_EPISODES), default=10,
                    help="episodes to play before it exits (default 10); it also stops on Ctrl-C or SIGTERM")
     p.add_argument("--seed", type=_seed, default=0, help="episode k is seeded seed + k")
     p.add_argument("--lockstep", action="store_true", help="step when the command answering the last state arrives")
 
     p = sub.add_parser("sim2sim", help="the policy node against the simulated robot over DDS, vs in-process")
     p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
-    p.add_argument("--episodes", type=_positive_int("--episodes"), default=3, help="episodes on each side (default 3)")
+    p.add_argument("--episodes", type=_positive_int("--episodes", MAX_EPISODES), default=3,
+                   help="episodes on each side (default 3)")
     p.add_argument("--free-running", action="store_true", help="wall-clock timers on both sides, as on hardware")
     p.add_argument("--tolerance", type=_fraction("--tolerance"), default=0.1,
                    help="allowed shortfall of the mean return (0.1: 10%%)")
@@ -211,7 +236,7 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("--out", metavar="DIR", help="the study's folder (default: runs/sweep-STUDY)")
     p.add_argument("--address", metavar="auto|HOST:PORT", help="a running Ray cluster (ray start --head); "
                                                                "default: start a local Ray on this machine")
-    p.add_argument("--cpus", type=_positive_int("--cpus"), default=None,
+    p.add_argument("--cpus", type=_positive_int("--cpus", 10**5), default=None,
                    help="CPUs of the local Ray (default: all); a trial takes one")
 
     from robotrl.video import add_parser as add_video_parser
@@ -236,7 +261,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run_flags = {field: ns[f"run_{field}"] for field in RUN_FLAGS.values() if f"run_{field}" in ns}
     if ns.get("run_video"):
         run_flags["video"] = True
-    skip = {"command", "algo", "task", "out", "config", "no_progress", "argv", "dry_run"}
+    skip = {"command", "algo", "task", "out", "config", "no_progress", "argv", "dry_run", "_aliases_seen"}
     algo_flags = {k: v for k, v in ns.items() if k not in skip and not k.startswith("run_")}
     import shlex
 

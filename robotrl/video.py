@@ -507,7 +507,7 @@ def main(args: Any) -> int:
     return 0
 
 
-def add_parser(sub: Any, positive_int: Callable[[str], Callable[[str], int]], seed: Callable[[str], int]) -> None:
+def add_parser(sub: Any, positive_int: Callable[..., Callable[[str], int]], seed: Callable[[str], int]) -> None:
     """The `robotrl video` sub-command's arguments (called by robotrl.cli.build_parser, which passes its
     checking parsers for positive integers and seeds)."""
     p = sub.add_parser("video", help="film evaluation episodes of a run, an exported actor or a shipped one (MP4/GIF)",
@@ -516,7 +516,7 @@ def add_parser(sub: Any, positive_int: Callable[[str], Callable[[str], int]], se
     p.add_argument("source", metavar="RUN_DIR|FILE.onnx|pretrained:NAME")
     p.add_argument("-o", "--out", metavar="FILE", help="FILE.mp4 or FILE.gif (default: RUN_DIR/video.mp4, "
                                                        "FILE.mp4 beside FILE.onnx, NAME.mp4 for pretrained:NAME)")
-    p.add_argument("--episodes", metavar="N", type=positive_int("--episodes"), default=1,
+    p.add_argument("--episodes", metavar="N", type=positive_int("--episodes", 10**4), default=1,
                    help="episodes to film, one after the other (default: 1)")
     p.add_argument("--seed", metavar="S", type=seed, default=None,
                    help="first episode seed (default: the run's evaluation seed, as robotrl eval)")

@@ -28,12 +28,18 @@ def _run(capsys, argv):
     (["train", "ppo", "Hopper-v5", "--objective", "huber"], "--objective: expected one of clip, kl_penalty"),
     (["train", "ppo", "Hopper-v5", "--minibatch-size", "100"], "must divide the batch size"),
     (["train", "ppo", "Hopper-v5", "--learning-rat", "1"], "unrecognized arguments: --learning-rat"),
+    (["train", "ppo", "Hopper-v5", "--envs", "4", "--num-envs", "8"], "--envs 4 and --num-envs 8 name the same"),
     (["train", "ppo", "Hopper-v5", "--config", "/nonexistent.toml"], "config file '/nonexistent.toml' does not exist"),
     (["eval", "/no/such/run"], "run directory '/no/such/run' does not exist"),
     (["eval", "Hopper-v5"], "'Hopper-v5' is a task, not a run directory: evaluate a run with 'robotrl eval RUN_DIR'"),
     (["resume", "/no/such/run"], "run directory '/no/such/run' does not exist"),
     (["plot", "/no/such/run"], "run directory '/no/such/run' does not exist"),
-    (["eval", "/no/such/run", "--episodes", "0"], "--episodes must be a positive integer"),
+    (["eval", "/no/such/run", "--episodes", "0"], "--episodes must be a whole number from 1 to 1,000,000, got '0'"),
+    (["eval", "/no/such/run", "--episodes", "1e400"], "--episodes must be a whole number from 1 to 1,000,000"),
+    (["eval", "/no/such/run", "--episodes", "2.5"], "--episodes must be a whole number from 1 to 1,000,000"),
+    (["sim2sim", "pretrained:hopper", "--episodes", "nan"], "--episodes must be a whole number from 1 to 1,000,000"),
+    (["resume", "/no/such/run", "--steps", "1e400"], "--steps must be a whole number from 1 to 1,000,000,000,000"),
+    (["sweep", "s.toml", "--cpus", "1e6"], "--cpus must be a whole number from 1 to 100,000, got '1e6'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_user_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, needle):
@@ -54,6 +60,13 @@ def test_the_default_run_directory_is_where_the_check_above_looks(capsys, tmp_pa
                                     "--eval-episodes", "1", "--no-progress"])
     assert code == 0, err
     assert [p.name for p in tmp_path.iterdir()] == ["runs"] and any((tmp_path / "runs").iterdir())
+
+
+def test_whole_numbers_may_be_written_in_exponent_form():
+    from robotrl.cli import _positive_int
+
+    parse = _positive_int("--episodes", 1000)
+    assert [parse(t) for t in ("7", "1e3", "20.0", "1_000")] == [7, 1000, 20, 1000]
 
 
 def test_a_directory_that_is_not_a_run(capsys, tmp_path):

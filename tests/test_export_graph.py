@@ -297,6 +297,9 @@ def test_export_run_writes_the_parity_it_measured_into_the_card_and_refuses_bad_
         export_run(str(sac_run), str(tmp_path), samples=16)
     with pytest.raises(UserError, match="does not exist"):
         export_run(str(sac_run), str(tmp_path / "no" / "such" / "a.onnx"), samples=16)
+    with pytest.raises(UserError, match=r"written as ONNX; give a file name ending in \.onnx"):
+        export_run(str(sac_run), str(tmp_path / "actor.pt"), samples=16)
+    assert not (tmp_path / "actor.pt").exists()
     # a spec.json whose action bounds are not the actor's (same sizes): refused, nothing written
     for edit in ("low", "high"):
         run = tmp_path / f"edited-{edit}"

@@ -193,7 +193,8 @@ def test_overlay_shows_what_the_task_reports(task, labels):
     (["video", "pretrained:nosuch"], "no pretrained actor 'nosuch'"),
     (["video", "/no/such/run"], "run directory '/no/such/run' does not exist"),
     (["video", "pretrained:arm-reach", "-o", "typo/x.mp4"], "folder 'typo' does not exist"),
-    (["video", "pretrained:arm-reach", "--episodes", "0"], "--episodes must be a positive integer"),
+    (["video", "pretrained:arm-reach", "--episodes", "0"], "--episodes must be a whole number from 1 to 10,000"),
+    (["video", "pretrained:arm-reach", "--episodes", "1e9"], "--episodes must be a whole number from 1 to 10,000"),
     (["train", "ppo", ARM, "--video", "--eval-episodes", "0"], "--video films the final evaluation"),
     (["train", "ddpg", "Pendulum-v1", "--video"], "'Pendulum-v1' is not simulated in MuJoCo"),
 ])
