@@ -57,6 +57,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from robotrl.deploy.observation import BadInput, MissingInput, ObservationBuilder
 from robotrl.deploy.runtime import CardError, OnnxPolicy
 from robotrl.deploy.safety import SafetyConfig, SafetyFilter
+from robotrl.errors import shorten_numbers
 from robotrl.spec import finite_number
 
 PARAMS: dict[str, Any] = {
@@ -105,7 +106,10 @@ _ROS_PARAMS = ("use_sim_time", "start_type_description_service", "start_paramete
 
 
 class ConfigError(ValueError):
-    """A parameter or the policy file is unusable; the message names it."""
+    """A parameter or the policy file is unusable; the message names it (a 400-digit number shortened)."""
+
+    def __str__(self) -> str:
+        return shorten_numbers(super().__str__())
 
 
 def check_params(values: dict[str, Any]) -> dict[str, Any]:
@@ -324,6 +328,11 @@ class PolicyNode(LifecycleNode):
                          *(["cmd_vel"] if self._stamped_cmd_vel else [])]  # sync_stamps waits for a stamped command
         self.get_logger().info(f"configured {card['task_id']} ({card['algo']}) at {rate:.0f} Hz, "
                                f"watchdog {self.watchdog * 1e3:.0f} ms, trigger {self.p('trigger')}")
+        measured = [s for s in self._sources if s not in ("joint_states", "goal", "cmd_vel")]
+        if self.p("trigger") == "state" and not self.p("sync_stamps") and measured:
+            self.get_logger().warning(f"trigger=state steps on each joint state; {', '.join(measured)} may arrive "
+                                      "after it and be a step old (sync_stamps:=true waits for the joint state's "
+                                      "stamp on each, where the robot stamps them alike)")
 
     def missing_joints(self) -> list[str]:
         """The card's joints (observed and commanded) that the robot's JointState has not named."""
@@ -663,13 +672,19 @@ JSON_HINT = """-p "joint_limits:='{\\"elbow\\": [0, 1]}'\""""  # a YAML string h
 
 
 def check_ros_args(args: list[str]) -> None:
-    """The ``-p NAME:=VALUE`` values rcl would refuse (with a line of its own before ours): a value that is
-    a YAML mapping or not YAML at all, e.g. unquoted JSON. Raise ConfigError with the quoting that works."""
+    """The ROS arguments rcl would refuse (with a line of its own before ours): a ``-p NAME:=VALUE`` value that
+    is a YAML mapping or not YAML at all, e.g. unquoted JSON (ConfigError with the quoting that works), and a
+    ``--params-file`` that is not there."""
     try:
         import yaml
     except ImportError:  # rcl will say it, in two lines
         return
+    import os
+
     for i, a in enumerate(args[:-1]):
+        if a == "--params-file" and not os.path.isfile(args[i + 1]):
+            raise ConfigError(f"--params-file {args[i + 1]!r}: no such file" if not os.path.exists(args[i + 1])
+                              else f"--params-file {args[i + 1]!r} is not a file")
         if a not in ("-p", "--param") or ":=" not in args[i + 1]:
             continue
         name, value = args[i + 1].split(":=", 1)

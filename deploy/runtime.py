@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from robotrl.errors import brief_json, shorten_numbers
 from robotrl.spec import ACT_KINDS, OBS_KINDS, finite_number
 
 CARD_KEY = "robotrl_card"
@@ -23,7 +24,10 @@ REQUIRED = ("format", "task_id", "algo", "spec", "normalizer", "training", "robo
 
 
 class CardError(ValueError):
-    """The file is not a usable robotrl actor; the message names what is wrong."""
+    """The file is not a usable robotrl actor; the message names what is wrong (a 400-digit number shortened)."""
+
+    def __str__(self) -> str:
+        return shorten_numbers(super().__str__())
 
 
 def pretrained_dir() -> Path:
@@ -123,7 +127,7 @@ def validate_card(card: Any, where: str = "card") -> None:
     axis and frame their kind needs; joint ranges finite with low < high; a sane normaliser clip.
     """
     def bad(field: str, expected: str, got: Any = None) -> CardError:
-        shown = "" if got is None else f", got {json.dumps(got)[:80] if _jsonable(got) else type(got).__name__}"
+        shown = "" if got is None else f", got {brief_json(got, 80)}"
         return CardError(f"{where}: policy card field {field} must be {expected}{shown}")
 
     if not isinstance(card, dict):
@@ -151,6 +155,9 @@ def validate_card(card: Any, where: str = "card") -> None:
     period = card.get("control_period", spec.get("control_period"))
     if (period is not None or deployable) and not (_number(period) and 0 < period <= 10):
         raise bad("control_period", "a number of seconds in (0, 10]", period)
+    inner = spec.get("control_period")  # informational beside the card's own, but a number if given
+    if inner is not None and not (_number(inner) and 0 < inner <= 10):
+        raise bad("spec.control_period", "a number of seconds in (0, 10]", inner)
     for key in ("frame_skip", "max_episode_steps"):
         v = spec.get(key)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 1 <= v < 2**63):
@@ -219,14 +226,6 @@ def validate_card(card: Any, where: str = "card") -> None:
     clip = norm.get("clip")
     if norm.get("enabled") and clip is not None and (not _number(clip) or clip <= 0):
         raise bad("normalizer.clip", "a positive number or null", clip)
-
-
-def _jsonable(v: Any) -> bool:
-    try:
-        json.dumps(v)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 def load_card(path: str | Path) -> dict[str, Any]:

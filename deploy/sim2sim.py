@@ -39,11 +39,12 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
     from robotrl.deploy.node import PolicyNode
     from robotrl.deploy.runtime import OnnxPolicy
     from robotrl.deploy.sim_robot import SimRobot
-    from robotrl.evaluate import episode_count, eval_seed, evaluate
+    from robotrl.evaluate import check_actor_fits_task, episode_count, eval_seed, evaluate
 
     policy = OnnxPolicy(policy_path)
     card = policy.card
     task, seed = card["task_id"], eval_seed(int(card["training"]["seed"]))
+    check_actor_fits_task(card, task, policy_path)  # a robot config edited since training: refused, not run
     tracking = any(e["kind"] == "velocity_command" for e in card["spec"]["observation"])
     script = env_kwargs = None
     t0 = time.monotonic()

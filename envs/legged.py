@@ -97,7 +97,10 @@ class LeggedVelocityEnv(gym.Env):
                   "air_time must be >= 0": air_time >= 0, "soft_limit must be in (0, 1]": 0 < soft_limit <= 1,
                   "max_tilt must be in (0, pi]": 0 < max_tilt <= math.pi, "reset_noise must be >= 0": reset_noise >= 0,
                   "push_interval_s must be >= 0": push_interval_s >= 0,
-                  "push_velocity must be >= 0": push_velocity >= 0}
+                  "push_velocity must be >= 0": push_velocity >= 0,
+                  f"episode_s must be at least one control period ({self.dt:g} s)": episode_s >= self.dt,
+                  f"push_interval_s must be 0 (no pushes) or at least one control period ({self.dt:g} s)":
+                      push_interval_s == 0 or push_interval_s >= self.dt}
         for what, ok in checks.items():
             if not ok:
                 raise ValueError(what)

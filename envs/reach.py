@@ -45,6 +45,15 @@ class ReachEnv(gym.Env):
         self.dt = r.control_period
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
         self.render_mode = render_mode
+        checks = {"episode_steps must be a whole number from 1 to 10,000,000":
+                  float(episode_steps).is_integer() and 1 <= episode_steps <= 10**7,
+                  "goal_fraction must be in [0, 1]": 0 <= goal_fraction <= 1,
+                  "reset_noise must be >= 0": reset_noise >= 0, "tolerance must be positive": tolerance > 0,
+                  "distance_weight must be >= 0": distance_weight >= 0,
+                  "velocity_weight must be >= 0": velocity_weight >= 0}
+        for what, ok in checks.items():
+            if not ok:
+                raise ValueError(what)
         self.max_steps = int(episode_steps)
         self.goal_fraction, self.min_goal_height = goal_fraction, min_goal_height
         self.reset_noise, self.tolerance = reset_noise, tolerance
@@ -79,9 +88,26 @@ class ReachEnv(gym.Env):
                                   extras=extras, joint_ranges=ranges)
         self.goal = np.zeros(3)
         self._renderer = None
+        highest = max(self._goal_heights(np.random.default_rng(0), 1000))
+        if highest <= min_goal_height:  # else every goal would be the 100th try's, below the floor asked for
+            raise ValueError(f"min_goal_height {min_goal_height:g} m is above every goal: over goal_fraction "
+                             f"{goal_fraction:g} of the joint ranges the end effector reaches at most {highest:.3g} m")
 
     def _ee(self, data: mujoco.MjData) -> np.ndarray:
         return data.site_xpos[self._ee_site] if self._ee_site >= 0 else data.xpos[self._ee_body]
+
+    def _goal_heights(self, rng: np.random.Generator, n: int) -> list[float]:
+        """Heights of the end effector at `n` random joint positions of the goal range (a check at start-up)."""
+        r = self.robot
+        lo = r.default - self.goal_fraction * (r.default - self.low)
+        hi = r.default + self.goal_fraction * (self.high - r.default)
+        heights = []
+        for _ in range(n):
+            self._scratch.qpos[:] = self.model.qpos0
+            self._scratch.qpos[self._qa] = rng.uniform(lo, hi)
+            mujoco.mj_kinematics(self.model, self._scratch)
+            heights.append(float(self._ee(self._scratch)[2]))
+        return heights
 
     def _sample_goal(self) -> np.ndarray:
         r, rng = self.robot, self.np_random

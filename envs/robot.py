@@ -51,7 +51,7 @@ import mujoco
 import numpy as np
 import tomllib
 
-from robotrl.errors import UserError
+from robotrl.errors import UserError, shorten_numbers
 from robotrl.spec import finite_number
 
 JOINT_FIELDS = {
@@ -108,6 +108,8 @@ class RobotConfig:
     def load(cls, path: str | Path) -> RobotConfig:
         p = Path(path)
         where = f"robot config {p}"
+        if p.is_dir():
+            raise RobotConfigError(f"{where}: is a directory; give the robot config file (TOML)")
         if not p.is_file():
             raise RobotConfigError(f"{where}: no such file")
         try:
@@ -191,6 +193,8 @@ class RobotConfig:
 
 def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
     path = config.model
+    if path.is_dir():
+        raise RobotConfigError(f"{config.where}: model {str(path)!r} is a directory; give the MJCF file (.xml)")
     if not path.is_file():
         raise RobotConfigError(f"{config.where}: model file {str(path)!r} not found")
     try:
@@ -227,11 +231,15 @@ class Robot:
         spec = _load_spec(config)
         raw = _compile(spec, config)  # the user's model as written, for names and checks
         self.raw_model = raw
+        self._degrees = bool(spec.compiler.degree)  # MJCF angles in degrees: MuJoCo's default
         joint_names = _names(raw, mujoco.mjtObj.mjOBJ_JOINT, raw.njnt)
         movable = [n for j, n in enumerate(joint_names) if int(raw.jnt_type[j]) in (_HINGE, _SLIDE)]
         free = [n for j, n in enumerate(joint_names) if int(raw.jnt_type[j]) == _FREE]
         self.free_joint = free[0] if free else None
         # the actuated joints: `actuated` patterns over the hinge/slide joints, in model order
+        if not movable:
+            raise RobotConfigError(f"{where}: the model has no hinge or slide joint to command "
+                                   f"({_listing(joint_names) if joint_names else 'no joints at all'})")
         for pattern in config.actuated:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in movable):
                 raise RobotConfigError(f"{where}: actuated pattern {pattern!r} matches no hinge or slide joint of "
@@ -282,7 +290,7 @@ class Robot:
             out.append(f"kp and kd for {_listing(no_servo, 6)} (a PD servo each)")
         if template == "legged":
             if self.free_joint is None:
-                out.append("the model has no free joint: a legged robot needs a floating base")
+                out.append("a free joint (a legged robot's floating base; the model has none)")
             if c.base is None:
                 out.append("base = BODY (the floating base)")
             if not c.feet:
@@ -329,8 +337,11 @@ class Robot:
             if d is not None and raw.jnt_limited[jid]:
                 lo, hi = raw.jnt_range[jid]
                 if not lo <= d <= hi:
+                    hinge = int(raw.jnt_type[jid]) == _HINGE
+                    hint = ("; the MJCF has no <compiler angle=\"radian\"/>, so MuJoCo read its ranges in degrees"
+                            if hinge and self._degrees else "")
                     raise RobotConfigError(f"{where}: the default position of {j!r} ({d:g}) is outside its range "
-                                           f"[{lo:g}, {hi:g}]")
+                                           f"[{lo:g}, {hi:g}] (rad or m){hint}")
             if "action_scale" not in self.settings[j] and not raw.jnt_limited[jid]:
                 raise RobotConfigError(f"{where}: joint {j!r} has no range, so it needs an action_scale")
 
@@ -450,14 +461,15 @@ class Robot:
                 raise RobotConfigError(f"{where}: unknown setting {k!r}; known: {', '.join(known)}{extra}")
             default = params[k].default
             if isinstance(default, bool):
-                ok = isinstance(v, bool)
+                ok, expected = isinstance(v, bool), "true or false"
             elif isinstance(default, tuple):
                 ok = isinstance(v, list) and len(v) == len(default) and all(finite_number(x) for x in v)
+                expected = f"a list of {len(default)} finite numbers like {list(default)}"
                 v = tuple(float(x) for x in v) if ok else v
             else:
-                ok = finite_number(v)
+                ok, expected = finite_number(v), f"a finite number like {default!r}"
             if not ok:
-                raise RobotConfigError(f"{where}: {k} must be like {default!r}, got {v!r}")
+                raise RobotConfigError(f"{where}: {k} must be {expected}, got {v!r}")
             out[k] = v
         return out
 
@@ -559,7 +571,7 @@ class Robot:
             state = ("needs: " + "; ".join(missing) if missing else f"refused: {refusal}" if refusal else "ready")
             out.append(f"template {t:7s} {state}   ({what})")
             out.extend(f"         warning: {n}" for n in notes)
-        return "\n".join(out)
+        return shorten_numbers("\n".join(out))  # a 400-digit number from the config quoted in a refusal
 
 
 def _add_floor(spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:

@@ -10,9 +10,9 @@ the robot side's check before writing a card, the commands after loading one.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from robotrl.errors import brief_json
 from robotrl.spec import finite_number
 
 
@@ -24,11 +24,7 @@ def _int(v: Any) -> bool:
 _number = finite_number
 
 
-def _shown(v: Any) -> str:
-    try:
-        return json.dumps(v)[:60]
-    except (TypeError, ValueError):
-        return type(v).__name__
+_shown = brief_json
 
 
 def check_training_fields(card: dict[str, Any], where: str) -> None:
@@ -51,6 +47,8 @@ def check_training_fields(card: dict[str, Any], where: str) -> None:
             need(_number(ev.get(key)), f"evaluation.{key}", "a finite number", ev.get(key))
         need(_int(ev.get("episodes")) and ev["episodes"] >= 1, "evaluation.episodes", "a positive integer",
              ev.get("episodes"))
+        if "seed" in ev:
+            need(_int(ev["seed"]) and ev["seed"] >= 0, "evaluation.seed", "a non-negative integer", ev["seed"])
         if "success_rate" in ev:
             need(_number(ev["success_rate"]) and 0 <= ev["success_rate"] <= 1, "evaluation.success_rate",
                  "a number in [0, 1]", ev["success_rate"])
@@ -60,5 +58,24 @@ def check_training_fields(card: dict[str, Any], where: str) -> None:
     if norm["enabled"]:
         need(_int(norm.get("frozen_after_steps")) and norm["frozen_after_steps"] >= 0,
              "normalizer.frozen_after_steps", "a non-negative integer", norm.get("frozen_after_steps"))
+    actor = card.get("actor")  # what the card prints about the network and the export check
+    need(actor is None or isinstance(actor, dict), "actor", "an object or null", actor)
+    if actor is not None:
+        if "parameters" in actor:
+            need(_int(actor["parameters"]) and actor["parameters"] >= 0, "actor.parameters", "a non-negative integer",
+                 actor["parameters"])
+        if "hidden_sizes" in actor:
+            sizes = actor["hidden_sizes"]
+            need(isinstance(sizes, list) and all(_int(n) and n >= 1 for n in sizes), "actor.hidden_sizes",
+                 "a list of positive integers", sizes)
+    ex = card.get("export")
+    need(ex is None or isinstance(ex, dict), "export", "an object or null", ex)
+    if ex is not None:
+        for key in ("opset", "parity_samples"):
+            if key in ex:
+                need(_int(ex[key]) and ex[key] >= 1, f"export.{key}", "a positive integer", ex[key])
+        for key in ("parity_max_abs_diff", "parity_max_abs_diff_robot_units", "parity_limit", "float32_rounding"):
+            if key in ex:
+                need(_number(ex[key]) and ex[key] >= 0, f"export.{key}", "a non-negative number", ex[key])
     s2r = card.get("sim2real")
     need(s2r is None or isinstance(s2r, dict), "sim2real", "an object or null", s2r)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from robotrl import __version__
-from robotrl.errors import UserError
+from robotrl.errors import UserError, shorten_numbers
 
 MAX_EPISODES = 10**6  # evaluation episodes of one command: a million is days of simulation; more is a typo
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
@@ -289,14 +289,13 @@ def _is_task(name: str) -> bool:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from robotrl.evaluate import episode_count, evaluate
+    from robotrl.evaluate import check_actor_fits_task, check_run_task, episode_count, evaluate
     from robotrl.train import eval_seed
 
     if args.onnx:
         policy, task, step, algo = _onnx_policy(args.onnx)
-        if args.run_dir and args.run_dir != task:
-            _check_task_fits_card(args.run_dir, policy.card, args.onnx)
         task = args.run_dir or task
+        check_actor_fits_task(policy.card, task, args.onnx)
         seed = args.seed if args.seed is not None else eval_seed(int(policy.card["training"]["seed"]))
         act = policy
     else:
@@ -306,12 +305,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         if not args.run_dir:
             raise UserError("give a RUN_DIR, or --onnx FILE [TASK]")
+        if args.run_dir.startswith("pretrained:") or (args.run_dir.endswith(".onnx") and Path(args.run_dir).is_file()):
+            raise UserError(f"{args.run_dir!r} is an exported actor, not a run directory: evaluate it with "
+                            f"'robotrl eval --onnx {args.run_dir}'")
         if not Path(args.run_dir).exists() and _is_task(args.run_dir):
             raise UserError(f"{args.run_dir!r} is a task, not a run directory: evaluate a run with 'robotrl eval "
                             "RUN_DIR', an exported actor on it with 'robotrl eval --onnx FILE TASK'")
         rd = RunDir.open(args.run_dir)
         settings = rd.read_settings()
         state = rd.load_checkpoint(settings)
+        check_run_task(rd, settings)
         act = rd.policy(state).act
         task, step, algo = settings.task, state["num_steps"], settings.algo
         seed = args.seed if args.seed is not None else eval_seed(settings.run.seed)
@@ -325,33 +328,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
               f"(mean length {ev['mean_length']:.0f})"
               + (f", success rate {ev['success_rate']:.0%}" if "success_rate" in ev else ""))
     return 0
-
-
-def _check_task_fits_card(task: str, card: dict, path: str) -> None:
-    """An actor runs on another task only where that task measures and commands the same elements, in order."""
-    from robotrl.envs import task_spec
-    from robotrl.spec import TaskSpec
-
-    mine, theirs = TaskSpec.from_dict(card["spec"]), task_spec(task)
-    for what, a, b in (("observation", [e.label() for e in mine.observation], [e.label() for e in theirs.observation]),
-                       ("action", [e.joint for e in mine.action], [e.joint for e in theirs.action])):
-        if a == b:
-            continue
-        if len(a) != len(b):
-            detail = f"{len(a)} {what} elements, {task} has {len(b)}"
-        else:
-            if not (mine.deployable and theirs.deployable):  # a gymnasium task's elements are unnamed: sizes only
-                continue
-            i = next(i for i in range(len(a)) if a[i] != b[i])
-            detail = f"{what} element {i} is {a[i]}, {task}'s is {b[i]}"
-        raise UserError(f"{path} was trained on {card['task_id']} and cannot run on {task}: its {detail} "
-                        f"(leave TASK out to use the card's task)")
-    for i, (a, b) in enumerate(zip(mine.action, theirs.action, strict=True)):  # sizes checked above
-        if not (math.isclose(a.low, b.low, rel_tol=1e-6, abs_tol=1e-9)
-                and math.isclose(a.high, b.high, rel_tol=1e-6, abs_tol=1e-9)):
-            raise UserError(f"{path} was trained on {card['task_id']} and cannot run on {task}: its action {i} "
-                            f"({a.joint}) spans [{a.low:g}, {a.high:g}], {task}'s [{b.low:g}, {b.high:g}] "
-                            f"(leave TASK out to use the card's task)")
 
 
 def _onnx_policy(path: str):
@@ -614,7 +590,7 @@ BUG_HINT = ("robotrl: internal error: this is a bug in robotrl, not a mistake of
 def _one_line(text: str) -> str:
     """The message on one line; a number of 30+ digits (10**400 in a file) shortened to its first digits and length."""
     line = " ".join(part.strip() for part in str(text).splitlines() if part.strip()) or "(no message)"
-    return re.sub(r"\d{30,}", lambda m: f"{m[0][:6]}... ({len(m[0])} digits)", line)
+    return shorten_numbers(line)
 
 
 def _os_error(e: OSError, command: str = "") -> str:

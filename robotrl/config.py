@@ -132,7 +132,10 @@ def coerce(tp: Any, value: Any, *, name: str) -> Any:
     if origin is tuple:
         (elem, *_rest) = get_args(tp)
         if isinstance(value, str):
-            parts = [p for p in value.replace(" ", "").split(",") if p]
+            parts = value.replace(" ", "").split(",")
+            if "" in parts:
+                raise UserError(f"{name}: expected a comma-separated list without empty entries (e.g. 256,256), "
+                                f"got {value!r}")
         elif isinstance(value, list | tuple):
             parts = list(value)
         else:
@@ -222,17 +225,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
+def load_file(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Read a TOML or JSON config file into a dict; errors name the file."""
     p = Path(path)
     if not p.exists():
-        raise UserError(f"config file {str(p)!r} does not exist")
+        raise UserError(f"{what} {str(p)!r} does not exist")
     if not p.is_file():
-        raise UserError(f"config file {str(p)!r} is not a file")
+        raise UserError(f"{what} {str(p)!r} is not a file")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise UserError(f"config file {str(p)!r} is not a text file (TOML or JSON expected)") from None
+        raise UserError(f"{what} {str(p)!r} is not a text file (TOML or JSON expected)") from None
     try:
         import tomllib  # Python >= 3.11
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10 (ROS 2 Humble's Ubuntu 22.04)
@@ -243,12 +246,12 @@ def load_file(path: str | Path) -> dict[str, Any]:
         if p.suffix == ".json":
             data = json.loads(text)
             if not isinstance(data, dict):
-                raise UserError(f"config file {str(p)!r}: expected a JSON object")
+                raise UserError(f"{what} {str(p)!r}: expected a JSON object")
             return data
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise UserError(f"config file {str(p)!r} is malformed: {str(e).splitlines()[0] if str(e) else 'too deep'}"
+        raise UserError(f"{what} {str(p)!r} is malformed: {str(e).splitlines()[0] if str(e) else 'too deep'}"
                         ) from None
-    raise UserError(f"config file {str(p)!r}: use a .toml or .json file")
+    raise UserError(f"{what} {str(p)!r}: use a .toml or .json file")
 
 
 FLAG_NAMES = {"total_steps": "--steps"}  # fields whose command-line flag is not the field's name

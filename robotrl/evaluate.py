@@ -9,6 +9,7 @@ The environments are imported when an evaluation runs: `episode_count` serves th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,58 @@ Watch = Callable[[int, Any, float | None, dict[str, Any], bool], None]
 def episode_count(n: int) -> str:
     """``"1 episode"``, ``"10 episodes"``: the count as messages print it."""
     return f"{n} episode{'' if n == 1 else 's'}"
+
+
+def check_actor_fits_task(card: dict[str, Any], task: str, path: str) -> None:
+    """Refuse (UserError) to run an exported actor on `task` unless it fits. On its own task (the card's
+    task_id) the task must still be what it was at training (a robot config or model edited since changes it
+    under the same name); on another task, it must measure and command the same elements, in order, with
+    the same action ranges."""
+    from robotrl.envs import canonical_task, task_spec
+    from robotrl.errors import UserError
+    from robotrl.spec import TaskSpec, spec_change
+
+    task = canonical_task(task)  # reach:arm.toml here is the card's reach:/abs/path/arm.toml
+    mine, theirs = TaskSpec.from_dict(card["spec"]), task_spec(task)
+    if task == card["task_id"]:
+        change = spec_change(mine, theirs)
+        if change:
+            raise UserError(f"{path} was trained on {task} as it was then, and that task has changed since: {change} "
+                            f"(its robot config or model was edited; put it back, or train again)")
+        return
+    for what, a, b in (("observation", [e.label() for e in mine.observation], [e.label() for e in theirs.observation]),
+                       ("action", [e.joint for e in mine.action], [e.joint for e in theirs.action])):
+        if a == b:
+            continue
+        if len(a) != len(b):
+            detail = f"{len(a)} {what} elements, {task} has {len(b)}"
+        else:
+            if not (mine.deployable and theirs.deployable):  # a gymnasium task's elements are unnamed: sizes only
+                continue
+            i = next(i for i in range(len(a)) if a[i] != b[i])
+            detail = f"{what} element {i} is {a[i]}, {task}'s is {b[i]}"
+        raise UserError(f"{path} was trained on {card['task_id']} and cannot run on {task}: its {detail} "
+                        f"(leave TASK out to use the card's task)")
+    for i, (a, b) in enumerate(zip(mine.action, theirs.action, strict=True)):  # sizes checked above
+        if not (math.isclose(a.low, b.low, rel_tol=1e-6, abs_tol=1e-9)
+                and math.isclose(a.high, b.high, rel_tol=1e-6, abs_tol=1e-9)):
+            raise UserError(f"{path} was trained on {card['task_id']} and cannot run on {task}: its action {i} "
+                            f"({a.joint}) spans [{a.low:g}, {a.high:g}], {task}'s [{b.low:g}, {b.high:g}] "
+                            f"(leave TASK out to use the card's task)")
+
+
+def check_run_task(rd: Any, settings: Any, current: Any = None) -> None:
+    """Refuse (UserError) to evaluate or continue a run whose task is no longer the one it was trained on: its
+    spec.json against `current`, the task's spec as built now (built here if not given). A robot config or
+    model edited since training changes the task under the same name."""
+    from robotrl.envs import task_spec
+    from robotrl.errors import UserError
+    from robotrl.spec import spec_change
+
+    change = spec_change(rd.read_spec(settings), current if current is not None else task_spec(settings.task))
+    if change:
+        raise UserError(f"task {settings.task} is not what run {str(rd.path)!r} was trained on: {change} (its robot "
+                        f"config or model was edited since; put it back, or train a new run)")
 
 
 def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs: int = 8,

@@ -369,6 +369,10 @@ class RunDir:
         if not isinstance(conf.get("task"), str) or not conf["task"]:
             raise UserError(f"{self.config}: field 'task' must be a task id (a string), got "
                             f"{json.dumps(conf.get('task'))[:60]}")
+        others = [k for k in algos.ALGORITHMS if k != algo and isinstance(conf.get(k), dict)]
+        if algo not in conf and others:
+            raise UserError(f"{self.config}: 'algo' says {algo} but the settings are {others[0]}'s (field "
+                            f"{others[0]!r}); a run continues with the algorithm it was trained with")
         for key in ("run", algo):
             if not isinstance(conf.get(key), dict):
                 raise UserError(f"{self.config}: field {key!r} must be an object of settings, got "

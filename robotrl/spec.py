@@ -218,3 +218,34 @@ def _joint_ranges(d: Any) -> dict[str, tuple[float, float]]:
             raise ValueError(f"task spec joint_ranges[{name!r}] must be [low, high], finite, low < high; got {r!r}")
         out[str(name)] = (float(r[0]), float(r[1]))
     return out
+
+
+def spec_change(recorded: TaskSpec, current: TaskSpec) -> str | None:
+    """The first difference between a task's spec as recorded (a run's spec.json, a card) and as the task builds
+    it now, e.g. ``action[0].high: 0.7 then, 0.5 now``; None where they agree (numbers to 1e-9 relative).
+
+    A robot config or model edited after training changes its task under the same name; this names how. Fields
+    the record lacks (written by an older robotrl) and the sim-to-real settings in ``extras`` are not compared."""
+
+    def walk(a: Any, b: Any, path: str) -> str | None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in a:
+                if key in b and not (path == "extras" and key == "sim2real"):
+                    found = walk(a[key], b[key], f"{path}.{key}" if path else str(key))
+                    if found:
+                        return found
+            return None
+        if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+            if len(a) != len(b):
+                return f"{path}: {len(a)} entries then, {len(b)} now"
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                found = walk(x, y, f"{path}[{i}]")
+                if found:
+                    return found
+            return None
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+        if (numbers and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)) or (not numbers and a == b):
+            return None
+        return f"{path}: {json.dumps(a)} then, {json.dumps(b)} now"
+
+    return walk(recorded.to_dict(), current.to_dict(), "")

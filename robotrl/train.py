@@ -12,6 +12,7 @@ checkpoint. On resume the envs start fresh episodes, seeded from the restored RN
 from __future__ import annotations
 
 import contextlib
+import errno
 import re
 import signal
 import sys
@@ -220,6 +221,15 @@ class _StopFlag:
             signal.signal(s, h)
 
 
+class _StopNow(_StopFlag):
+    """During the final evaluation, after the last checkpoint: a stop signal ends the command at once (there
+    is no iteration to finish); `robotrl resume` runs the evaluation again."""
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested, self.signum = True, signum
+        raise Stopped(signum)
+
+
 def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) -> Any:
     import torch
 
@@ -305,7 +315,8 @@ def resume(path: str | Path, *, total_steps: int | None = None, device: str | No
         state = rd.load_checkpoint(s, missing_ok=True)
         spec_file = rd.read_spec(s)
         done = state["num_steps"] if state is not None else 0
-        if done >= run.total_steps:
+        unevaluated = state is not None and run.eval_episodes > 0 and not rd.eval.exists() and total_steps is None
+        if done >= run.total_steps and not unevaluated:  # (a run stopped in its final evaluation: evaluate it)
             if total_steps is not None:
                 raise UserError(f"--steps {total_steps:,} is not more than the {done:,} steps run {str(rd.path)!r} "
                                 "has done already")
@@ -324,6 +335,7 @@ def resume(path: str | Path, *, total_steps: int | None = None, device: str | No
         try:
             _check_dims({"obs_dim": spec.obs_dim, "act_dim": spec.act_dim}, spec_file, f"task {task!r} now",
                         f"{rd.spec}")
+            check_run_task(rd, s, spec)
             if state is not None:
                 try:
                     algorithm.load_state_dict(state["algorithm"])
@@ -337,6 +349,8 @@ def resume(path: str | Path, *, total_steps: int | None = None, device: str | No
             algorithm.close()
             raise
         where = f"at step {done:,}" if state is not None else "from step 0 (it had no checkpoint yet)"
+        if done >= run.total_steps:
+            where += " (trained; its final evaluation was stopped: running it)"
         print(f"robotrl: resuming {algo} on {task} {where} of {run.total_steps:,} -> {rd.path}", file=sys.stderr)
         try:
             _loop(rd, algo, task, algorithm, run, loop_state=state.get("loop", {}) if state is not None else {},
@@ -382,8 +396,9 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                 raise UserError(f"cannot write checkpoint {rd.latest_checkpoint}: {e.strerror or e}; the previous "
                                 f"checkpoint is intact; continue with 'robotrl resume {rd.path}' when it can be "
                                 "written") from None
+            fix = "raise the file size limit (ulimit -f)" if e.errno == errno.EFBIG else "free some space"
             raise UserError(f"cannot write checkpoint {rd.latest_checkpoint}: {e.strerror or e}; the run had none "
-                            "yet, so it cannot be resumed: free some space and train again") from None
+                            f"yet, so it cannot be resumed: {fix} and train again") from None
 
     try:
         early = False
@@ -429,8 +444,14 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
         if early:
             summary += f"; stopped early at step {algo.num_steps:,} (robotrl resume continues it)"
         if run.eval_episodes > 0:
-            with _final_video(rd, run) as recorder:
-                ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes, run.seed, watch=recorder)
+            try:
+                with _StopNow(), _final_video(rd, run) as recorder:
+                    ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes, run.seed, watch=recorder)
+            except Stopped:
+                with contextlib.suppress(OSError):
+                    print(f"robotrl: stopped during the final evaluation at step {algo.num_steps:,} (checkpoint "
+                          f"saved, no eval.json); 'robotrl resume {rd.path}' runs the evaluation", file=sys.stderr)
+                raise
             if recorder is not None:
                 ev["video"] = recorder.record()
                 summary += f"; video {recorder.settings.path} ({recorder.frames} frames)"
@@ -468,7 +489,7 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
                         "is from before this; try a smaller --learning-rate)")
 
 
-from robotrl.evaluate import episode_count, eval_seed  # noqa: E402  (re-exported; it lives with the evaluation)
+from robotrl.evaluate import check_run_task, episode_count, eval_seed  # noqa: E402  (re-exported; it lives with the evaluation)
 
 
 def _evaluate_record(record: dict[str, Any], task: str, episodes: int, seed: int, watch: Any = None

@@ -417,7 +417,7 @@ class Source:
 
 def load_source(text: str) -> Source:
     """A run directory (torch checkpoint), an exported actor or ``pretrained:NAME`` (onnxruntime only)."""
-    from robotrl.evaluate import eval_seed
+    from robotrl.evaluate import check_actor_fits_task, check_run_task, eval_seed
 
     path = Path(text)
     if text.startswith("pretrained:") or path.suffix == ".onnx" or path.is_file():
@@ -428,6 +428,7 @@ def load_source(text: str) -> Source:
         except CardError as e:
             raise UserError(str(e)) from None
         card = policy.card
+        check_actor_fits_task(card, card["task_id"], text)
         out = Path(f"{text.split(':', 1)[1]}.mp4") if text.startswith("pretrained:") else path.with_suffix(".mp4")
         return Source(policy, card["task_id"], card["algo"], int(card["training"]["steps"]),
                       eval_seed(int(card["training"]["seed"])), f"{text} (onnxruntime)", out)
@@ -436,6 +437,7 @@ def load_source(text: str) -> Source:
     rd = RunDir.open(text)
     settings = rd.read_settings()
     state = rd.load_checkpoint(settings)
+    check_run_task(rd, settings)
     return Source(rd.policy(state).act, settings.task, settings.algo, int(state["num_steps"]),
                   eval_seed(settings.run.seed), text, rd.path / "video.mp4")
 

@@ -27,6 +27,10 @@ def _run(capsys, argv):
     (["train", "ppo", "Hopper-v5", "--learning-rate", "abc"], "--learning-rate: expected float, got 'abc'"),
     (["train", "ppo", "Hopper-v5", "--objective", "huber"], "--objective: expected one of clip, kl_penalty"),
     (["train", "ppo", "Hopper-v5", "--minibatch-size", "100"], "must divide the batch size"),
+    (["train", "ppo", "Hopper-v5", "--envs", "3"], "= 3 x 128 = 384: e.g. --minibatch-size 384"),  # per-task 512
+    (["train", "ppo", "Hopper-v5", "--hidden-sizes", "64,,64"], "without empty entries (e.g. 256,256), got '64,,64'"),
+    (["eval", "pretrained:hopper"], "is an exported actor, not a run directory: evaluate it with 'robotrl eval --onnx"),
+    (["sweep", "/no/such/study.toml"], "study file '/no/such/study.toml' does not exist"),
     (["train", "ppo", "Hopper-v5", "--learning-rat", "1"], "unrecognized arguments: --learning-rat"),
     (["train", "ppo", "Hopper-v5", "--envs", "4", "--num-envs", "8"], "--envs 4 and --num-envs 8 name the same"),
     (["train", "ppo", "Hopper-v5", "--config", "/nonexistent.toml"], "config file '/nonexistent.toml' does not exist"),

@@ -401,7 +401,9 @@ def test_an_integer_beyond_float_range_in_a_card_is_refused_like_any_bad_number(
         for argv in (["card", path], ["eval", "--onnx", path, "--episodes", "1"]):
             code, _, err = _cli(argv)
             _judge(argv, code, err)
-    for where in (("normalizer", "frozen_after_steps"), ("spec", "max_episode_steps"), ("training", "steps")):
+    for where in (("normalizer", "frozen_after_steps"), ("spec", "max_episode_steps"), ("training", "steps"),
+                  ("evaluation", "seed"), ("actor", "parameters"), ("export", "opset"), ("export", "parity_samples"),
+                  ("spec", "control_period")):  # the last five only printed by `card`, but printed in full
         mutated = json.loads(json.dumps(card))
         mutated[where[0]][where[1]] = 10**400  # an integer field: no 64-bit counter holds it
         del model.metadata_props[:]
@@ -410,6 +412,7 @@ def test_an_integer_beyond_float_range_in_a_card_is_refused_like_any_bad_number(
         onnx.save(model, str(path))
         code, _, err = _cli(["card", path])
         assert code == 2 and ".".join(where) in err and err.count("\n") == 1, err
+        assert "100000... (401 digits)" in err and len(err) < 400, err  # the number shortened, its length right
 
 
 # -- 5. a few cases as real processes ------------------------------------------------------------------------

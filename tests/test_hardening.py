@@ -155,6 +155,8 @@ def _cut(path):
      "is of task 'InvertedPendulum-v5' but config.json says 'Hopper-v5'"),
     (lambda run: _rewrite_config(run, lambda c: {**c, "algo": "trpo", "trpo": {}}),
      "is of algo 'ppo' but config.json says 'trpo'"),
+    (lambda run: _rewrite_config(run, lambda c: {**c, "algo": "sac"}),
+     "'algo' says sac but the settings are ppo's (field 'ppo')"),
     (lambda run: (run / "spec.json").write_text('{"task_id": "InvertedPendulum-v5"}'), "spec.json: task spec has no"),
 ])
 def test_damaged_run_files_are_one_line_errors_naming_the_file(capsys, run, damage, needle):
@@ -162,9 +164,7 @@ def test_damaged_run_files_are_one_line_errors_naming_the_file(capsys, run, dama
     before = _snapshot(run)
     for argv in (["resume", run, "--steps", "768"], ["export", run], ["eval", run, "--episodes", "1"]):
         code, _, err = _run(capsys, argv)
-        if "spec" in needle and argv[0] == "eval":
-            continue  # eval does not read spec.json
-        _one_line_error(code, err, needle)
+        _one_line_error(code, err, needle)  # (eval reads spec.json too: a config edited since training is refused)
         assert _snapshot(run) == before, argv  # refused before changing anything
 
 
@@ -281,15 +281,17 @@ def test_full_disk_keeps_the_last_checkpoint_and_resumes_once_there_is_room(caps
 
 
 @pytest.fixture
-def checkpoint_disk_full(monkeypatch):
-    """The checkpoint's write fails as on a full disk (ENOSPC at the fsync of its temporary file)."""
+def checkpoint_disk_full(monkeypatch, request):
+    """The checkpoint's write fails as on a full disk (ENOSPC at the fsync of its temporary file; another errno
+    by indirect parametrisation, e.g. EFBIG for a file size limit)."""
     import robotrl.rundir as rundir_mod
 
+    code = getattr(request, "param", errno.ENOSPC)
     real_fsync = os.fsync
 
     def full(fd):
         if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and "latest.pt" in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise OSError(code, os.strerror(code))
         real_fsync(fd)
 
     monkeypatch.setattr(rundir_mod.os, "fsync", full)
@@ -305,10 +307,16 @@ def test_injected_enospc_in_a_checkpoint_write(capsys, run, checkpoint_disk_full
     assert not list(run.rglob("*.tmp"))
 
 
-def test_a_first_checkpoint_that_cannot_be_written_does_not_promise_a_resume(capsys, tmp_path, checkpoint_disk_full):
-    """With no checkpoint yet, there is none 'intact' to resume from: the message says to train again."""
+@pytest.mark.parametrize("checkpoint_disk_full, needle", [
+    (errno.ENOSPC, "No space left on device; the run had none yet, so it cannot be resumed: free some space"),
+    (errno.EFBIG, "File too large; the run had none yet, so it cannot be resumed: raise the file size limit"),
+], indirect=["checkpoint_disk_full"])
+def test_a_first_checkpoint_that_cannot_be_written_does_not_promise_a_resume(capsys, tmp_path, checkpoint_disk_full,
+                                                                            needle):
+    """With no checkpoint yet, there is none 'intact' to resume from: the message says to train again (and, for
+    a file size limit, not to free space)."""
     code, _, err = _run(capsys, ["train", "ppo", TASK, "--steps", "512", *SMALL, "--out", tmp_path / "first"])
-    _ends_in_one_line_error(code, err, "No space left on device; the run had none yet, so it cannot be resumed")
+    _ends_in_one_line_error(code, err, needle)
     assert "intact" not in err and "robotrl resume" not in err.splitlines()[-1]
 
 

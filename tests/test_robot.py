@@ -204,7 +204,8 @@ def test_the_configs_template_table_sets_the_task(tmp_path):
     assert [e.range for e in env.get_wrapper_attr("task_spec").observation if e.kind == "velocity_command"] == \
         [(0.0, 0.5), (0.0, 0.0), (-0.2, 0.2)]
     for bad, needle in (("episode_s = -1.0", "episode_s must be positive"), ("speed = 2.0", "unknown setting 'speed'"),
-                        ("command_x = [0.2, 0.5]", "low <= 0 <= high"), ("only_positive_rewards = 1", "like True")):
+                        ("command_x = [0.2, 0.5]", "low <= 0 <= high"),
+                        ("only_positive_rewards = 1", "true or false, got 1")):
         p.write_text(base + f"\n[legged]\n{bad}\n")
         with pytest.raises(RobotConfigError, match=r"\[legged\]") as e:
             make(f"legged:{p}")
@@ -294,6 +295,7 @@ def test_inspect_reports_what_the_reach_template_would_refuse(tmp_path, capsys):
     (lambda t: t.replace('base = "torso"', 'base = "lf"'), "base body 'lf' has no free joint"),
     (lambda t: t + "[joints.lf_knee]\ndefault = 1.0\n", "default position of 'lf_knee' (1) is outside its range"),
     (lambda t: t + "[legged]\nstep_height = 0.1\n", "unknown setting 'step_height'"),
+    (lambda t: t + f"[legged]\nepisode_s = {10**400}\n", "finite number like 20.0, got 100000... (401 digits)"),
 ])
 def test_inspect_calls_a_template_ready_only_when_training_accepts_the_robot(tmp_path, capsys, change, needle):
     """Found from outside: inspect said 'legged ready' for configs that `train legged:...` then refused. Each
@@ -355,3 +357,88 @@ def test_inspect_warns_when_a_walker_cannot_hold_its_default_pose(tmp_path, caps
     assert "warning: holding the default pose, an episode ends after 1 step(s)" in out, out
     assert main(["robot", "inspect", str(_write(tmp_path, GOOD))]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("template, table, needle", [
+    ("reach", "episode_steps = 2.5", "episode_steps must be a whole number"),
+    ("reach", "episode_steps = 0", "episode_steps must be a whole number"),  # was gymnasium's traceback
+    ("reach", "reset_noise = -1.0", "reset_noise must be >= 0"),  # was numpy's "high - low < 0" traceback
+    ("reach", "velocity_weight = -1.0", "velocity_weight must be >= 0"),  # a reward for flailing
+    ("reach", "min_goal_height = 100.0", "min_goal_height 100 m is above every goal"),  # silently ignored before
+    ("reach", "tolerance = true", "tolerance must be a finite number like 0.05"),
+    ("legged", "episode_s = 0.001", "episode_s must be at least one control period"),
+])
+def test_template_settings_out_of_range_are_refused_in_one_line(tmp_path, capsys, template, table, needle):
+    """Found from outside: [reach]/[legged] values that the type check let through crashed the environment's
+    construction with a traceback, or were silently ignored."""
+    from robotrl.cli import main
+
+    source = ASSETS / "arm3.toml" if template == "reach" else QUADRUPED
+    model = source.parent / ("arm3.xml" if template == "reach" else "quadruped.xml")
+    text = source.read_text().replace(f'model = "{model.name}"', f'model = "{model}"')
+    assert f'model = "{model}"' in text
+    p = tmp_path / "robot.toml"
+    p.write_text(f"{text}\n[{template}]\n{table}\n")
+    assert main(["train", "ppo", f"{template}:{p}", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
+    p.write_text(text)  # the same robot without the setting is accepted
+    assert main(["train", "ppo", f"{template}:{p}", "--dry-run"]) == 0
+
+
+def test_a_robot_config_edited_after_training_is_named_not_run(tmp_path, capsys):
+    """Found from outside: with its config edited (a gain, a range), a run and its exported actor still ran on
+    the robot of the same name, silently another one. eval, resume, eval --onnx, video and sim2sim now compare
+    the recorded spec with the task as built now and name the first difference; put back, all run again."""
+    from robotrl.cli import main
+
+    for name in ("arm3.xml", "arm3.toml"):
+        (tmp_path / name).write_text((ASSETS / name).read_text())
+    cfg, run = tmp_path / "arm3.toml", tmp_path / "run"
+    assert main(["train", "ppo", f"reach:{cfg}", "--steps", "512", "--envs", "2", "--rollout-steps", "128",
+                 "--minibatch-size", "64", "--eval-episodes", "1", "--no-progress", "--out", str(run)]) == 0
+    assert main(["export", str(run)]) == 0
+    original = cfg.read_text()
+    argvs = (["eval", str(run), "--episodes", "1"], ["resume", str(run), "--steps", "1024", "--no-progress"],
+             ["eval", "--onnx", str(run / "actor.onnx"), "--episodes", "1"],
+             ["eval", "--onnx", str(run / "actor.onnx"), f"reach:{cfg}", "--episodes", "1"],  # named, not defaulted
+             ["video", str(run / "actor.onnx"), "-o", str(tmp_path / "v.gif"), "--seconds", "0.2"],
+             ["sim2sim", str(run / "actor.onnx"), "--episodes", "1"])
+    for edit, needle in ((("kp = 60.0", "kp = 40.0"), "extras.robot.kp[0]: 60.0 then, 40.0 now"),
+                         (("default = 1.2", "default = 1.0"), "then, 1.0 now")):
+        cfg.write_text(original.replace(*edit))
+        capsys.readouterr()
+        for argv in argvs:
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert needle in err and "edited" in err and err.count("\n") == 1, (argv, err)
+    cfg.write_text(original)
+    for argv in argvs[:4]:  # the config put back: every command runs (video and sim2sim: their own tests)
+        assert main(argv) == 0, (argv, capsys.readouterr().err)
+
+
+def test_model_mistakes_found_from_outside_are_named(tmp_path, capsys):
+    """An MJCF in degrees (MuJoCo's default) with a default pose in radians, a model without a joint to command,
+    and a folder given as the model: each one line naming the actual problem."""
+    from robotrl.cli import main
+
+    degrees = (ASSETS / "critter.xml").read_text().replace('<compiler angle="radian" autolimits="true"/>',
+                                                           '<compiler autolimits="true"/>')
+    assert "radian" not in degrees
+    (tmp_path / "critter.xml").write_text(degrees)
+    p = tmp_path / "robot.toml"
+    p.write_text('model = "critter.xml"\n' + GOOD.replace("default = 0.0", "default = 0.5"))
+    assert main(["train", "ppo", f"legged:{p}", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert 'outside its range [-0.0174533, 0.0174533] (rad or m); the MJCF has no <compiler angle="radian"/>' in err, \
+        err
+    (tmp_path / "block.xml").write_text('<mujoco><worldbody><body><freejoint/><geom size="0.1"/></body>'
+                                        '</worldbody></mujoco>')
+    for argv, needle in ((["robot", "inspect", str(tmp_path / "block.xml")],
+                          "the model has no hinge or slide joint to command"),
+                         (["robot", "inspect", str(tmp_path)], "is a directory; give the MJCF file"),
+                         (["robot", "inspect", str(tmp_path / "block.xml"), "--config", str(tmp_path)],
+                          "is a directory; give the robot config file")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, (argv, err)

@@ -244,6 +244,17 @@ def test_activation_is_refused_naming_missing_joints(harness):
     assert not h.node._active
 
 
+def test_trigger_state_without_synced_stamps_warns_where_the_card_reads_more_than_joint_states(harness, capfd):
+    # found from outside: trigger=state by hand against the free-running simulated robot scored far below
+    # in-process; the fingertip point of the same step may arrive after the joint state the node computes on
+    for params, warned in (({"trigger": "state"}, True), ({"trigger": "state", "sync_stamps": True}, False),
+                           ({}, False)):
+        h = harness(**params)  # (the fixture closes each)
+        assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        err = capfd.readouterr().err
+        assert ("point:fingertip may arrive after it and be a step old" in err) == warned, (params, err)
+
+
 def test_clamp_really_clamps(harness):
     h = harness(joint_limits='{"shoulder_pitch": [0.0, 0.05], "elbow_pitch": [-0.1, 0.1]}')
     h.start()
@@ -468,6 +479,7 @@ def test_deploy_refuses_bad_cards_and_parameters_with_one_line_and_exit_2(tmp_pa
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert proc.returncode == 2, (k, err)
         assert len(lines) == 1 and lines[0].startswith("robotrl: error:") and needles[k] in lines[0], (k, err)
+        assert k != "beyond float" or ("(401 digits)" in lines[0] and len(lines[0]) < 300), err  # not in full
 
 
 def _status_of(h, node_name, seconds, until, **publish):

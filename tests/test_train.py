@@ -240,6 +240,34 @@ def test_a_stop_signal_to_the_whole_process_group_spares_the_env_workers(tmp_pat
     assert int(state["num_steps"]) == int(_rows(run)[-1]["step"])
 
 
+def test_a_stop_during_the_final_evaluation_is_named_and_resume_runs_the_evaluation(tmp_path, robotrl_cmd):
+    # found from outside: SIGTERM in the final evaluation (after the last checkpoint) killed the run without a word
+    # (Python's default action), left no eval.json, and `resume` then called the run complete
+    run = tmp_path / "run"
+    args = [*robotrl_cmd, "train", "ppo", TASK, "--out", str(run), "--steps", "512", "--checkpoint-every", "100000",
+            "--eval-episodes", "1000", "--no-progress"] + [x for k, v in SMALL.items()
+                                                             for x in (f"--{k.replace('_', '-')}", v)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "latest.pt").exists():  # written once, at the end, before the evaluation
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped during the final evaluation at step 512" in err and "Traceback" not in err, err
+    assert not (run / "eval.json").exists()
+    r = subprocess.run([*robotrl_cmd, "resume", str(run), "--no-progress"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "its final evaluation was stopped: running it" in r.stderr, r.stderr
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["episodes"] == 1000 and ev["step"] == 512
+    r = subprocess.run([*robotrl_cmd, "resume", str(run)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "already complete" in r.stderr, r.stderr  # evaluated now: complete
+
+
 def test_eval_json_and_plot_of_several_runs(tmp_path, capsys):
     runs = [train("ppo", TASK, algo_flags=SMALL, run_flags={"total_steps": "512", "seed": str(s),
                                                               "eval_episodes": "0"},

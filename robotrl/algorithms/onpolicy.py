@@ -12,6 +12,7 @@ final observation; only termination means "no future".
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -76,6 +77,18 @@ class OnPolicyConfig:
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.rollout_steps
+
+    def check_divides_batch(self, name: str) -> None:
+        """Raise ValueError unless setting `name` (a minibatch size) divides the batch, suggesting the largest
+        size that does (a per-task default of 512 and --envs 3 would otherwise leave the user guessing)."""
+        size, batch = getattr(self, name), self.batch_size
+        if batch % size == 0:
+            return
+        small = [d for d in range(1, math.isqrt(batch) + 1) if batch % d == 0]
+        fit = max(d for d in small + [batch // d for d in small] if d <= size)
+        raise ValueError(f"{name} {size} must divide the batch size num_envs * rollout_steps = {self.num_envs} x "
+                         f"{self.rollout_steps} = {batch}: e.g. --{name.replace('_', '-')} {fit}, or other "
+                         f"--num-envs / --rollout-steps")
 
 
 class RolloutBuffer:

@@ -88,9 +88,7 @@ class PPOConfig(OnPolicyConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range(self, "minibatch_size", ge=2 if self.normalize_advantage else 1)  # std of one sample: NaN
-        if self.batch_size % self.minibatch_size != 0:
-            raise ValueError(f"minibatch_size {self.minibatch_size} must divide the batch size "
-                             f"num_envs * rollout_steps = {self.batch_size}")
+        self.check_divides_batch("minibatch_size")
         if self.update_epochs < 1:
             raise ValueError(f"update_epochs must be >= 1, got {self.update_epochs}")
         if not 0 < self.clip_coef < 1:

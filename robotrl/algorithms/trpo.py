@@ -70,9 +70,7 @@ class TRPOConfig(OnPolicyConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range(self, "critic_minibatch_size", ge=1)
-        if self.batch_size % self.critic_minibatch_size != 0:
-            raise ValueError(f"critic_minibatch_size {self.critic_minibatch_size} must divide the batch size "
-                             f"num_envs * rollout_steps = {self.batch_size}")
+        self.check_divides_batch("critic_minibatch_size")
         if self.max_kl <= 0:
             raise ValueError(f"max_kl must be > 0, got {self.max_kl}")
         if not 0 < self.fisher_subsample <= 1:

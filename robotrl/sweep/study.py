@@ -190,7 +190,7 @@ def _int(path: Path, key: str, value: Any, lo: int, hi: int) -> int:
 def load(path: str | Path) -> Study:
     """Read and check a study file; raises UserError naming the file and the field."""
     p = Path(path)
-    data = cfgmod.load_file(p)
+    data = cfgmod.load_file(p, "study file")
     if p.suffix != ".toml":
         raise _err(p, "a study is a .toml file")
     unknown = sorted(set(data) - TOP_KEYS - set(algo_registry.ALGORITHMS))
