@@ -41,7 +41,11 @@ def check_actor_fits_task(card: dict[str, Any], task: str, path: str) -> None:
     from robotrl.spec import TaskSpec, spec_change
 
     task = canonical_task(task)  # reach:arm.toml here is the card's reach:/abs/path/arm.toml
-    mine, theirs = TaskSpec.from_dict(card["spec"]), task_spec(task)
+    try:  # (the spec's own task_id is optional on the robot side: the card's is the one)
+        mine = TaskSpec.from_dict({**card["spec"], "task_id": card["task_id"]})
+    except ValueError as e:
+        raise UserError(f"{path}: the policy card's spec: {e}") from None
+    theirs = task_spec(task)
     if task == card["task_id"]:
         change = spec_change(mine, theirs)
         if change:

@@ -168,10 +168,10 @@ def test_a_legged_task_needs_a_free_joint_and_the_command_says_so_in_one_line(tm
     (tmp_path / "arm3.xml").write_text((ASSETS / "arm3.xml").read_text())
     p.write_text('model = "arm3.xml"\nbase = "base_link"\nfeet = ["lower"]\n[joints."*"]\nkp = 1.0\nkd = 0.1\n'
                  "default = 0.0\naction_scale = 0.2\n")
-    with pytest.raises(RobotConfigError, match="no free joint"):
+    with pytest.raises(RobotConfigError, match=r"needs a free joint \(a legged robot's floating base; the model"):
         Robot.load(p, "legged")
     for argv, needle in ([["robot", "inspect", str(tmp_path / "missing.xml")], "not found"],
-                         [["train", "ppo", f"legged:{p}", "--steps", "1000"], "no free joint"]):
+                         [["train", "ppo", f"legged:{p}", "--steps", "1000"], "needs a free joint"]):
         r = subprocess.run([sys.executable, "-m", "robotrl.cli", *argv], capture_output=True, text=True, timeout=120)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr

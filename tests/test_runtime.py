@@ -74,7 +74,8 @@ F = "card: policy card field "
     (_set(["task_id"], ""), F + 'task_id must be a non-empty string, got ""'),
     (_set(["algo"], 3), F + "algo must be a non-empty string, got 3"),
     (_set(["robotrl_version"], None), F + "robotrl_version must be a non-empty string"),
-    (_set(["task_id"], ["x" * 100]), F + "task_id must be a non-empty string, got " + json.dumps(["x" * 100])[:80]),
+    (_set(["task_id"], ["x" * 100]), F + "task_id must be a non-empty string, got " + json.dumps(["x" * 100])[:77]
+     + "..."),  # cut, and says so
     (_set(["task_id"], object()), F + "task_id must be a non-empty string, got object"),
     (_set(["normalizer"], []), F + "normalizer must be an object, got []"),
     (_set(["training"], "x"), F + 'training must be an object, got "x"'),
