@@ -114,6 +114,13 @@ class LeggedVelocityEnv(gym.Env):
         if unknown:
             raise ValueError(f"unknown reward terms {sorted(unknown)}; known: {', '.join(REWARD_WEIGHTS)}")
         self.weights = {**REWARD_WEIGHTS, **(reward_weights or {})}
+        self._settings = {  # recorded in the spec: a [legged] table edited after training is noticed
+            "command_ranges": self.command_ranges, "stand_probability": float(stand_probability),
+            "resample_s": [float(x) for x in resample_s], "episode_s": float(episode_s),
+            "tracking_sigma": float(tracking_sigma), "air_time": float(air_time), "soft_limit": float(soft_limit),
+            "max_tilt": float(max_tilt), "reset_noise": float(reset_noise), "push_interval_s": float(push_interval_s),
+            "push_velocity": float(push_velocity), "only_positive_rewards": bool(only_positive_rewards),
+            "rewards": dict(self.weights)}
 
         m = self.model
         free = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, r.free_joint)
@@ -170,7 +177,8 @@ class LeggedVelocityEnv(gym.Env):
         robot = {"template": "legged", "base": r.config.base, "imu_site": r.config.imu_site,
                  "feet": list(r.config.feet), "default_pose": dict(zip(r.joints, r.default.tolist(), strict=True)),
                  "kp": r.kp.tolist(), "kd": r.kd.tolist(), "effort_limit": [float(x) for x in r.effort_limit],
-                 "physics_timestep": float(self.model.opt.timestep), "decimation": self.frame_skip}
+                 "physics_timestep": float(self.model.opt.timestep), "decimation": self.frame_skip,
+                 "settings": self._settings, "physics": r.physics_fingerprint()}
         return TaskSpec(task_id=task_id, observation=tuple(obs), action=tuple(act), control_period=self.dt,
                         frame_skip=self.frame_skip, max_episode_steps=self.max_steps, deployable=True,
                         extras={"robot": robot}, joint_ranges=ranges)

@@ -82,7 +82,13 @@ class ReachEnv(gym.Env):
         extras = {"robot": {"template": "reach", "end_effector": ee,
                             "default_pose": dict(zip(r.joints, r.default.tolist(), strict=True)),
                             "kp": r.kp.tolist(), "kd": r.kd.tolist(),
-                            "physics_timestep": float(m.opt.timestep), "decimation": self.frame_skip}}
+                            "physics_timestep": float(m.opt.timestep), "decimation": self.frame_skip,
+                            "settings": {  # recorded: a [reach] table edited after training is noticed
+                                "episode_steps": self.max_steps, "goal_fraction": float(goal_fraction),
+                                "min_goal_height": float(min_goal_height), "reset_noise": float(reset_noise),
+                                "tolerance": float(tolerance), "distance_weight": float(distance_weight),
+                                "velocity_weight": float(velocity_weight)},
+                            "physics": r.physics_fingerprint()}}
         self.task_spec = TaskSpec(task_id=task_id, observation=tuple(obs), action=tuple(act), control_period=self.dt,
                                   frame_skip=self.frame_skip, max_episode_steps=self.max_steps, deployable=True,
                                   extras=extras, joint_ranges=ranges)

@@ -171,7 +171,9 @@ class RobotConfig:
             for k, v in settings.items():
                 if not finite_number(v):
                     raise RobotConfigError(f"{where}: joints.{pattern!r}.{k} must be a finite number, got {v!r}")
-                if (k != "default" and v < 0) or (k in ("effort_limit", "action_scale") and v == 0):
+                if k == "kd" and v < 0:  # no damping is a servo; no stiffness is not
+                    raise RobotConfigError(f"{where}: joints.{pattern!r}.kd must be >= 0, got {v!r}")
+                if k in ("kp", "effort_limit", "action_scale") and v <= 0:
                     raise RobotConfigError(f"{where}: joints.{pattern!r}.{k} must be positive, got {v!r}")
             joints.append((pattern, {k: float(v) for k, v in settings.items()}))
         templates = {}
@@ -429,6 +431,23 @@ class Robot:
         self.effort_limit = (np.where(has & m.actuator_forcelimited[a].astype(bool), m.actuator_forcerange[a, 1],
                                       np.inf) if m.nu else np.full(len(jid), np.inf))
         self.control_period = float(m.opt.timestep) * self.config.decimation
+
+    def physics_fingerprint(self) -> str:
+        """A digest of the compiled model's physics (masses, inertias, geometry, joints, damping, servos, sites,
+        gravity, timestep): recorded in the task's spec, so that an MJCF edited after training is noticed."""
+        import hashlib
+
+        m = self.model
+        h = hashlib.sha256()
+        for name in ("body_mass", "body_inertia", "body_pos", "body_quat", "body_ipos", "geom_type", "geom_size",
+                     "geom_pos", "geom_quat", "geom_friction", "geom_contype", "geom_conaffinity", "jnt_type",
+                     "jnt_axis", "jnt_pos", "jnt_range", "jnt_stiffness", "dof_damping", "dof_armature",
+                     "dof_frictionloss", "actuator_gainprm", "actuator_biasprm", "actuator_forcerange",
+                     "actuator_ctrlrange", "site_pos", "site_quat"):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(np.round(getattr(m, name), 9), dtype=np.float64).tobytes())
+        h.update(np.round(np.asarray([*m.opt.gravity, m.opt.timestep]), 12).tobytes())
+        return h.hexdigest()[:16]
 
     def template_settings(self, template: str, env_class: type) -> dict[str, Any]:
         """The config's ``[template]`` table as keyword arguments of `env_class`: ``command_x/y/yaw`` become

@@ -143,6 +143,8 @@ MISTAKES = {
                  "give kp and kd"),
     "default outside range": (GOOD + '[joints.lf_knee]\ndefault = 1.0\n', None, "outside its range"),
     "wrong type": (GOOD.replace("kp = 8.0", 'kp = "stiff"'), None, "kp must be a finite number"),
+    "no stiffness": (GOOD.replace("kp = 8.0", "kp = 0.0"), None, "kp must be positive, got 0.0"),  # a servo that isn't
+    "negative damping": (GOOD.replace("kd = 0.2", "kd = -1.0"), None, "kd must be >= 0, got -1.0"),
     "not toml": ("base = [\n", "skip-model", "not valid TOML"),
     "integer beyond float range": (GOOD.replace("default = 0.0", f"default = {10**400}"), None,
                                    "default must be a finite number"),
@@ -398,21 +400,30 @@ def test_a_robot_config_edited_after_training_is_named_not_run(tmp_path, capsys)
     assert main(["train", "ppo", f"reach:{cfg}", "--steps", "512", "--envs", "2", "--rollout-steps", "128",
                  "--minibatch-size", "64", "--eval-episodes", "1", "--no-progress", "--out", str(run)]) == 0
     assert main(["export", str(run)]) == 0
-    original = cfg.read_text()
+    original, model = cfg.read_text(), (tmp_path / "arm3.xml").read_text()
     argvs = (["eval", str(run), "--episodes", "1"], ["resume", str(run), "--steps", "1024", "--no-progress"],
              ["eval", "--onnx", str(run / "actor.onnx"), "--episodes", "1"],
              ["eval", "--onnx", str(run / "actor.onnx"), f"reach:{cfg}", "--episodes", "1"],  # named, not defaulted
              ["video", str(run / "actor.onnx"), "-o", str(tmp_path / "v.gif"), "--seconds", "0.2"],
              ["sim2sim", str(run / "actor.onnx"), "--episodes", "1"])
     for edit, needle in ((("kp = 60.0", "kp = 40.0"), "extras.robot.kp[0]: 60.0 then, 40.0 now"),
-                         (("default = 1.2", "default = 1.0"), "then, 1.0 now")):
-        cfg.write_text(original.replace(*edit))
+                         (("default = 1.2", "default = 1.0"), "then, 1.0 now"),
+                         (("decimation = 10", "decimation = 10\n[reach]\ntolerance = 0.06"),  # found from outside:
+                          "extras.robot.settings.tolerance: 0.05 then, 0.06 now"),  # a task setting,
+                         (('<site name="tool" pos="0.24', '<site name="tool" pos="0.2'),  # the MJCF itself
+                          "extras.robot.physics: ")):
+        if edit[0].startswith("<site"):
+            cfg.write_text(original)
+            (tmp_path / "arm3.xml").write_text(model.replace(*edit))
+        else:
+            cfg.write_text(original.replace(*edit))
         capsys.readouterr()
         for argv in argvs:
             assert main(argv) == 2, argv
             err = capsys.readouterr().err
             assert needle in err and "edited" in err and err.count("\n") == 1, (argv, err)
     cfg.write_text(original)
+    (tmp_path / "arm3.xml").write_text(model)
     for argv in argvs[:4]:  # the config put back: every command runs (video and sim2sim: their own tests)
         assert main(argv) == 0, (argv, capsys.readouterr().err)
 
