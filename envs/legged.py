@@ -115,7 +115,8 @@ class LeggedVelocityEnv(gym.Env):
             raise ValueError(f"unknown reward terms {sorted(unknown)}; known: {', '.join(REWARD_WEIGHTS)}")
         self.weights = {**REWARD_WEIGHTS, **(reward_weights or {})}
         self._settings = {  # recorded in the spec: a [legged] table edited after training is noticed
-            "command_ranges": self.command_ranges, "stand_probability": float(stand_probability),
+            "command_ranges": {a: list(r) for a, r in self.command_ranges.items()},  # JSON's own types: round-trips
+            "stand_probability": float(stand_probability),
             "resample_s": [float(x) for x in resample_s], "episode_s": float(episode_s),
             "tracking_sigma": float(tracking_sigma), "air_time": float(air_time), "soft_limit": float(soft_limit),
             "max_tilt": float(max_tilt), "reset_noise": float(reset_noise), "push_interval_s": float(push_interval_s),
