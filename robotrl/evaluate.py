@@ -73,15 +73,16 @@ def check_actor_fits_task(card: dict[str, Any], task: str, path: str) -> None:
                             f"(leave TASK out to use the card's task)")
 
 
-def check_run_task(rd: Any, settings: Any, current: Any = None) -> None:
+def check_run_task(rd: Any, settings: Any, current: Any = None, recorded: Any = None) -> None:
     """Refuse (UserError) to evaluate or continue a run whose task is no longer the one it was trained on: its
-    spec.json against `current`, the task's spec as built now (built here if not given). A robot config or
-    model edited since training changes the task under the same name."""
+    spec.json (`recorded`, read here if not given) against `current`, the task's spec as built now (built here
+    if not given). A robot config or model edited since training changes the task under the same name."""
     from robotrl.envs import task_spec
     from robotrl.errors import UserError
     from robotrl.spec import spec_change
 
-    change = spec_change(rd.read_spec(settings), current if current is not None else task_spec(settings.task))
+    recorded = recorded if recorded is not None else rd.read_spec(settings)
+    change = spec_change(recorded, current if current is not None else task_spec(settings.task))
     if change:
         raise UserError(f"task {settings.task} is not what run {str(rd.path)!r} was trained on: {change} (its robot "
                         f"config or model was edited since; put it back, or train a new run)")

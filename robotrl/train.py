@@ -335,7 +335,7 @@ def resume(path: str | Path, *, total_steps: int | None = None, device: str | No
         try:
             _check_dims({"obs_dim": spec.obs_dim, "act_dim": spec.act_dim}, spec_file, f"task {task!r} now",
                         f"{rd.spec}")
-            check_run_task(rd, s, spec)
+            check_run_task(rd, s, spec, recorded=spec_file)  # spec.json as read above, not read again
             if state is not None:
                 try:
                     algorithm.load_state_dict(state["algorithm"])
