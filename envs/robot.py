@@ -540,6 +540,14 @@ class Robot:
 
     def inspect(self) -> str:
         """What `robotrl robot inspect` prints: the model as robotrl sees it, and what each template lacks."""
+        return self.inspect_report()[0]
+
+    def inspect_report(self) -> tuple[str, list[str]]:
+        """`inspect`'s text, and the templates that cannot train on this robot although they should: one refused
+        (the robot meets its needs but training it would fail: a bad setting, a default pose out of range), or
+        one that the config is written for (its own table, ``[legged]`` or ``[reach]``; ``base``/``feet``;
+        ``end_effector``) and that still lacks something. `robotrl robot inspect` exits 1 when there are any,
+        so that a script can check a config."""
         m, c = self.raw_model, self.config
         out = [f"model     {c.model}  (timestep {m.opt.timestep:g} s"
                + (f", config: {c.timestep:g} s" if c.timestep else "") + f", decimation {c.decimation}: control "
@@ -584,13 +592,17 @@ class Robot:
         out.append(f"bodies ({m.nbody - 1}): {_listing(_names(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody)[1:], 20)}")
         out.append(f"sites ({m.nsite}): {_listing(_names(m, mujoco.mjtObj.mjOBJ_SITE, m.nsite), 20)}")
         out.append(f"sensors ({m.nsensor}): {_listing(_names(m, mujoco.mjtObj.mjOBJ_SENSOR, m.nsensor), 20)}")
+        failing = []
         for t, what in TEMPLATES.items():
             missing = self.missing_for(t)
             refusal, notes = (None, []) if missing else self._trial(t)
             state = ("needs: " + "; ".join(missing) if missing else f"refused: {refusal}" if refusal else "ready")
             out.append(f"template {t:7s} {state}   ({what})")
             out.extend(f"         warning: {n}" for n in notes)
-        return shorten_numbers("\n".join(out))  # a 400-digit number from the config quoted in a refusal
+            meant = t in c.templates or (c.base or c.feet if t == "legged" else c.end_effector)
+            if refusal or (missing and meant):
+                failing.append(t)
+        return shorten_numbers("\n".join(out)), failing  # a 400-digit number from the config quoted in a refusal
 
 
 def _add_floor(spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:

@@ -573,7 +573,13 @@ def _cmd_robot(args: argparse.Namespace) -> int:
             raise UserError(f"{args.config} describes model {str(config.model)!r}, not {args.model!r}")
     else:
         config = RobotConfig(model=Path(args.model))
-    print(Robot(config).inspect())
+    text, failing = Robot(config).inspect_report()
+    print(text)
+    if failing:
+        where = f"config {config.path}" if config.path else f"model {config.model}"
+        print(f"robotrl robot inspect: {where}: template {' and '.join(failing)} cannot train on this robot "
+              f"(see 'template ...' above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -246,6 +246,10 @@ def spec_change(recorded: TaskSpec, current: TaskSpec) -> str | None:
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
         if (numbers and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)) or (not numbers and a == b):
             return None
+        if path.endswith("robot.physics"):  # a digest: say what it covers
+            return (f"{path}: the compiled model's physics differ (masses, inertias, geometry, joints, damping, "
+                    f"servos, sites, gravity or timestep; digest {json.dumps(a)} then, {json.dumps(b)} now; a MuJoCo "
+                    f"other than training's can compile a model differently too)")
         return f"{path}: {json.dumps(a)} then, {json.dumps(b)} now"
 
     return walk(recorded.to_dict(), current.to_dict(), "")

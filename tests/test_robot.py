@@ -286,9 +286,12 @@ def test_inspect_reports_what_the_reach_template_would_refuse(tmp_path, capsys):
     arm = Path(__file__).resolve().parents[1] / "envs" / "assets" / "arm6.xml"
     p = tmp_path / "arm6.toml"
     p.write_text(f'model = "{arm}"\nend_effector = "fingertip"\n[joints."*"]\ndefault = 0.0\n')
-    assert main(["robot", "inspect", str(p)]) == 0
-    out = capsys.readouterr().out
+    assert main(["robot", "inspect", str(p)]) == 1  # the config names an end effector: it is meant for reach
+    out, err = capsys.readouterr()
     assert "template reach   needs: a model without a body named 'goal'" in out, out
+    assert f"config {p}: template reach cannot train on this robot" in err, err
+    assert main(["robot", "inspect", str(arm)]) == 0  # the model alone: what each template lacks is information
+    assert "template reach   needs: end_effector = SITE or BODY" in capsys.readouterr().out
     assert main(["train", "ppo", f"reach:{p}", "--dry-run"]) == 2
     assert "has a body named 'goal'" in capsys.readouterr().err
 
@@ -305,10 +308,11 @@ def test_inspect_calls_a_template_ready_only_when_training_accepts_the_robot(tmp
     from robotrl.cli import main
 
     p = _write(tmp_path, change(GOOD))
-    assert main(["robot", "inspect", str(p)]) == 0
-    out = capsys.readouterr().out
+    assert main(["robot", "inspect", str(p)]) == 1  # refused: exit 1, so that a script can check a config
+    out, err = capsys.readouterr()
     line = next(ln for ln in out.splitlines() if ln.startswith("template legged"))
     assert line.startswith("template legged  refused: ") and needle in line, line
+    assert "template legged cannot train on this robot" in err, err
     assert main(["train", "ppo", f"legged:{p}", "--dry-run"]) == 2
     assert needle in capsys.readouterr().err
     assert main(["robot", "inspect", str(_write(tmp_path, GOOD))]) == 0
@@ -411,7 +415,7 @@ def test_a_robot_config_edited_after_training_is_named_not_run(tmp_path, capsys)
                          (("decimation = 10", "decimation = 10\n[reach]\ntolerance = 0.06"),  # found from outside:
                           "extras.robot.settings.tolerance: 0.05 then, 0.06 now"),  # a task setting,
                          (('<site name="tool" pos="0.24', '<site name="tool" pos="0.2'),  # the MJCF itself
-                          "extras.robot.physics: ")):
+                          "extras.robot.physics: the compiled model's physics differ (masses, ")):
         if edit[0].startswith("<site"):
             cfg.write_text(original)
             (tmp_path / "arm3.xml").write_text(model.replace(*edit))
