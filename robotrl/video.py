@@ -9,7 +9,8 @@ The episodes are the ones `robotrl eval` runs (`robotrl.evaluate.evaluate`, epis
 video's returns are the evaluation's. An exported actor is run with onnxruntime alone (no torch), so
 what is filmed is what the robot runs. Each frame shows the step, the return so far and, where the
 task reports them, the forward speed, the distance to the goal, success, and a legged robot's velocity
-command beside the velocity it achieves.
+command beside the velocity it achieves (not with ``--no-overlay``, nor on frames under 240 pixels high,
+where MuJoCo's font, which draws no smaller, would cover most of the picture).
 
 Frame rate: frames are taken every ``stride`` control steps and played at ``fps``. By default the
 video plays in real time near 25 frames/s (Hopper at 125 Hz: every 5th step; the arm at 50 Hz:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 DEFAULT_FPS = 25.0  # a divisor of 100 (GIF) and of every suite task's control rate (20, 50, 125 Hz)
 FORMATS = (".mp4", ".gif")
 MAX_SIDE = 4096
+MIN_OVERLAY_HEIGHT = 240  # MuJoCo draws its font no smaller: 4 to 6 rows of ~27 pixels
 
 
 # writers ------------------------------------------------------------------------------------------------------
@@ -201,6 +203,13 @@ class VideoSettings:
     fps: float | None = None
     camera: str | None = None
     seconds: float | None = None
+    overlay: bool = True
+    """draw the text overlay (step, return, ...); it is left out of frames under `MIN_OVERLAY_HEIGHT` pixels high,
+    where MuJoCo's font (it draws no smaller) would cover most of the picture"""
+
+    @property
+    def draws_overlay(self) -> bool:
+        return self.overlay and self.height >= MIN_OVERLAY_HEIGHT
 
     def __post_init__(self) -> None:
         suffix = Path(self.path).suffix.lower()
@@ -310,7 +319,7 @@ class Recorder:
         if self._step % stride == 0 and self._episode_frames < self._max_frames(stride):
             t = time.perf_counter()
             rows = overlay_rows(self._step, self._ret, info, episode=episode, episodes=self.episodes,
-                                control_period=self.control_period)
+                                control_period=self.control_period) if self.settings.draws_overlay else None
             frame = self._renderer.render(env.unwrapped.data, self._cam, rows)
             self._writer.append(frame)
             self.render_s += time.perf_counter() - t
@@ -364,7 +373,8 @@ class Recorder:
         return {"path": str(self.settings.path), "episodes": self.episodes, "frames": self.frames,
                 "width": self.settings.width, "height": self.settings.height, "fps": fps, "stride": stride,
                 "speed": fps * stride * self.control_period, "camera": self.camera, "backend": self.backend,
-                "returns": self.returns, "lengths": self.lengths, "render_s": self.render_s}
+                "returns": self.returns, "lengths": self.lengths, "render_s": self.render_s,
+                "overlay": self.settings.draws_overlay}
 
 
 @contextlib.contextmanager
@@ -480,8 +490,16 @@ def describe(s: dict[str, Any]) -> str:
     returns = ", ".join(f"{r:,.1f}" if abs(r) >= 100 else f"{r:.3f}" for r in s["returns"])
     return (f"{s['path']}: {s['episodes']} episode{'s' if s['episodes'] > 1 else ''} of {s['task']} (seed "
             f"{s['seed']}), {s['frames']} frames {s['width']}x{s['height']} at {s['fps']:g} fps ({speed}, every "
-            f"{s['stride']} control step{'s' if s['stride'] > 1 else ''}), camera {s['camera']}, {s['bytes']:,} "
+            f"{s['stride']} control step{'s' if s['stride'] > 1 else ''}), camera {s['camera']}{_no_overlay(s)}, "
+            f"{s['bytes']:,} "
             f"bytes; return {returns}; rendered with {s['backend']} in {s['render_s']:.1f} s")
+
+
+def _no_overlay(s: dict[str, Any]) -> str:
+    if s.get("overlay", True):
+        return ""
+    return (", no text overlay" if s["height"] >= MIN_OVERLAY_HEIGHT else
+            f", no text overlay (under {MIN_OVERLAY_HEIGHT} pixels high it would cover the picture)")
 
 
 def main(args: Any) -> int:
@@ -496,7 +514,7 @@ def main(args: Any) -> int:
     if args.out and not out.parent.is_dir():  # as export and plot: a mistyped folder is not created
         raise UserError(f"-o {str(out)!r}: folder {str(out.parent)!r} does not exist")
     settings = VideoSettings(out, width=args.width, height=args.height, fps=args.fps, camera=args.camera,
-                             seconds=args.seconds)
+                             seconds=args.seconds, overlay=not args.no_overlay)
     if args.script and not _is_tracking(source.task):
         raise UserError(f"--script: {source.task} does not follow a velocity command (a legged task does)")
     summary = film(source, settings, episodes=args.episodes, seed=args.seed, script=args.script)
@@ -531,6 +549,9 @@ def add_parser(sub: Any, positive_int: Callable[..., Callable[[str], int]], seed
                    help="frames per second of the video (default: real time, about 25 fps)")
     p.add_argument("--seconds", metavar="S", type=float, default=None,
                    help="film only the first S seconds of each episode (the episode still runs to its end)")
+    p.add_argument("--no-overlay", action="store_true",
+                   help=f"frames without the text (step, return, speed, distance, command); frames under "
+                        f"{MIN_OVERLAY_HEIGHT} pixels high never have it")
     p.add_argument("--script", action="store_true",
                    help="a walker follows the scripted command sequence of robotrl sim2sim (stand, forward, turn, "
                         "stop; no pushes) instead of its task's random commands")

@@ -139,6 +139,39 @@ def test_gif_frames_and_timing(tmp_path, capsys):
     _assert_moving_picture(frames)
 
 
+def _gif_frames(path: Path) -> list[np.ndarray]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        out = []
+        for k in range(im.n_frames):
+            im.seek(k)
+            out.append(np.asarray(im.convert("RGB")).astype(int))
+    return out
+
+
+def test_overlay_is_drawn_where_it_fits_and_left_out_on_request(tmp_path, capsys):
+    """Found from outside: at 160x120 MuJoCo's font (it draws no smaller) covered most of the picture. The text
+    is drawn in the top-left corner of frames 240 pixels high or more, never below that, nor with --no-overlay;
+    the rest of the picture is the same either way."""
+    films = {}
+    for size, flags in itertools.product(((320, 240), (160, 120)), ((), ("--no-overlay",))):
+        out = tmp_path / f"{size[0]}{''.join(flags)}.gif"
+        code, stdout, err = _run_cli(capsys, ["video", "pretrained:arm-reach", "-o", str(out), "--width", str(size[0]),
+                                              "--height", str(size[1]), "--seconds", "0.2", *flags])
+        assert code == 0, err
+        films[size, bool(flags)] = (_gif_frames(out), stdout)
+    (text, said), (clean, said_clean) = films[(320, 240), False], films[(320, 240), True]
+    assert "no text overlay" not in said and "no text overlay," in said_clean, (said, said_clean)
+    for a, b in zip(text, clean, strict=True):
+        corner = np.abs(a[:60, :120] - b[:60, :120]).mean()
+        rest = np.abs(a[120:, 160:] - b[120:, 160:]).mean()
+        assert corner > 5 * max(rest, 0.5), (corner, rest)  # text in the corner, the same robot elsewhere
+    (small, said_small), (small_clean, _) = films[(160, 120), False], films[(160, 120), True]
+    assert "no text overlay (under 240 pixels high" in said_small, said_small
+    assert all(np.array_equal(a, b) for a, b in zip(small, small_clean, strict=True))
+
+
 def test_default_and_named_cameras():
     """Walkers get the tracking camera, the fixed-base arm the task's default view; model cameras by name."""
     from robotrl.envs import make
