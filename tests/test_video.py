@@ -76,12 +76,12 @@ def test_train_video_is_the_final_evaluations_first_episode(arm_run):
 
 def test_video_of_a_run_has_the_requested_size_frames_and_fps(arm_run, tmp_path, capsys):
     out = tmp_path / "clip.mp4"
-    code, stdout, err = _run_cli(capsys, ["video", str(arm_run), "-o", str(out), "--episodes", "2", "--width", "96",
-                                          "--height", "64", "--fps", "10", "--json"])
+    code, stdout, err = _run_cli(capsys, ["video", str(arm_run), "-o", str(out), "--episodes", "2", "--width", "320",
+                                          "--height", "240", "--fps", "10", "--json"])
     assert code == 0, err
     summary = json.loads(stdout)
     meta, frames = _mp4(out)
-    assert meta["size"] == (96, 64) and meta["fps"] == 10
+    assert meta["size"] == (320, 240) and meta["fps"] == 10
     assert summary["stride"] == 5 and summary["lengths"] == [100, 100]
     assert len(frames) == summary["frames"] == 2 * (100 // 5 + 1)
     _assert_moving_picture(frames)
