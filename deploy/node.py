@@ -1,6 +1,6 @@
 """The ROS 2 policy node: a lifecycle node that runs an exported actor on a robot.
 
-    robotrl deploy actor.onnx [--ros-args -p rate_hz:=100 ...]      (or python -m robotrl.deploy ...)
+    robotrl deploy actor.onnx [--ros-args -p command_topic:=/arm_controller/commands ...]  (or python -m robotrl.deploy)
 
 Lifecycle (drive it with `ros2 lifecycle set /robotrl_policy configure|activate|...`, or let
 ``autostart`` do configure + activate):
@@ -62,7 +62,7 @@ from robotrl.spec import finite_number
 
 PARAMS: dict[str, Any] = {
     "policy": "",                      # path of actor.onnx, or pretrained:NAME
-    "rate_hz": 0.0,                    # control rate; 0: the card's control period
+    "rate_hz": 0.0,                    # control rate; 0: the card's control period (another rate: a warning)
     "trigger": "timer",                # timer: fixed-period loop; state: compute on each JointState
     "sync_stamps": False,              # trigger=state: wait until every source carries the JointState's stamp
     "joint_states_topic": "/joint_states",
@@ -255,9 +255,15 @@ class PolicyNode(LifecycleNode):
         if generic or not spec.get("deployable", False):
             raise ConfigError(f"{self.policy.path}: task {card['task_id']!r} has unnamed observation elements "
                               "(a plain Gymnasium id); train on a robotrl/ task to deploy")
-        rate = self.p("rate_hz") or 1.0 / float(card["control_period"])
+        trained = 1.0 / float(card["control_period"])
+        rate = self.p("rate_hz") or trained
         if not 0 < rate <= 10000:
             raise ConfigError(f"control rate {rate:g} Hz is outside (0, 10000]")
+        if abs(rate / trained - 1.0) > 0.01:  # allowed (latency measurements, a controller's fixed rate), not silent
+            self.get_logger().warning(f"rate_hz {rate:g} Hz is not the rate the policy was trained at, {trained:g} Hz "
+                                      f"(the card's control period, {float(card['control_period']):g} s): its "
+                                      "velocities, previous actions and targets assume that period (rate_hz:=0 "
+                                      "runs at the card's rate)")
         self.period = 1.0 / rate
         self.watchdog = self.p("watchdog_s") or 3.0 * self.period
         if self.watchdog < self.period:

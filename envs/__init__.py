@@ -90,8 +90,13 @@ def check_task(task_id: str) -> None:
         from pathlib import Path
 
         if not parts[1] or not Path(parts[1]).expanduser().is_file():
-            raise UserError(f"task {task_id!r}: no robot config file {parts[1]!r} (write one next to your MJCF "
-                            "model; 'robotrl robot inspect MODEL.xml' says what it needs)")
+            absolute = Path(parts[1]).is_absolute()  # as a run or a card records it
+            raise UserError(f"task {task_id!r}: no robot config file {parts[1]!r} ("
+                            + ("moved or deleted since a run or card recorded it? Put it back there, or give an "
+                               "exported actor the new path: robotrl eval --onnx ACTOR " + parts[0] + ":NEW.toml; "
+                               if absolute else "")
+                            + "a new robot: write one next to its MJCF model, 'robotrl robot inspect MODEL.xml' says "
+                              "what it needs)")
         return
     if task_id not in gym.registry:
         close = difflib.get_close_matches(task_id, _known_ids(), n=3, cutoff=0.6)

@@ -90,14 +90,23 @@ class LeggedVelocityEnv(gym.Env):
         for a, (lo, hi) in ranges.items():
             if a not in AXES or not lo <= 0.0 <= hi:
                 raise ValueError(f"command range {a}: {lo}..{hi} must be an axis of {AXES} and contain 0")
+            if max(-lo, hi) > 20:
+                raise ValueError(f"command_{a} must lie within [-20, 20] (m/s or rad/s), got [{lo:g}, {hi:g}]")
         self.command_ranges = {a: (float(ranges[a][0]), float(ranges[a][1])) for a in AXES}
         checks = {"stand_probability must be in [0, 1]": 0 <= stand_probability <= 1,
                   "resample_s must be [low, high] seconds with 0 < low <= high": 0 < resample_s[0] <= resample_s[1],
-                  "episode_s must be positive": episode_s > 0, "tracking_sigma must be positive": tracking_sigma > 0,
-                  "air_time must be >= 0": air_time >= 0, "soft_limit must be in (0, 1]": 0 < soft_limit <= 1,
-                  "max_tilt must be in (0, pi]": 0 < max_tilt <= math.pi, "reset_noise must be >= 0": reset_noise >= 0,
-                  "push_interval_s must be >= 0": push_interval_s >= 0,
-                  "push_velocity must be >= 0": push_velocity >= 0,
+                  "resample_s must be at most 3600 seconds": resample_s[1] <= 3600,
+                  "episode_s must be positive": episode_s > 0,
+                  "episode_s must be at most 3600 seconds (an hour of control steps; evaluation runs whole episodes)":
+                      episode_s <= 3600,
+                  "tracking_sigma must be in (0, 100]": 0 < tracking_sigma <= 100,
+                  "air_time must be in [0, 60] seconds": 0 <= air_time <= 60,
+                  "soft_limit must be in (0, 1]": 0 < soft_limit <= 1,
+                  "max_tilt must be in (0, pi]": 0 < max_tilt <= math.pi,
+                  "reset_noise must be in [0, pi] (rad, or m for a slide joint)": 0 <= reset_noise <= math.pi,
+                  "push_interval_s must be in [0, 3600]": 0 <= push_interval_s <= 3600,
+                  "push_velocity must be in [0, 10] m/s (a push is a change of the base's velocity)":
+                      0 <= push_velocity <= 10,
                   f"episode_s must be at least one control period ({self.dt:g} s)": episode_s >= self.dt,
                   f"push_interval_s must be 0 (no pushes) or at least one control period ({self.dt:g} s)":
                       push_interval_s == 0 or push_interval_s >= self.dt}
@@ -179,7 +188,7 @@ class LeggedVelocityEnv(gym.Env):
                  "feet": list(r.config.feet), "default_pose": dict(zip(r.joints, r.default.tolist(), strict=True)),
                  "kp": r.kp.tolist(), "kd": r.kd.tolist(), "effort_limit": [float(x) for x in r.effort_limit],
                  "physics_timestep": float(self.model.opt.timestep), "decimation": self.frame_skip,
-                 "settings": self._settings, "physics": r.physics_fingerprint()}
+                 "settings": self._settings, "physics_parts": r.physics_parts(), "physics": r.physics_fingerprint()}
         return TaskSpec(task_id=task_id, observation=tuple(obs), action=tuple(act), control_period=self.dt,
                         frame_skip=self.frame_skip, max_episode_steps=self.max_steps, deployable=True,
                         extras={"robot": robot}, joint_ranges=ranges)

@@ -19,6 +19,7 @@ home pose plus ``reset_noise``. Reward per step: ``-distance_weight * |ee - goal
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -45,12 +46,17 @@ class ReachEnv(gym.Env):
         self.dt = r.control_period
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
         self.render_mode = render_mode
-        checks = {"episode_steps must be a whole number from 1 to 10,000,000":
-                  float(episode_steps).is_integer() and 1 <= episode_steps <= 10**7,
+        checks = {"episode_steps must be a whole number from 1 to 100,000 (evaluation runs whole episodes)":
+                  float(episode_steps).is_integer() and 1 <= episode_steps <= 10**5,
                   "goal_fraction must be in [0, 1]": 0 <= goal_fraction <= 1,
-                  "reset_noise must be >= 0": reset_noise >= 0, "tolerance must be positive": tolerance > 0,
+                  "reset_noise must be >= 0": reset_noise >= 0,
+                  "reset_noise must be at most pi (rad, or m for a slide joint)": reset_noise <= math.pi,
+                  "tolerance must be positive": tolerance > 0, "tolerance must be at most 10 m": tolerance <= 10,
+                  "min_goal_height must be in [-100, 100] m": -100 <= min_goal_height <= 100,
                   "distance_weight must be >= 0": distance_weight >= 0,
-                  "velocity_weight must be >= 0": velocity_weight >= 0}
+                  "velocity_weight must be >= 0": velocity_weight >= 0,
+                  "distance_weight and velocity_weight must be at most 1e6":
+                      max(distance_weight, velocity_weight) <= 1e6}
         for what, ok in checks.items():
             if not ok:
                 raise ValueError(what)
@@ -88,7 +94,7 @@ class ReachEnv(gym.Env):
                                 "min_goal_height": float(min_goal_height), "reset_noise": float(reset_noise),
                                 "tolerance": float(tolerance), "distance_weight": float(distance_weight),
                                 "velocity_weight": float(velocity_weight)},
-                            "physics": r.physics_fingerprint()}}
+                            "physics_parts": r.physics_parts(), "physics": r.physics_fingerprint()}}
         self.task_spec = TaskSpec(task_id=task_id, observation=tuple(obs), action=tuple(act), control_period=self.dt,
                                   frame_skip=self.frame_skip, max_episode_steps=self.max_steps, deployable=True,
                                   extras=extras, joint_ranges=ranges)

@@ -61,6 +61,27 @@ JOINT_FIELDS = {
     "effort_limit": "torque (force) limit of the servo [N m or N]",
     "action_scale": "the policy's targets span default +- this [rad or m]",
 }
+JOINT_FIELD_MAX = {  # beyond these a value is a typo (MuJoCo's arithmetic overflows or the simulation blows up)
+    "default": (1e3, "rad or m"),
+    "kp": (1e6, "N m/rad or N/m; a large industrial joint is ~1e4"),
+    "kd": (1e5, "N m s/rad or N s/m"),
+    "effort_limit": (1e6, "N m or N"),
+    "action_scale": (100.0, "rad or m"),
+}
+MAX_REWARD_WEIGHT = 1e6
+PHYSICS_FIELDS = {  # what the physics digest covers, in its order: field -> (element kind, what it is)
+    "body_mass": ("body", "mass"), "body_inertia": ("body", "inertia"), "body_pos": ("body", "position"),
+    "body_quat": ("body", "orientation"), "body_ipos": ("body", "centre of mass"), "geom_type": ("geom", "shape"),
+    "geom_size": ("geom", "size"), "geom_pos": ("geom", "position"), "geom_quat": ("geom", "orientation"),
+    "geom_friction": ("geom", "friction"), "geom_contype": ("geom", "contype"),
+    "geom_conaffinity": ("geom", "conaffinity"), "jnt_type": ("joint", "type"), "jnt_axis": ("joint", "axis"),
+    "jnt_pos": ("joint", "position"), "jnt_range": ("joint", "range"), "jnt_stiffness": ("joint", "stiffness"),
+    "dof_damping": ("dof", "damping"), "dof_armature": ("dof", "armature"),
+    "dof_frictionloss": ("dof", "frictionloss"), "actuator_gainprm": ("actuator", "gain"),
+    "actuator_biasprm": ("actuator", "bias (kp, kd)"), "actuator_forcerange": ("actuator", "force range"),
+    "actuator_ctrlrange": ("actuator", "control range"), "site_pos": ("site", "position"),
+    "site_quat": ("site", "orientation"),
+}
 TOP_FIELDS = ("model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints",
               "legged", "reach")
 TEMPLATES = {
@@ -146,6 +167,12 @@ class RobotConfig:
         for key in ("feet", "actuated"):
             if key in doc:
                 kw[key] = names(key, doc[key])
+                twice = sorted({n for n in kw[key] if kw[key].count(n) > 1})
+                if twice:
+                    raise RobotConfigError(f"{where}: {key} names {twice[0]!r} twice")
+        if "actuated" in kw and not kw["actuated"]:
+            raise RobotConfigError(f"{where}: actuated is empty: the policy would command no joint (leave it out "
+                                   "for every hinge and slide joint, or give patterns like [\"*_hip\", \"*_knee\"])")
         if "timestep" in doc:
             v = doc["timestep"]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 0.05:
@@ -175,6 +202,10 @@ class RobotConfig:
                     raise RobotConfigError(f"{where}: joints.{pattern!r}.kd must be >= 0, got {v!r}")
                 if k in ("kp", "effort_limit", "action_scale") and v <= 0:
                     raise RobotConfigError(f"{where}: joints.{pattern!r}.{k} must be positive, got {v!r}")
+                if abs(v) > JOINT_FIELD_MAX[k][0]:
+                    raise RobotConfigError(f"{where}: joints.{pattern!r}.{k} must be at most {JOINT_FIELD_MAX[k][0]:g}"
+                                           f"{'' if k in ('kp', 'kd', 'effort_limit') else ' in size'} "
+                                           f"({JOINT_FIELD_MAX[k][1]}), got {v!r}")
             joints.append((pattern, {k: float(v) for k, v in settings.items()}))
         templates = {}
         for t in TEMPLATES:
@@ -202,17 +233,22 @@ def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
     try:
         return mujoco.MjSpec.from_file(str(path))
     except Exception as e:  # MuJoCo's parser: ValueError / mujoco.FatalError with the line number
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RobotConfigError(f"{config.where}: MuJoCo cannot load {str(path)!r} ({first[:200]})") from None
+        raise RobotConfigError(f"{config.where}: MuJoCo cannot load {str(path)!r} ({_mujoco_message(e)})") from None
 
 
 def _compile(spec: mujoco.MjSpec, config: RobotConfig) -> mujoco.MjModel:
     try:
         return spec.compile()
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RobotConfigError(f"{config.where}: MuJoCo cannot compile {str(config.model)!r} ({first[:200]})") \
-            from None
+        raise RobotConfigError(f"{config.where}: MuJoCo cannot compile {str(config.model)!r} "
+                               f"({_mujoco_message(e)})") from None
+
+
+def _mujoco_message(e: Exception) -> str:
+    """MuJoCo's error on one line, with the line number it gives on a later line (``XML parse error 6:`` then
+    ``Error=XML_ERROR_PARSING_ELEMENT ErrorID=6 (0x6) Line number=22``)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _is_position_servo(model: mujoco.MjModel, a: int) -> bool:
@@ -264,6 +300,13 @@ class Robot:
             if foot not in body_names and foot not in geom_names:
                 raise RobotConfigError(f"{where}: feet names {foot!r}, which is neither a body nor a geom of the "
                                        f"model (bodies: {_listing(body_names)})")
+        if config.base in body_names:
+            base = body_names.index(config.base)
+            for foot in config.feet:
+                if foot == config.base or (foot in geom_names and int(raw.geom_bodyid[geom_names.index(foot)]) == base):
+                    raise RobotConfigError(f"{where}: feet names {foot!r}, which is the base {config.base!r} or on it; "
+                                           "feet are the lower-leg bodies or geoms that touch the ground (the base "
+                                           "touching the ground ends an episode)")
         if config.end_effector is not None and config.end_effector not in site_names + body_names:
             raise RobotConfigError(f"{where}: end_effector names {config.end_effector!r}, which is neither a site "
                                    f"nor a body of the model (sites: {_listing(site_names)})")
@@ -271,6 +314,8 @@ class Robot:
         if template is not None:
             self._check_template(template, raw, joint_names)
         self._add_servos(spec, raw)
+        if template is not None:
+            self._check_commands()
         if config.timestep is not None:
             spec.option.timestep = config.timestep
         if template == "legged":
@@ -299,6 +344,9 @@ class Robot:
                 out.append("feet = [BODY or GEOM, ...]")
         if template == "reach" and c.end_effector is None:
             out.append("end_effector = SITE or BODY")
+        if template == "reach" and self.free_joint is not None:
+            out.append(f"a fixed base (the model's free joint {self.free_joint!r} lets the arm fall and float: "
+                       "remove it)")
         model = getattr(self, "model", None)  # inspect's robot, compiled without a template's additions
         if template == "reach" and model is not None and self.template is None and \
                 mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, GOAL_BODY) >= 0:
@@ -344,8 +392,22 @@ class Robot:
                             if hinge and self._degrees else "")
                     raise RobotConfigError(f"{where}: the default position of {j!r} ({d:g}) is outside its range "
                                            f"[{lo:g}, {hi:g}] (rad or m){hint}")
-            if "action_scale" not in self.settings[j] and not raw.jnt_limited[jid]:
-                raise RobotConfigError(f"{where}: joint {j!r} has no range, so it needs an action_scale")
+
+    def _check_commands(self) -> None:
+        """Every actuated joint has a range of targets (its joint range, or its servo's ctrlrange, or default +-
+        action_scale) and its default pose is a target its servo takes."""
+        where = self.config.where
+        for j in self.joints:
+            s = self.settings[j]
+            if j not in self.command_range:
+                if "action_scale" not in s:
+                    raise RobotConfigError(f"{where}: joint {j!r} has no range, so it needs an action_scale")
+                continue
+            lo, hi = self.command_range[j]
+            d = s.get("default")
+            if d is not None and not lo <= d <= hi:
+                raise RobotConfigError(f"{where}: the default position of {j!r} ({d:g}) is outside [{lo:g}, {hi:g}], "
+                                       f"the targets its servo takes (the model's ctrlrange)")
 
     def _add_servos(self, spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:
         """Every actuated joint ends up driven by a position servo (see the module docstring)."""
@@ -364,14 +426,22 @@ class Robot:
             raise RobotConfigError(f"{where}: the model has actuators on {', '.join(outside)}, which 'actuated' "
                                    "leaves out")
         self.servo_source: dict[str, str] = {}
-        for j in self.joints:
+        self.command_range: dict[str, tuple[float, float]] = {}  # where the servo takes targets: joint range, or
+        for j in self.joints:  # narrower where the model's own position servo has a ctrlrange
             s = self.settings[j]
             acts = by_joint.get(j, [])
             if len(acts) > 1:
                 raise RobotConfigError(f"{where}: joint {j!r} has {len(acts)} actuators; robotrl expects one")
             jid = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_JOINT, j)
+            lo, hi = (float(x) for x in raw.jnt_range[jid]) if raw.jnt_limited[jid] else (-math.inf, math.inf)
             if acts and _is_position_servo(raw, acts[0]):
                 act = spec.actuators[acts[0]]
+                if raw.actuator_ctrllimited[acts[0]]:
+                    clo, chi = (float(x) for x in raw.actuator_ctrlrange[acts[0]])
+                    if clo > hi or chi < lo:
+                        raise RobotConfigError(f"{where}: the servo of {j!r} takes targets in [{clo:g}, {chi:g}] "
+                                               f"(its ctrlrange), outside the joint's range [{lo:g}, {hi:g}]")
+                    lo, hi = max(lo, clo), min(hi, chi)
                 if "kp" in s or "kd" in s:
                     kp = s.get("kp", float(raw.actuator_gainprm[acts[0], 0]))
                     kd = s.get("kd", -float(raw.actuator_biasprm[acts[0], 2]))
@@ -398,9 +468,10 @@ class Robot:
                     act.trntype = mujoco.mjtTrn.mjTRN_JOINT
                     self.servo_source[j] = "a PD servo from the config (the model has none)"
                 act.set_to_position(kp=s["kp"], kv=s["kd"])
-            if raw.jnt_limited[jid]:
+            if math.isfinite(lo):
                 act.ctrllimited = 1
-                act.ctrlrange = [float(x) for x in raw.jnt_range[jid]]
+                act.ctrlrange = [lo, hi]
+                self.command_range[j] = (lo, hi)
             else:
                 act.ctrllimited = 0
             if "effort_limit" in s:
@@ -419,10 +490,12 @@ class Robot:
         st = [self.settings[j] for j in self.joints]
         self.default = np.array([s.get("default", 0.0) for s in st])
         scale = np.array([s.get("action_scale", np.nan) for s in st])
-        low = np.where(np.isnan(scale), self.range[:, 0], self.default - scale)
-        high = np.where(np.isnan(scale), self.range[:, 1], self.default + scale)
-        self.action_low = np.maximum(low, self.range[:, 0])
-        self.action_high = np.minimum(high, self.range[:, 1])
+        command = np.array([self.command_range.get(j, (-np.inf, np.inf)) for j in self.joints], dtype=float)
+        command = command.reshape(len(self.joints), 2)
+        low = np.where(np.isnan(scale), command[:, 0], self.default - scale)
+        high = np.where(np.isnan(scale), command[:, 1], self.default + scale)
+        self.action_low = np.maximum(low, command[:, 0])
+        self.action_high = np.minimum(high, command[:, 1])
         has = self.actuator >= 0
         a = np.where(has, self.actuator, 0)
         self.kp = np.where(has, m.actuator_gainprm[a, 0], np.nan) if m.nu else np.full(len(jid), np.nan)
@@ -439,15 +512,36 @@ class Robot:
 
         m = self.model
         h = hashlib.sha256()
-        for name in ("body_mass", "body_inertia", "body_pos", "body_quat", "body_ipos", "geom_type", "geom_size",
-                     "geom_pos", "geom_quat", "geom_friction", "geom_contype", "geom_conaffinity", "jnt_type",
-                     "jnt_axis", "jnt_pos", "jnt_range", "jnt_stiffness", "dof_damping", "dof_armature",
-                     "dof_frictionloss", "actuator_gainprm", "actuator_biasprm", "actuator_forcerange",
-                     "actuator_ctrlrange", "site_pos", "site_quat"):
+        for name in PHYSICS_FIELDS:
             h.update(name.encode())
             h.update(np.ascontiguousarray(np.round(getattr(m, name), 9), dtype=np.float64).tobytes())
         h.update(np.round(np.asarray([*m.opt.gravity, m.opt.timestep]), 12).tobytes())
         return h.hexdigest()[:16]
+
+    def physics_parts(self) -> dict[str, str]:
+        """`physics_fingerprint` by field and element, for saying what an edit changed: ``{"body_mass":
+        "base=1f3a,thigh=09bc,..."}`` (a 4-hex digest of each element's row, named as in the model, or ``#i``)."""
+        import hashlib
+
+        m = self.model
+        out = {}
+        for name, (kind, _) in PHYSICS_FIELDS.items():
+            rows = np.ascontiguousarray(np.round(getattr(m, name), 9), dtype=np.float64)
+            rows = rows.reshape(rows.shape[0], -1)
+            obj = {"body": mujoco.mjtObj.mjOBJ_BODY, "geom": mujoco.mjtObj.mjOBJ_GEOM,
+                   "joint": mujoco.mjtObj.mjOBJ_JOINT, "actuator": mujoco.mjtObj.mjOBJ_ACTUATOR,
+                   "site": mujoco.mjtObj.mjOBJ_SITE}.get(kind)
+            if kind == "dof":  # a dof is named after its joint
+                names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, int(m.dof_jntid[i])) for i in range(len(rows))]
+            else:
+                names = [mujoco.mj_id2name(m, obj, i) for i in range(len(rows))]
+            out[name] = ",".join(f"{(n or f'#{i}').replace(',', ';').replace('=', ':')}="
+                                 f"{hashlib.sha256(r.tobytes()).hexdigest()[:4]}"
+                                 for i, (n, r) in enumerate(zip(names, rows, strict=True)))
+        opt = np.round(np.asarray([*m.opt.gravity, m.opt.timestep]), 12)
+        out["option"] = f"gravity={hashlib.sha256(opt[:3].tobytes()).hexdigest()[:4]}," \
+                        f"timestep={hashlib.sha256(opt[3:].tobytes()).hexdigest()[:4]}"
+        return out
 
     def template_settings(self, template: str, env_class: type) -> dict[str, Any]:
         """The config's ``[template]`` table as keyword arguments of `env_class`: ``command_x/y/yaw`` become
@@ -473,6 +567,10 @@ class Robot:
             numbers = isinstance(w, dict) and all(finite_number(v) for v in w.values())
             if "reward_weights" not in params or not numbers:
                 raise RobotConfigError(f"{where}: rewards must be a table of numbers (weights by term), got {w!r}")
+            huge = [k for k, v in w.items() if abs(v) > MAX_REWARD_WEIGHT]
+            if huge:
+                raise RobotConfigError(f"{where}: rewards.{huge[0]} must be within +-{MAX_REWARD_WEIGHT:g}, got "
+                                       f"{w[huge[0]]!r}")
             out["reward_weights"] = {k: float(v) for k, v in w.items()}
         for k, v in raw.items():
             if k not in known:
@@ -546,7 +644,7 @@ class Robot:
         """`inspect`'s text, and the templates that cannot train on this robot although they should: one refused
         (the robot meets its needs but training it would fail: a bad setting, a default pose out of range), or
         one that the config is written for (its own table, ``[legged]`` or ``[reach]``; ``base``/``feet``;
-        ``end_effector``) and that still lacks something. `robotrl robot inspect` exits 1 when there are any,
+        ``end_effector``) and that still lacks something. `robotrl robot inspect` exits 2 when there are any,
         so that a script can check a config."""
         m, c = self.raw_model, self.config
         out = [f"model     {c.model}  (timestep {m.opt.timestep:g} s"
@@ -554,6 +652,9 @@ class Robot:
                f"{1.0 / ((c.timestep or m.opt.timestep) * c.decimation):.0f} Hz)"]
         if c.path:
             out[0] += f"\nconfig    {c.path}"
+        if self._degrees and any(int(t) == _HINGE for t in m.jnt_type):
+            out.append("angles    in degrees in the MJCF (MuJoCo's default without <compiler angle=\"radian\"/>); "
+                       "robotrl shows and takes radians: a range of 0.7 degrees is 0.0122 rad")
         free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == _FREE]
         jname = lambda j: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)  # noqa: E731
         bname = lambda b: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)  # noqa: E731
@@ -566,9 +667,12 @@ class Robot:
                    f"{'limit':>7s}  servo")
         for j in range(m.njnt):
             t = int(m.jnt_type[j])
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)
+            if t == int(mujoco.mjtJoint.mjJNT_BALL):
+                out.append(f"    {name or f'(joint {j})':24s} ball   {'':>18s}  (passive: a ball joint is neither "
+                           "observed nor commanded; the templates drive hinge and slide joints)")
             if t not in (_HINGE, _SLIDE):
                 continue
-            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)
             rng = f"[{m.jnt_range[j, 0]:.3g}, {m.jnt_range[j, 1]:.3g}]" if m.jnt_limited[j] else "unlimited"
             if name in self.joints:
                 k = self.joints.index(name)

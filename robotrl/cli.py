@@ -200,10 +200,14 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters: see robotrl.deploy.node)")
 
     p = sub.add_parser("sim-robot", help="a MuJoCo robot behind ROS 2 topics (the stand-in for hardware)")
-    p.add_argument("task", metavar="TASK")
+    p.add_argument("task", metavar="TASK|FILE.onnx|pretrained:NAME",
+                   help="the task to simulate, or an exported actor: the task of its card, with the episodes "
+                        "'robotrl eval --onnx' runs (its evaluation seed) unless --seed")
     p.add_argument("--episodes", type=_positive_int("--episodes", MAX_EPISODES), default=10,
                    help="episodes to play before it exits (default 10); it also stops on Ctrl-C or SIGTERM")
-    p.add_argument("--seed", type=_seed, default=0, help="episode k is seeded seed + k")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="episode k is seeded seed + k (default: 0 for a TASK; an actor's evaluation seed, 1000000 "
+                        "for a run of seed 0)")
     p.add_argument("--lockstep", action="store_true", help="step when the command answering the last state arrives")
 
     p = sub.add_parser("sim2sim", help="the policy node against the simulated robot over DDS, vs in-process")
@@ -479,9 +483,18 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
 def _cmd_sim_robot(args: argparse.Namespace) -> int:
     from robotrl.envs import check_task, task_spec
 
-    check_task(args.task)
-    if not task_spec(args.task).deployable:
-        raise UserError(f"task {args.task!r} has unnamed observation elements; use a robotrl/ task (robotrl tasks)")
+    task, seed = args.task, args.seed
+    if task.endswith(".onnx") or task.startswith("pretrained:"):  # an actor: its card's task and evaluation seed
+        from robotrl.deploy.runtime import OnnxPolicy
+        from robotrl.evaluate import check_actor_fits_task, eval_seed
+
+        card = OnnxPolicy(task).card
+        check_actor_fits_task(card, card["task_id"], task)  # a robot config edited since training: refused
+        task, seed = card["task_id"], eval_seed(int(card["training"]["seed"])) if seed is None else seed
+    seed = 0 if seed is None else seed
+    check_task(task)
+    if not task_spec(task).deployable:
+        raise UserError(f"task {task!r} has unnamed observation elements; use a robotrl/ task (robotrl tasks)")
     _need_ros()
     import rclpy
     from rclpy.executors import ExternalShutdownException
@@ -495,7 +508,7 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
     init_without_signal_handlers([])
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopping.append(signum))
-    robot = SimRobot(args.task, episodes=args.episodes, seed=args.seed, lockstep=args.lockstep)
+    robot = SimRobot(task, episodes=args.episodes, seed=seed, lockstep=args.lockstep)
     try:
         while rclpy.ok() and not robot.done and not stopping:
             rclpy.spin_once(robot, timeout_sec=0.1)
@@ -575,11 +588,10 @@ def _cmd_robot(args: argparse.Namespace) -> int:
         config = RobotConfig(model=Path(args.model))
     text, failing = Robot(config).inspect_report()
     print(text)
-    if failing:
-        where = f"config {config.path}" if config.path else f"model {config.model}"
-        print(f"robotrl robot inspect: {where}: template {' and '.join(failing)} cannot train on this robot "
-              f"(see 'template ...' above)", file=sys.stderr)
-        return 1
+    if failing:  # a user's mistake like any other: exit 2 after the report that names it
+        where = f"robot config {config.path}" if config.path else f"model {config.model}"
+        raise UserError(f"{where}: template {' and '.join(failing)} cannot train on this robot (see 'template ...' "
+                        f"above)")
     return 0
 
 

@@ -43,6 +43,9 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEF
         steps, values, names = read_metric(csv_path, metric)
         curves.append((p.name, steps, values))
         columns.update(names)
+    if metric not in columns and metric.startswith("rollout/ep_"):  # written once an episode has ended
+        raise UserError(f"no values of {metric!r} yet: no training episode has ended in "
+                        f"{'this run' if len(curves) == 1 else 'these runs'} (each environment has yet to finish one)")
     if metric not in columns:
         known = sorted(c for c in columns if c != "step")
         raise UserError(f"--metric {metric!r}: no such column in metrics.csv; the runs have: {', '.join(known)}")

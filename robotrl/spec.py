@@ -229,7 +229,8 @@ def spec_change(recorded: TaskSpec, current: TaskSpec) -> str | None:
 
     def walk(a: Any, b: Any, path: str) -> str | None:
         if isinstance(a, dict) and isinstance(b, dict):
-            for key in a:
+            # the model's physics last (a config's gain names itself better), by element before its digest
+            for key in sorted(a, key=lambda k: {"physics_parts": 1, "physics": 2}.get(k, 0)):
                 if key in b and not (path == "extras" and key == "sim2real"):
                     found = walk(a[key], b[key], f"{path}.{key}" if path else str(key))
                     if found:
@@ -246,6 +247,8 @@ def spec_change(recorded: TaskSpec, current: TaskSpec) -> str | None:
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
         if (numbers and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)) or (not numbers and a == b):
             return None
+        if ".robot.physics_parts." in path and isinstance(a, str) and isinstance(b, str):
+            return f"the MJCF model: {_physics_part_change(path.rsplit('.', 1)[1], a, b) or path + ' changed'}"
         if path.endswith("robot.physics"):  # a digest: say what it covers
             return (f"{path}: the compiled model's physics differ (masses, inertias, geometry, joints, damping, "
                     f"servos, sites, gravity or timestep; digest {json.dumps(a)} then, {json.dumps(b)} now; a MuJoCo "
@@ -253,3 +256,38 @@ def spec_change(recorded: TaskSpec, current: TaskSpec) -> str | None:
         return f"{path}: {json.dumps(a)} then, {json.dumps(b)} now"
 
     return walk(recorded.to_dict(), current.to_dict(), "")
+
+
+_PHYSICS_WORDS = {"body_mass": "mass", "body_inertia": "inertia", "body_pos": "position", "body_quat": "orientation",
+                  "body_ipos": "centre of mass", "geom_type": "shape", "geom_size": "size", "geom_pos": "position",
+                  "geom_quat": "orientation", "geom_friction": "friction", "geom_contype": "contype",
+                  "geom_conaffinity": "conaffinity", "jnt_type": "type", "jnt_axis": "axis", "jnt_pos": "position",
+                  "jnt_range": "range", "jnt_stiffness": "stiffness", "dof_damping": "damping",
+                  "dof_armature": "armature", "dof_frictionloss": "frictionloss", "actuator_gainprm": "gain",
+                  "actuator_biasprm": "bias (kp, kd)", "actuator_forcerange": "force range",
+                  "actuator_ctrlrange": "control range", "site_pos": "position", "site_quat": "orientation"}
+
+
+def _physics_part_change(field: str, then: str, now: str) -> str | None:
+    """What one field of the physics digest by element (`Robot.physics_parts`) says changed: the first element
+    whose digest differs, by name, e.g. "body 'thigh': its mass differs from training's (body_mass)"."""
+    def parse(text: str) -> list[tuple[str, str]]:
+        return [tuple(item.rsplit("=", 1)) for item in text.split(",") if "=" in item] if text else []
+
+    a, b = parse(then), parse(now)
+    kind = "joint" if field.startswith(("jnt_", "dof_")) else field.split("_", 1)[0]
+    word = _PHYSICS_WORDS.get(field, field)
+    if field == "option":
+        names = [n for (n, x), (m, y) in zip(a, b, strict=False) if n == m and x != y]
+        return f"the model's {' and '.join(names) or 'options'} differ from training's (<option>)"
+    if [n for n, _ in a] != [n for n, _ in b]:
+        gone = [n for n, _ in a if n not in dict(b)]
+        new = [n for n, _ in b if n not in dict(a)]
+        what = (f"{kind} {gone[0]!r} is gone" if gone else f"{kind} {new[0]!r} is new" if new
+                else "they are in another order")
+        kinds = "bodies" if kind == "body" else kind + "s"
+        return f"the model's {kinds} differ from training's: {what} ({len(a)} then, {len(b)} now)"
+    for (n, x), (_, y) in zip(a, b, strict=True):
+        if x != y:
+            return f"{kind} {n!r}: its {word} differs from training's ({field})"
+    return None

@@ -108,6 +108,10 @@ def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = 
     run = RunConfig(total_steps=default_steps)
     if config_file is not None:
         data = cfgmod.load_file(config_file)
+        if "model" in data and {"joints", "base", "feet", "end_effector", "actuated", "legged", "reach"} & set(data):
+            raise UserError(f"config file {str(config_file)!r} is a robot config (model, joints, ...): it goes in the "
+                            f"task, legged:{config_file} or reach:{config_file}; --config takes training settings "
+                            f"([run] and [{algo}] tables)")
         run_data = data.pop("run", {}) or {}
         algo_data = data.pop(algo, None)
         others = [k for k in data if k in algo_registry.ALGORITHMS]

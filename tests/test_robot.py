@@ -148,6 +148,14 @@ MISTAKES = {
     "not toml": ("base = [\n", "skip-model", "not valid TOML"),
     "integer beyond float range": (GOOD.replace("default = 0.0", f"default = {10**400}"), None,
                                    "default must be a finite number"),
+    # found from outside (audit 5): a traceback, and values that overflowed MuJoCo or never ended an episode
+    "nothing actuated": ("actuated = []\n" + GOOD, None, "actuated is empty: the policy would command no joint"),
+    "absurd stiffness": (GOOD.replace("kp = 8.0", "kp = 1e300"), None, "kp must be at most 1e+06"),
+    "absurd damping": (GOOD.replace("kd = 0.2", "kd = 1e30"), None, "kd must be at most 100000"),
+    "the base as a foot": (GOOD.replace('feet = ["lf_toe"]', 'feet = ["torso_geom"]'), None,
+                           "feet names 'torso_geom', which is the base 'torso' or on it"),
+    "a foot twice": (GOOD.replace('feet = ["lf_toe"]', 'feet = ["lf_toe", "lf_toe"]'), None,
+                     "feet names 'lf_toe' twice"),
 }
 
 
@@ -286,10 +294,10 @@ def test_inspect_reports_what_the_reach_template_would_refuse(tmp_path, capsys):
     arm = Path(__file__).resolve().parents[1] / "envs" / "assets" / "arm6.xml"
     p = tmp_path / "arm6.toml"
     p.write_text(f'model = "{arm}"\nend_effector = "fingertip"\n[joints."*"]\ndefault = 0.0\n')
-    assert main(["robot", "inspect", str(p)]) == 1  # the config names an end effector: it is meant for reach
+    assert main(["robot", "inspect", str(p)]) == 2  # the config names an end effector: it is meant for reach
     out, err = capsys.readouterr()
     assert "template reach   needs: a model without a body named 'goal'" in out, out
-    assert f"config {p}: template reach cannot train on this robot" in err, err
+    assert f"robotrl: error: robot config {p}: template reach cannot train on this robot" in err, err
     assert main(["robot", "inspect", str(arm)]) == 0  # the model alone: what each template lacks is information
     assert "template reach   needs: end_effector = SITE or BODY" in capsys.readouterr().out
     assert main(["train", "ppo", f"reach:{p}", "--dry-run"]) == 2
@@ -308,7 +316,7 @@ def test_inspect_calls_a_template_ready_only_when_training_accepts_the_robot(tmp
     from robotrl.cli import main
 
     p = _write(tmp_path, change(GOOD))
-    assert main(["robot", "inspect", str(p)]) == 1  # refused: exit 1, so that a script can check a config
+    assert main(["robot", "inspect", str(p)]) == 2  # refused: exit 2, so that a script can check a config
     out, err = capsys.readouterr()
     line = next(ln for ln in out.splitlines() if ln.startswith("template legged"))
     assert line.startswith("template legged  refused: ") and needle in line, line
@@ -415,7 +423,7 @@ def test_a_robot_config_edited_after_training_is_named_not_run(tmp_path, capsys)
                          (("decimation = 10", "decimation = 10\n[reach]\ntolerance = 0.06"),  # found from outside:
                           "extras.robot.settings.tolerance: 0.05 then, 0.06 now"),  # a task setting,
                          (('<site name="tool" pos="0.24', '<site name="tool" pos="0.2'),  # the MJCF itself
-                          "extras.robot.physics: the compiled model's physics differ (masses, ")):
+                          "the MJCF model: site 'tool': its position differs from training's (site_pos)")):
         if edit[0].startswith("<site"):
             cfg.write_text(original)
             (tmp_path / "arm3.xml").write_text(model.replace(*edit))
@@ -457,3 +465,98 @@ def test_model_mistakes_found_from_outside_are_named(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1, (argv, err)
+
+
+def _arm3(tmp_path, xml_edit=None, toml_extra=""):
+    xml = (ASSETS / "arm3.xml").read_text()
+    (tmp_path / "arm3.xml").write_text(xml_edit(xml) if xml_edit else xml)
+    p = tmp_path / "arm3.toml"
+    p.write_text((ASSETS / "arm3.toml").read_text() + toml_extra)
+    return p
+
+
+def test_the_models_servo_ctrlrange_bounds_the_actions_and_the_card_says_so(tmp_path):
+    """Found from outside: a position servo's ctrlrange (+-0.3) was replaced by the joint range (+-1.5) and the
+    card promised targets the model's servo never took; it now bounds the action, and a default pose outside it
+    is refused."""
+    servos = lambda t: t.replace('<motor joint="shoulder" gear="20" ctrlrange="-1 1"/>',  # noqa: E731
+                                 '<position joint="shoulder" kp="60" kv="3" ctrlrange="-0.3 0.3"/>')
+    from robotrl.envs import task_spec
+
+    spec = task_spec(f"reach:{_arm3(tmp_path, servos)}")
+    shoulder = next(a for a in spec.action if a.joint == "shoulder")
+    assert (shoulder.low, shoulder.high) == (-0.3, 0.3)
+    assert next(a for a in spec.action if a.joint == "elbow").high == 2.2  # the PD servo from the config: joint range
+    with pytest.raises(RobotConfigError, match=r"default position of 'shoulder' \(0.5\) is outside \[-0.3, 0.3\], the "
+                                               r"targets its servo takes \(the model's ctrlrange\)"):
+        Robot.load(_arm3(tmp_path, servos, '[joints.shoulder]\ndefault = 0.5\n'), "reach")
+
+
+def test_model_findings_of_the_fifth_outside_check_are_named(tmp_path, capsys):
+    """A floating arm, an MJCF syntax error (the line number kept), a ball joint and angles in degrees (listed by
+    inspect), and the robot config given as --config: each named, none a traceback."""
+    from robotrl.cli import main
+
+    floating = _arm3(tmp_path, lambda t: t.replace('<body name="base_link" pos="0 0 0.04">',
+                                                   '<body name="pedestal" pos="0 0 0.1"><freejoint name="oops"/>'
+                                                   '<geom type="box" size="0.05 0.05 0.01"/><body name="base_link">'
+                                                   ).replace("</worldbody>", "</body></worldbody>"))
+    assert main(["train", "ppo", f"reach:{floating}", "--dry-run"]) == 2
+    assert "needs a fixed base (the model's free joint 'oops'" in capsys.readouterr().err
+    broken = _arm3(tmp_path, lambda t: t.replace('<joint name="yaw" axis="0 0 1" range="-2.5 2.5"/>',
+                                                 '<joint name="yaw" axis="0 0 1" range="-2.5 2.5"'))
+    assert main(["robot", "inspect", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "MuJoCo cannot load" in err and "line number=1" in err.lower() and err.count("\n") == 1, err
+    ball = _arm3(tmp_path, lambda t: t.replace('<joint name="yaw" axis="0 0 1" range="-2.5 2.5"/>',
+                                               '<joint name="yaw" type="ball"/>').replace(
+                                                   '<motor joint="yaw" gear="10" ctrlrange="-1 1"/>', ""))
+    main(["robot", "inspect", str(ball)])
+    out = capsys.readouterr().out
+    assert "yaw" in out and "ball" in out and "neither observed nor commanded" in out, out
+    degrees = _arm3(tmp_path, lambda t: t.replace('angle="radian"', ""))
+    main(["robot", "inspect", str(degrees)])
+    assert "angles    in degrees in the MJCF" in capsys.readouterr().out
+    assert main(["train", "ppo", f"reach:{floating}", "--config", str(floating), "--dry-run"]) == 2
+    assert "is a robot config (model, joints, ...): it goes in the task" in capsys.readouterr().err
+
+
+TEMPLATE_MISTAKES = {
+    "absurd reward weight": (GOOD + "[legged.rewards]\nfeet_air_time = 1e300\n", None,
+                             "rewards.feet_air_time must be within +-1e+06"),
+    "absurd push": (GOOD + "[legged]\npush_velocity = 1e6\n", None, "push_velocity must be in [0, 10] m/s"),
+    "absurd reset noise": (GOOD + "[legged]\nreset_noise = 100.0\n", None, "reset_noise must be in [0, pi]"),
+    "endless episodes": (GOOD + "[legged]\nepisode_s = 1e12\n", None, "episode_s must be at most 3600 seconds"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATE_MISTAKES))
+def test_template_settings_beyond_use_are_refused_in_one_line(tmp_path, capsys, case):
+    """Found from outside: values that overflowed MuJoCo's arithmetic, blew up the simulation or made an episode
+    (and so the final evaluation) endless were accepted."""
+    from robotrl.cli import main
+
+    text, _, needle = TEMPLATE_MISTAKES[case]
+    assert main(["train", "ppo", f"legged:{_write(tmp_path, text)}", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (('size="0.02"/>', 'size="0.02" density="2000"/>'), "body 'lower': its mass differs from training's (body_mass)"),
+    (("<joint damping=\"0.5\"", "<joint damping=\"0.7\""), "joint 'yaw': its damping differs from training's"),
+    (('<site name="tool" pos="0.24', '<site name="tool" pos="0.2'), "site 'tool': its position differs"),
+    (('<body name="lower" pos="0 0 0.25">', '<body name="lower" pos="0 0 0.25"><body name="extra"/>'),
+     "the model's bodies differ from training's: body 'extra' is new"),
+])
+def test_an_edited_mjcf_is_named_by_element(tmp_path, edit, needle):
+    """Found from outside: an MJCF edit was refused with two digests, naming nothing; the spec records the
+    physics by element too, and the refusal names the first element that changed."""
+    from robotrl.envs import task_spec
+    from robotrl.spec import spec_change
+
+    before = task_spec(f"reach:{_arm3(tmp_path)}")
+    after = task_spec(f"reach:{_arm3(tmp_path, lambda t: t.replace(*edit))}")  # the same file, edited
+    change = spec_change(before, after)
+    assert change is not None and needle in change, change
+    assert spec_change(before, before) is None

@@ -283,6 +283,19 @@ def test_eval_json_and_plot_of_several_runs(tmp_path, capsys):
     assert png.stat().st_size > 1000
 
 
+def test_a_run_too_short_to_end_an_episode_says_so_instead_of_a_plot(tmp_path, capsys):
+    # found from outside: "no learning curve: --metric 'rollout/ep_return_mean': no such column" after a short
+    # legged run, from train, which has no --metric; the arm's episodes are 100 steps, each env here runs 64
+    out = tmp_path / "r"
+    assert main(["train", "ppo", "robotrl/ArmReach-v0", "--steps", "512", "--envs", "8", "--rollout-steps", "64",
+                 "--minibatch-size", "64", "--eval-episodes", "0", "--no-progress", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "no learning curve: no values of 'rollout/ep_return_mean' yet: no training episode has ended" in err, err
+    assert "--metric" not in err and not (out / "learning_curve.png").exists()
+    assert main(["plot", str(out), "-o", str(tmp_path / "c.png")]) == 2
+    assert "no training episode has ended in this run" in capsys.readouterr().err
+
+
 def test_resume_refuses_a_run_whose_checkpoint_was_deleted(tmp_path, capsys):
     # the metrics show it got past a checkpoint step, so one was written: starting over from step 0 would silently
     # throw the run away (a run killed before its first checkpoint still starts again, as documented)
