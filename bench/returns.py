@@ -108,6 +108,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--sb3", action=argparse.BooleanOptionalAction, default=True, help="also run the SB3 side")
+    p.add_argument("--theirs-only", action="store_true",
+                   help="run only the SB3 side (to spread a table's runs over processes; no table is written: "
+                        "a later run of the whole table finds every result stored)")
     p.add_argument("--ours-args", default="", help="extra arguments for robotrl train (e.g. --noise param)")
     p.add_argument("--theirs-args", default="", help="extra arguments for bench/sb3_train.py")
     p.add_argument("--tag", default="", help="names runs with different --ours-args apart, e.g. ou, param "
@@ -127,8 +130,9 @@ def main() -> None:
     for algo in algos:
         for task in tasks:
             for seed in seeds:
-                jobs.append(("ours", algo, task, seed))
-                if a.sb3:
+                if not a.theirs_only:
+                    jobs.append(("ours", algo, task, seed))
+                if a.sb3 or a.theirs_only:
                     jobs.append(("theirs", algo, task, seed))
 
     # Concurrent runs on one core each, so every run of a table gets the same share of the machine
@@ -154,6 +158,8 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with ThreadPoolExecutor(a.jobs) as ex:
         done = dict(ex.map(run, jobs))
+    if a.theirs_only:
+        return
 
     rows, summary = [], []
     for algo in algos:
