@@ -150,7 +150,8 @@ class LeggedVelocityEnv(gym.Env):
         self._qa, self._va, self._act = r.qpos_adr, r.dof_adr, r.actuator
         self.low, self.high = r.action_low, r.action_high
         self._offset, self._scale = (self.high + self.low) / 2, (self.high - self.low) / 2
-        mid, half = (r.range[:, 0] + r.range[:, 1]) / 2, (r.range[:, 1] - r.range[:, 0]) / 2
+        bounded = np.where(r.limited[:, None], r.range, 0.0)  # an unlimited joint's (-inf, inf) made no nan here
+        mid, half = (bounded[:, 0] + bounded[:, 1]) / 2, (bounded[:, 1] - bounded[:, 0]) / 2
         self._soft_lo = np.where(r.limited, mid - soft_limit * half, -np.inf)
         self._soft_hi = np.where(r.limited, mid + soft_limit * half, np.inf)
         n = len(r.joints)

@@ -88,6 +88,7 @@ class ReachEnv(gym.Env):
         extras = {"robot": {"template": "reach", "end_effector": ee,
                             "default_pose": dict(zip(r.joints, r.default.tolist(), strict=True)),
                             "kp": r.kp.tolist(), "kd": r.kd.tolist(),
+                            "effort_limit": [float(x) for x in r.effort_limit],
                             "physics_timestep": float(m.opt.timestep), "decimation": self.frame_skip,
                             "settings": {  # recorded: a [reach] table edited after training is noticed
                                 "episode_steps": self.max_steps, "goal_fraction": float(goal_fraction),

@@ -307,6 +307,12 @@ class Robot:
                     raise RobotConfigError(f"{where}: feet names {foot!r}, which is the base {config.base!r} or on it; "
                                            "feet are the lower-leg bodies or geoms that touch the ground (the base "
                                            "touching the ground ends an episode)")
+        owner = {f: (body_names.index(f) if f in body_names else int(raw.geom_bodyid[geom_names.index(f)]))
+                 for f in config.feet}
+        for f in config.feet:  # a body and one of its own geoms: the same foot twice
+            if f not in body_names and owner[f] in [owner[g] for g in config.feet if g in body_names]:
+                raise RobotConfigError(f"{where}: feet names geom {f!r} and also its body "
+                                       f"{body_names[owner[f]]!r}: the same foot twice (name one of them)")
         if config.end_effector is not None and config.end_effector not in site_names + body_names:
             raise RobotConfigError(f"{where}: end_effector names {config.end_effector!r}, which is neither a site "
                                    f"nor a body of the model (sites: {_listing(site_names)})")
@@ -435,6 +441,11 @@ class Robot:
             jid = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_JOINT, j)
             lo, hi = (float(x) for x in raw.jnt_range[jid]) if raw.jnt_limited[jid] else (-math.inf, math.inf)
             if acts and _is_position_servo(raw, acts[0]):
+                gear = float(raw.actuator_gear[acts[0], 0])
+                if gear != 1.0:  # MuJoCo drives the joint to ctrl / gear: the card's targets would be off by gear
+                    raise RobotConfigError(f"{where}: the position servo of {j!r} has gear {gear:g}; robotrl's "
+                                           "targets are joint positions (rad or m): give it gear 1, or remove it "
+                                           "and give kp and kd in the config")
                 act = spec.actuators[acts[0]]
                 if raw.actuator_ctrllimited[acts[0]]:
                     clo, chi = (float(x) for x in raw.actuator_ctrlrange[acts[0]])
@@ -604,8 +615,15 @@ class Robot:
         reason it refuses the robot (a base without the free joint, a default pose outside a joint's range, a
         [template] table with an unknown key, ...), or None and notes on what a first episode shows: geoms of
         the robot that overlap at the default pose, a walker that cannot hold its default pose for a second."""
+        import warnings
+
         from robotrl.envs.tasks import template_env
 
+        with warnings.catch_warnings():  # MuJoCo's own instability warnings: said once, as a note
+            warnings.simplefilter("ignore")
+            return self._trial_run(template, template_env)
+
+    def _trial_run(self, template: str, template_env: Any) -> tuple[str | None, list[str]]:
         try:
             env = template_env(template, self.config, f"{template}:{self.config.path or self.config.model}")
         except RobotConfigError as e:
@@ -625,13 +643,18 @@ class Robot:
                              "body2=.../></contact>) or give the geoms contype/conaffinity that do not collide")
             if template == "legged":
                 env.set_command(0.0, 0.0, 0.0)
-                second = max(1, round(1.0 / env.dt))
-                for t in range(second):
-                    if env.step(self.default)[2]:
-                        notes.append(f"holding the default pose, an episode ends after {t + 1} step(s) of "
-                                     f"{second} (the base touches the ground or tilts beyond max_tilt): check the "
-                                     "default pose and the base")
-                        break
+            second = max(1, round(1.0 / env.dt))
+            for t in range(second):
+                if env.step(self.default)[2] and template == "legged":
+                    notes.append(f"holding the default pose, an episode ends after {t + 1} step(s) of "
+                                 f"{second} (the base touches the ground or tilts beyond max_tilt): check the "
+                                 "default pose and the base")
+                    break
+            if int(d.warning[int(mujoco.mjtWarning.mjWARN_BADQACC)].number) > 0:
+                notes.append(f"the simulation is unstable holding the default pose (MuJoCo: NaN, Inf or huge "
+                             f"accelerations; it resets the state and training learns nothing): lower kp and kd "
+                             f"(largest {np.nanmax(self.kp):g}, {np.nanmax(self.kd):g}) or the timestep "
+                             f"({m.opt.timestep:g} s)")
         finally:
             env.close()
         return None, notes

@@ -195,7 +195,7 @@ def build_parser(argv: Sequence[str]) -> _Parser:
 
     p = sub.add_parser("deploy", help="run an exported actor in the ROS 2 policy node (configure + activate)",
                        description="Run the lifecycle policy node. Arguments after the file go to ROS, e.g. "
-                                   "robotrl deploy actor.onnx --ros-args -p rate_hz:=100 -p ramp_s:=2.0")
+                                   "robotrl deploy actor.onnx --ros-args -p ramp_s:=2.0 -p imu_topic:=/imu")
     p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
     p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters: see robotrl.deploy.node)")
 
@@ -485,13 +485,17 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
 
     task, seed = args.task, args.seed
     if task.endswith(".onnx") or task.startswith("pretrained:"):  # an actor: its card's task and evaluation seed
-        from robotrl.deploy.runtime import OnnxPolicy
         from robotrl.evaluate import check_actor_fits_task, eval_seed
 
-        card = OnnxPolicy(task).card
+        card = _load_card(task)
         check_actor_fits_task(card, card["task_id"], task)  # a robot config edited since training: refused
         task, seed = card["task_id"], eval_seed(int(card["training"]["seed"])) if seed is None else seed
     seed = 0 if seed is None else seed
+    from pathlib import Path
+
+    if Path(task).is_dir():
+        raise UserError(f"{task!r} is a folder: give a task (robotrl tasks) or an exported actor, e.g. "
+                        f"{str(Path(task) / 'actor.onnx')!r} (robotrl export RUN writes it)")
     check_task(task)
     if not task_spec(task).deployable:
         raise UserError(f"task {task!r} has unnamed observation elements; use a robotrl/ task (robotrl tasks)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import mujoco
@@ -156,6 +157,8 @@ MISTAKES = {
                            "feet names 'torso_geom', which is the base 'torso' or on it"),
     "a foot twice": (GOOD.replace('feet = ["lf_toe"]', 'feet = ["lf_toe", "lf_toe"]'), None,
                      "feet names 'lf_toe' twice"),
+    "a foot and its body": (GOOD.replace('feet = ["lf_toe"]', 'feet = ["lf_shin", "lf_toe"]'), None,
+                            "feet names geom 'lf_toe' and also its body 'lf_shin': the same foot twice"),
 }
 
 
@@ -560,3 +563,30 @@ def test_an_edited_mjcf_is_named_by_element(tmp_path, edit, needle):
     change = spec_change(before, after)
     assert change is not None and needle in change, change
     assert spec_change(before, before) is None
+
+
+def test_sixth_outside_check_servo_gear_instability_and_bad_actors_are_named(tmp_path, capsys):
+    """Found from outside (re-check): a position servo with gear 2 (MuJoCo drives the joint to ctrl / 2, so the
+    card's targets were off by 2) is refused; gains that make the simulation unstable are a warning of inspect,
+    not MuJoCo's raw warnings; sim-robot with a missing or broken actor or a run folder is one line, exit 2."""
+    from robotrl.cli import main
+
+    geared = _arm3(tmp_path, lambda t: t.replace('<motor joint="shoulder" gear="20" ctrlrange="-1 1"/>',
+                                                 '<position joint="shoulder" gear="2" kp="60" kv="3"/>'))
+    with pytest.raises(RobotConfigError, match=r"the position servo of 'shoulder' has gear 2; robotrl's targets are "
+                                               r"joint positions"):
+        Robot.load(geared, "reach")
+    stiff = _write(tmp_path, GOOD.replace("kp = 8.0", "kp = 1e6"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a raw MuJoCo or numpy warning would fail here
+        assert main(["robot", "inspect", str(stiff)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the simulation is unstable holding the default pose" in out and "lower kp and kd" in out, out
+    (tmp_path / "fake.onnx").write_text("hi")
+    for argv, needle in ((["sim-robot", str(tmp_path / "nothere.onnx")], "no such file"),
+                         (["sim-robot", str(tmp_path / "fake.onnx")], "is not a loadable ONNX model"),
+                         (["sim-robot", "pretrained:nope"], "no pretrained actor 'nope'"),
+                         (["sim-robot", str(tmp_path)], "is a folder: give a task (robotrl tasks) or an exported")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
