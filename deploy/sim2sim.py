@@ -31,7 +31,7 @@ import numpy as np
 
 
 def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance: float = 0.1,
-        timeout_s: float = 600.0, ramp_s: float = 0.0, log: Any = print) -> dict[str, Any]:
+        timeout_s: float = 600.0, ramp_s: float = 0.0, log: Any = print, task: str | None = None) -> dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -43,7 +43,7 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
 
     policy = OnnxPolicy(policy_path)
     card = policy.card
-    task, seed = card["task_id"], eval_seed(int(card["training"]["seed"]))
+    task, seed = task or card["task_id"], eval_seed(int(card["training"]["seed"]))  # another task: same elements
     check_actor_fits_task(card, task, policy_path)  # a robot config edited since training: refused, not run
     tracking = any(e["kind"] == "velocity_command" for e in card["spec"]["observation"])
     script = env_kwargs = None

@@ -91,10 +91,11 @@ def check_task(task_id: str) -> None:
 
         if not parts[1] or not Path(parts[1]).expanduser().is_file():
             absolute = Path(parts[1]).is_absolute()  # as a run or a card records it
+            new = f"{parts[0]}:NEW.toml"
             raise UserError(f"task {task_id!r}: no robot config file {parts[1]!r} ("
                             + ("moved or deleted since a run or card recorded it? Put it back there, or give an "
-                               "exported actor the new path: robotrl eval --onnx ACTOR " + parts[0] + ":NEW.toml; "
-                               if absolute else "")
+                               f"exported actor the new path: robotrl eval --onnx ACTOR {new} (or sim2sim ACTOR "
+                               f"{new}); " if absolute else "")
                             + "a new robot: write one next to its MJCF model, 'robotrl robot inspect MODEL.xml' says "
                               "what it needs)")
         return

@@ -212,6 +212,9 @@ def build_parser(argv: Sequence[str]) -> _Parser:
 
     p = sub.add_parser("sim2sim", help="the policy node against the simulated robot over DDS, vs in-process")
     p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
+    p.add_argument("task", metavar="TASK", nargs="?", default=None,
+                   help="the task to run it on (default: the card's); another must measure and command the same "
+                        "elements, e.g. the same robot config at a new path (reach:moved/arm.toml)")
     p.add_argument("--episodes", type=_positive_int("--episodes", MAX_EPISODES), default=3,
                    help="episodes on each side (default 3)")
     p.add_argument("--free-running", action="store_true", help="wall-clock timers on both sides, as on hardware")
@@ -536,8 +539,14 @@ def _cmd_sim2sim(args: argparse.Namespace) -> int:
     from robotrl.deploy.sim2sim import run
 
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    if args.task is not None:
+        from robotrl.envs import check_task, task_spec
+
+        check_task(args.task)
+        if not task_spec(args.task).deployable:
+            raise UserError(f"task {args.task!r} has unnamed observation elements; use a robotrl/ task")
     result = run(args.onnx, episodes=args.episodes, lockstep=not args.free_running, tolerance=args.tolerance,
-                 log=log)
+                 log=log, task=args.task)
     if args.json:
         print(json.dumps(result))
     return 0 if result["ok"] else 1

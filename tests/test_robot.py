@@ -7,6 +7,7 @@ servos (tests/assets/arm3.*).
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -590,3 +591,27 @@ def test_sixth_outside_check_servo_gear_instability_and_bad_actors_are_named(tmp
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1, err
+
+
+def test_a_moved_robot_config_is_named_and_sim2sim_takes_its_new_path(tmp_path, capsys):
+    """Found from outside: after moving the robot's folder, eval and sim2sim said "write one"; the message now
+    says the recorded file is gone, and sim2sim (like eval --onnx) takes the new path as its TASK."""
+    import shutil
+
+    from robotrl.cli import main
+
+    old = tmp_path / "old"
+    old.mkdir()
+    cfg, run = _arm3(old), tmp_path / "run"
+    assert main(["train", "ppo", f"reach:{cfg}", "--steps", "512", "--envs", "2", "--rollout-steps", "128",
+                 "--minibatch-size", "64", "--eval-episodes", "1", "--no-progress", "--out", str(run)]) == 0
+    assert main(["export", str(run)]) == 0
+    shutil.move(old, tmp_path / "new")
+    capsys.readouterr()
+    actor = str(run / "actor.onnx")
+    assert main(["sim2sim", actor, "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "moved or deleted since a run or card recorded it" in err and "sim2sim ACTOR reach:NEW.toml" in err, err
+    assert main(["sim2sim", actor, f"reach:{tmp_path / 'new' / 'arm3.toml'}", "--episodes", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] and result["ros"] == pytest.approx(result["in_process"], abs=1e-6), result
