@@ -45,7 +45,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robotrl.envs.robot import Robot
+from robotrl.envs.robot import Robot, RobotConfigError
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
 AXES = ("x", "y", "yaw")
@@ -207,8 +207,19 @@ class LeggedVelocityEnv(gym.Env):
                      if m.geom_bodyid[g] != 0 and (m.geom_contype[g] or m.geom_conaffinity[g]))
         d.qpos[self._qb + 2] = -lowest + 0.01
         d.ctrl[self._act] = self.robot.default
-        for _ in range(round(1.0 / m.opt.timestep)):
-            mujoco.mj_step(m, d)
+        import warnings
+
+        with warnings.catch_warnings():  # MuJoCo's instability warning: refused below, in one line
+            warnings.simplefilter("ignore")
+            for _ in range(round(1.0 / m.opt.timestep)):
+                mujoco.mj_step(m, d)
+        bad = d.warning[int(mujoco.mjtWarning.mjWARN_BADQACC)]
+        if int(bad.number) > 0:  # MuJoCo reset the state: nothing to learn from
+            r = self.robot
+            raise RobotConfigError(f"{r.config.where}: the simulation is unstable holding the default pose (MuJoCo: "
+                                   f"NaN, Inf or huge accelerations as it settles on the floor): lower kp and kd "
+                                   f"(largest {np.nanmax(r.kp):g}, {np.nanmax(r.kd):g}) or the timestep "
+                                   f"({m.opt.timestep:g} s)")
         self._rest_qpos = d.qpos.copy()
         self._rest_qpos[self._qb:self._qb + 2] = 0.0
         self.stand_height = float(d.qpos[self._qb + 2])

@@ -580,9 +580,11 @@ def test_sixth_outside_check_servo_gear_instability_and_bad_actors_are_named(tmp
     stiff = _write(tmp_path, GOOD.replace("kp = 8.0", "kp = 1e6"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a raw MuJoCo or numpy warning would fail here
-        assert main(["robot", "inspect", str(stiff)]) == 0
-    out = capsys.readouterr().out
-    assert "warning: the simulation is unstable holding the default pose" in out and "lower kp and kd" in out, out
+        assert main(["robot", "inspect", str(stiff)]) == 2  # refused, as training refuses it
+        out = capsys.readouterr().out
+        assert "refused: the simulation is unstable holding the default pose" in out and "lower kp and kd" in out, out
+        assert main(["train", "ppo", f"legged:{stiff}", "--dry-run"]) == 2
+        assert "the simulation is unstable holding the default pose" in capsys.readouterr().err
     (tmp_path / "fake.onnx").write_text("hi")
     for argv, needle in ((["sim-robot", str(tmp_path / "nothere.onnx")], "no such file"),
                          (["sim-robot", str(tmp_path / "fake.onnx")], "is not a loadable ONNX model"),
