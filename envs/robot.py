@@ -469,9 +469,19 @@ class Robot:
                     raise RobotConfigError(f"{where}: joint {j!r} has {what} in the model; give kp and kd for it "
                                            f"([joints.\"PATTERN\"] kp = ..., kd = ...) to make it a PD position servo")
                 if acts:
-                    act = spec.actuators[acts[0]]
+                    a = acts[0]
+                    act = spec.actuators[a]
                     act.gear = [1.0, 0, 0, 0, 0, 0]
                     self.servo_source[j] = "a PD servo from the config (replacing the model's motor)"
+                    # the motor's torque limit, gear x its control or force bound, stays the servo's unless the
+                    # config gives effort_limit: a policy must not learn torques the real motor cannot give
+                    bounds = [abs(float(raw.actuator_gear[a, 0])) * float(np.max(np.abs(r)))
+                              for r, on in ((raw.actuator_ctrlrange[a], raw.actuator_ctrllimited[a]),
+                                            (raw.actuator_forcerange[a], raw.actuator_forcelimited[a])) if on]
+                    if "effort_limit" not in s and bounds and min(bounds) > 0:
+                        act.forcelimited = 1
+                        act.forcerange = [-min(bounds), min(bounds)]
+                        self.servo_source[j] += f", torque limit {min(bounds):g} from the motor"
                 else:
                     act = spec.add_actuator()
                     act.name = f"{j}_servo"

@@ -617,3 +617,17 @@ def test_a_moved_robot_config_is_named_and_sim2sim_takes_its_new_path(tmp_path, 
     assert main(["sim2sim", actor, f"reach:{tmp_path / 'new' / 'arm3.toml'}", "--episodes", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["ok"] and result["ros"] == pytest.approx(result["in_process"], abs=1e-6), result
+
+
+def test_a_replaced_motor_keeps_its_torque_limit_unless_the_config_gives_one(tmp_path):
+    """Found from outside: the config's PD servo replaced a model motor (gear 20, ctrlrange +-1: 20 N m at most)
+    with an unlimited one, so a policy could learn torques the motor cannot give. The motor's limit stays (gear x
+    its control or force bound); the config's effort_limit, where given, wins."""
+    text = (ASSETS / "arm3.toml").read_text().replace("effort_limit = 20.0\n", "")
+    p = _arm3(tmp_path)
+    p.write_text(text)
+    r = Robot.load(p, "reach")
+    assert list(r.effort_limit) == [10.0, 20.0, 10.0]  # gears 10, 20, 10 at ctrlrange +-1
+    assert "torque limit 20 from the motor" in r.servo_source["shoulder"]
+    p.write_text(text + "[joints.shoulder]\neffort_limit = 5.0\n")
+    assert list(Robot.load(p, "reach").effort_limit) == [10.0, 5.0, 10.0]
