@@ -184,7 +184,8 @@ def main() -> None:
     save_json(a.section, {"machine": machine(), "steps": a.steps, "seeds": seeds, "results": summary})
     cmd = ("python bench/returns.py " + shlex.join(sys.argv[1:])).strip()
     header = "| algorithm | task | robotrl " + (f"({tag[1:]}) " if tag else "") + "|" + \
-        (" reference (same algorithm, library defaults) |" if a.sb3 else "")
+        ((" SB3 with our settings (--match: networks, batch, warm-up, learning rate, noise) |" if a.match
+          else " reference (same algorithm, library defaults) |") if a.sb3 else "")
     lines = [
         f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}; {machine()}; "
         f"{versions('stable-baselines3', 'sb3-contrib', 'gymnasium', 'mujoco')}).",
