@@ -213,13 +213,9 @@ class LeggedVelocityEnv(gym.Env):
             warnings.simplefilter("ignore")
             for _ in range(round(1.0 / m.opt.timestep)):
                 mujoco.mj_step(m, d)
-        bad = d.warning[int(mujoco.mjtWarning.mjWARN_BADQACC)]
-        if int(bad.number) > 0:  # MuJoCo reset the state: nothing to learn from
-            r = self.robot
-            raise RobotConfigError(f"{r.config.where}: the simulation is unstable holding the default pose (MuJoCo: "
-                                   f"NaN, Inf or huge accelerations as it settles on the floor): lower kp and kd "
-                                   f"(largest {np.nanmax(r.kp):g}, {np.nanmax(r.kd):g}) or the timestep "
-                                   f"({m.opt.timestep:g} s)")
+        unstable = self.robot.unstable(d, " as it settles on the floor")  # MuJoCo reset the state: nothing to learn
+        if unstable:
+            raise RobotConfigError(f"{self.robot.config.where}: {unstable}")
         self._rest_qpos = d.qpos.copy()
         self._rest_qpos[self._qb:self._qb + 2] = 0.0
         self.stand_height = float(d.qpos[self._qb + 2])

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ import numpy as np
 import tomllib
 
 from robotrl.errors import UserError, shorten_numbers
-from robotrl.spec import finite_number
+from robotrl.spec import PHYSICS_FIELDS, finite_number
 
 JOINT_FIELDS = {
     "default": "the standing / home position [rad or m]",
@@ -69,19 +70,6 @@ JOINT_FIELD_MAX = {  # beyond these a value is a typo (MuJoCo's arithmetic overf
     "action_scale": (100.0, "rad or m"),
 }
 MAX_REWARD_WEIGHT = 1e6
-PHYSICS_FIELDS = {  # what the physics digest covers, in its order: field -> (element kind, what it is)
-    "body_mass": ("body", "mass"), "body_inertia": ("body", "inertia"), "body_pos": ("body", "position"),
-    "body_quat": ("body", "orientation"), "body_ipos": ("body", "centre of mass"), "geom_type": ("geom", "shape"),
-    "geom_size": ("geom", "size"), "geom_pos": ("geom", "position"), "geom_quat": ("geom", "orientation"),
-    "geom_friction": ("geom", "friction"), "geom_contype": ("geom", "contype"),
-    "geom_conaffinity": ("geom", "conaffinity"), "jnt_type": ("joint", "type"), "jnt_axis": ("joint", "axis"),
-    "jnt_pos": ("joint", "position"), "jnt_range": ("joint", "range"), "jnt_stiffness": ("joint", "stiffness"),
-    "dof_damping": ("dof", "damping"), "dof_armature": ("dof", "armature"),
-    "dof_frictionloss": ("dof", "frictionloss"), "actuator_gainprm": ("actuator", "gain"),
-    "actuator_biasprm": ("actuator", "bias (kp, kd)"), "actuator_forcerange": ("actuator", "force range"),
-    "actuator_ctrlrange": ("actuator", "control range"), "site_pos": ("site", "position"),
-    "site_quat": ("site", "orientation"),
-}
 TOP_FIELDS = ("model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints",
               "legged", "reach")
 TEMPLATES = {
@@ -300,16 +288,13 @@ class Robot:
             if foot not in body_names and foot not in geom_names:
                 raise RobotConfigError(f"{where}: feet names {foot!r}, which is neither a body nor a geom of the "
                                        f"model (bodies: {_listing(body_names)})")
-        if config.base in body_names:
-            base = body_names.index(config.base)
-            for foot in config.feet:
-                if foot == config.base or (foot in geom_names and int(raw.geom_bodyid[geom_names.index(foot)]) == base):
-                    raise RobotConfigError(f"{where}: feet names {foot!r}, which is the base {config.base!r} or on it; "
-                                           "feet are the lower-leg bodies or geoms that touch the ground (the base "
-                                           "touching the ground ends an episode)")
         owner = {f: (body_names.index(f) if f in body_names else int(raw.geom_bodyid[geom_names.index(f)]))
-                 for f in config.feet}
-        for f in config.feet:  # a body and one of its own geoms: the same foot twice
+                 for f in config.feet}  # each foot's body
+        for f in config.feet:
+            if config.base in body_names and owner[f] == body_names.index(config.base):
+                raise RobotConfigError(f"{where}: feet names {f!r}, which is the base {config.base!r} or on it; "
+                                       "feet are the lower-leg bodies or geoms that touch the ground (the base "
+                                       "touching the ground ends an episode)")
             if f not in body_names and owner[f] in [owner[g] for g in config.feet if g in body_names]:
                 raise RobotConfigError(f"{where}: feet names geom {f!r} and also its body "
                                        f"{body_names[owner[f]]!r}: the same foot twice (name one of them)")
@@ -531,13 +516,21 @@ class Robot:
         gravity, timestep): recorded in the task's spec, so that an MJCF edited after training is noticed."""
         import hashlib
 
-        m = self.model
         h = hashlib.sha256()
-        for name in PHYSICS_FIELDS:
+        for name, values in self._physics_arrays():
             h.update(name.encode())
-            h.update(np.ascontiguousarray(np.round(getattr(m, name), 9), dtype=np.float64).tobytes())
-        h.update(np.round(np.asarray([*m.opt.gravity, m.opt.timestep]), 12).tobytes())
+            h.update(values.tobytes())
+        h.update(self._physics_options().tobytes())
         return h.hexdigest()[:16]
+
+    def _physics_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(field, values rounded to 1e-9 as contiguous float64) for each of `PHYSICS_FIELDS`: what the digests hash."""
+        for name in PHYSICS_FIELDS:
+            yield name, np.ascontiguousarray(np.round(getattr(self.model, name), 9), dtype=np.float64)
+
+    def _physics_options(self) -> np.ndarray:
+        m = self.model
+        return np.round(np.asarray([*m.opt.gravity, m.opt.timestep]), 12)
 
     def physics_parts(self) -> dict[str, str]:
         """`physics_fingerprint` by field and element, for saying what an edit changed: ``{"body_mass":
@@ -546,9 +539,9 @@ class Robot:
 
         m = self.model
         out = {}
-        for name, (kind, _) in PHYSICS_FIELDS.items():
-            rows = np.ascontiguousarray(np.round(getattr(m, name), 9), dtype=np.float64)
-            rows = rows.reshape(rows.shape[0], -1)
+        for name, values in self._physics_arrays():
+            kind = PHYSICS_FIELDS[name][0]
+            rows = values.reshape(values.shape[0], -1)
             obj = {"body": mujoco.mjtObj.mjOBJ_BODY, "geom": mujoco.mjtObj.mjOBJ_GEOM,
                    "joint": mujoco.mjtObj.mjOBJ_JOINT, "actuator": mujoco.mjtObj.mjOBJ_ACTUATOR,
                    "site": mujoco.mjtObj.mjOBJ_SITE}.get(kind)
@@ -559,7 +552,7 @@ class Robot:
             out[name] = ",".join(f"{(n or f'#{i}').replace(',', ';').replace('=', ':')}="
                                  f"{hashlib.sha256(r.tobytes()).hexdigest()[:4]}"
                                  for i, (n, r) in enumerate(zip(names, rows, strict=True)))
-        opt = np.round(np.asarray([*m.opt.gravity, m.opt.timestep]), 12)
+        opt = self._physics_options()
         out["option"] = f"gravity={hashlib.sha256(opt[:3].tobytes()).hexdigest()[:4]}," \
                         f"timestep={hashlib.sha256(opt[3:].tobytes()).hexdigest()[:4]}"
         return out
@@ -660,14 +653,21 @@ class Robot:
                                  f"{second} (the base touches the ground or tilts beyond max_tilt): check the "
                                  "default pose and the base")
                     break
-            if int(d.warning[int(mujoco.mjtWarning.mjWARN_BADQACC)].number) > 0:
-                notes.append(f"the simulation is unstable holding the default pose (MuJoCo: NaN, Inf or huge "
-                             f"accelerations; it resets the state and training learns nothing): lower kp and kd "
-                             f"(largest {np.nanmax(self.kp):g}, {np.nanmax(self.kd):g}) or the timestep "
-                             f"({m.opt.timestep:g} s)")
+            unstable = self.unstable(d, "; it resets the state and training learns nothing")
+            if unstable:
+                notes.append(unstable)
         finally:
             env.close()
         return None, notes
+
+    def unstable(self, data: mujoco.MjData, why: str) -> str | None:
+        """What to say where MuJoCo found the simulation of `data` unstable (NaN, Inf or huge accelerations: it
+        then resets the state), else None. `why` follows MuJoCo's words in the parentheses."""
+        if int(data.warning[int(mujoco.mjtWarning.mjWARN_BADQACC)].number) == 0:
+            return None
+        return (f"the simulation is unstable holding the default pose (MuJoCo: NaN, Inf or huge accelerations{why}): "
+                f"lower kp and kd (largest {np.nanmax(self.kp):g}, {np.nanmax(self.kd):g}) or the timestep "
+                f"({self.model.opt.timestep:g} s)")
 
     def inspect(self) -> str:
         """What `robotrl robot inspect` prints: the model as robotrl sees it, and what each template lacks."""

@@ -483,9 +483,16 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     return node_main(["robotrl_deploy", "--ros-args", *extra[1:]], policy=args.onnx, autostart_default=True)
 
 
-def _cmd_sim_robot(args: argparse.Namespace) -> int:
+def _check_deployable_task(task: str) -> None:
+    """A task the node can run (every observation element named), else a one-line error."""
     from robotrl.envs import check_task, task_spec
 
+    check_task(task)
+    if not task_spec(task).deployable:
+        raise UserError(f"task {task!r} has unnamed observation elements; use a robotrl/ task (robotrl tasks)")
+
+
+def _cmd_sim_robot(args: argparse.Namespace) -> int:
     task, seed = args.task, args.seed
     if task.endswith(".onnx") or task.startswith("pretrained:"):  # an actor: its card's task and evaluation seed
         from robotrl.evaluate import check_actor_fits_task, eval_seed
@@ -499,9 +506,7 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
     if Path(task).is_dir():
         raise UserError(f"{task!r} is a folder: give a task (robotrl tasks) or an exported actor, e.g. "
                         f"{str(Path(task) / 'actor.onnx')!r} (robotrl export RUN writes it)")
-    check_task(task)
-    if not task_spec(task).deployable:
-        raise UserError(f"task {task!r} has unnamed observation elements; use a robotrl/ task (robotrl tasks)")
+    _check_deployable_task(task)
     _need_ros()
     import rclpy
     from rclpy.executors import ExternalShutdownException
@@ -540,11 +545,7 @@ def _cmd_sim2sim(args: argparse.Namespace) -> int:
 
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     if args.task is not None:
-        from robotrl.envs import check_task, task_spec
-
-        check_task(args.task)
-        if not task_spec(args.task).deployable:
-            raise UserError(f"task {args.task!r} has unnamed observation elements; use a robotrl/ task")
+        _check_deployable_task(args.task)
     result = run(args.onnx, episodes=args.episodes, lockstep=not args.free_running, tolerance=args.tolerance,
                  log=log, task=args.task)
     if args.json:

@@ -258,14 +258,21 @@ def spec_change(recorded: TaskSpec, current: TaskSpec) -> str | None:
     return walk(recorded.to_dict(), current.to_dict(), "")
 
 
-_PHYSICS_WORDS = {"body_mass": "mass", "body_inertia": "inertia", "body_pos": "position", "body_quat": "orientation",
-                  "body_ipos": "centre of mass", "geom_type": "shape", "geom_size": "size", "geom_pos": "position",
-                  "geom_quat": "orientation", "geom_friction": "friction", "geom_contype": "contype",
-                  "geom_conaffinity": "conaffinity", "jnt_type": "type", "jnt_axis": "axis", "jnt_pos": "position",
-                  "jnt_range": "range", "jnt_stiffness": "stiffness", "dof_damping": "damping",
-                  "dof_armature": "armature", "dof_frictionloss": "frictionloss", "actuator_gainprm": "gain",
-                  "actuator_biasprm": "bias (kp, kd)", "actuator_forcerange": "force range",
-                  "actuator_ctrlrange": "control range", "site_pos": "position", "site_quat": "orientation"}
+PHYSICS_FIELDS = {  # what a robot's physics digest covers, in its order: field -> (element kind, what it is)
+    "body_mass": ("body", "mass"), "body_inertia": ("body", "inertia"), "body_pos": ("body", "position"),
+    "body_quat": ("body", "orientation"), "body_ipos": ("body", "centre of mass"), "geom_type": ("geom", "shape"),
+    "geom_size": ("geom", "size"), "geom_pos": ("geom", "position"), "geom_quat": ("geom", "orientation"),
+    "geom_friction": ("geom", "friction"), "geom_contype": ("geom", "contype"),
+    "geom_conaffinity": ("geom", "conaffinity"), "jnt_type": ("joint", "type"), "jnt_axis": ("joint", "axis"),
+    "jnt_pos": ("joint", "position"), "jnt_range": ("joint", "range"), "jnt_stiffness": ("joint", "stiffness"),
+    "dof_damping": ("dof", "damping"), "dof_armature": ("dof", "armature"),
+    "dof_frictionloss": ("dof", "frictionloss"), "actuator_gainprm": ("actuator", "gain"),
+    "actuator_biasprm": ("actuator", "bias (kp, kd)"), "actuator_forcerange": ("actuator", "force range"),
+    "actuator_ctrlrange": ("actuator", "control range"), "site_pos": ("site", "position"),
+    "site_quat": ("site", "orientation"),
+}
+"""`envs.robot.Robot.physics_fingerprint` and `physics_parts` hash these fields of the compiled model; `spec_change`
+names a changed one by its element kind (a dof by its joint) and what it is."""
 
 
 def _physics_part_change(field: str, then: str, now: str) -> str | None:
@@ -275,11 +282,11 @@ def _physics_part_change(field: str, then: str, now: str) -> str | None:
         return [tuple(item.rsplit("=", 1)) for item in text.split(",") if "=" in item] if text else []
 
     a, b = parse(then), parse(now)
-    kind = "joint" if field.startswith(("jnt_", "dof_")) else field.split("_", 1)[0]
-    word = _PHYSICS_WORDS.get(field, field)
     if field == "option":
         names = [n for (n, x), (m, y) in zip(a, b, strict=False) if n == m and x != y]
         return f"the model's {' and '.join(names) or 'options'} differ from training's (<option>)"
+    kind, word = PHYSICS_FIELDS.get(field, (field.split("_", 1)[0], field))
+    kind = "joint" if kind == "dof" else kind  # a dof is named after its joint
     if [n for n, _ in a] != [n for n, _ in b]:
         gone = [n for n, _ in a if n not in dict(b)]
         new = [n for n, _ in b if n not in dict(a)]
