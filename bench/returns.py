@@ -10,12 +10,15 @@ of `robotrl train`; theirs: constructor defaults via bench/sb3_train.py). Both a
 the same protocol, `robotrl.evaluate`: 10 deterministic episodes with the seeds robotrl uses for
 its final evaluation. The table gives the mean over seeds of each seed's mean return, +- the std
 over seeds, and every seed's value. Finished runs are kept under bench/out/returns/ and skipped when
-the script is run again, so an interrupted benchmark continues where it stopped.
+the script is run again, so an interrupted benchmark continues where it stopped. Each finished run's
+evaluation is also written to bench/results/returns/ (committed: a few hundred bytes per run), because
+bench/out/ is not: a fresh clone finds the runs already made there and does not repeat them.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import queue
@@ -29,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, OUT, REPO, machine, run_timed, save_json, update_section, versions
 
+RECORDS = REPO / "bench" / "results" / "returns"
 THEIRS = {"ppo": "SB3 PPO", "trpo": "sb3-contrib TRPO", "ddpg": "SB3 DDPG", "td3": "SB3 TD3", "sac": "SB3 SAC"}
 
 
@@ -143,8 +147,19 @@ def main() -> None:
     for i in range(a.jobs):
         free_cpus.put(cores[i] if a.pin and a.jobs > 1 and a.jobs <= len(cores) else None)
 
+    def record_path(job) -> Path:
+        side, algo, task, seed = job
+        extra = "-" + hashlib.sha1(a.theirs_args.encode()).hexdigest()[:8] if a.theirs_args else ""
+        name = f"robotrl{tag}" if side == "ours" else "sb3" + ("-match" if a.match else "") + extra
+        return RECORDS / f"{name}-{algo}-{task.replace('/', '_')}-s{seed}-{a.steps}.json"
+
     def run(job):
         side, algo, task, seed = job
+        record = record_path(job)
+        if record.exists():  # finished in an earlier clone
+            ev = json.loads(record.read_text())
+            print(f"{side} {algo} {task} seed {seed}: {ev['mean_return']:.1f} (stored in {record.name})", flush=True)
+            return job, ev
         t0 = time.time()
         cpu = free_cpus.get()
         try:
@@ -152,6 +167,9 @@ def main() -> None:
                   else _theirs(algo, task, seed, a.steps, root, a.theirs_args.split(), cpu, a.match))
         finally:
             free_cpus.put(cpu)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"command": shlex.join(sys.argv), "date": time.strftime("%Y-%m-%d"), **ev},
+                                     ) + "\n")
         print(f"{side} {algo} {task} seed {seed}: {ev['mean_return']:.1f} ({time.time() - t0:.0f} s)", flush=True)
         return job, ev
 
