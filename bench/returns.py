@@ -168,8 +168,8 @@ def main() -> None:
         finally:
             free_cpus.put(cpu)
         record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"command": shlex.join(sys.argv), "date": time.strftime("%Y-%m-%d"), **ev},
-                                     ) + "\n")
+        stamp = {"command": shlex.join(sys.argv), "date": time.strftime("%Y-%m-%d")}
+        record.write_text(json.dumps({**stamp, **ev}) + "\n")
         print(f"{side} {algo} {task} seed {seed}: {ev['mean_return']:.1f} ({time.time() - t0:.0f} s)", flush=True)
         return job, ev
 
