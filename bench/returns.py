@@ -58,9 +58,19 @@ def matched_sb3_args(algo: str, task: str) -> list[str]:
     return args
 
 
-def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], tag: str,
-          cpu: int | None) -> dict:
-    out = root / f"robotrl{tag}-{algo}-{task.replace('/', '_')}-s{seed}"
+def run_name(side: str, algo: str, task: str, seed: int, tag: str, theirs_args: str, match: bool) -> str:
+    """One run's name, for its folder under bench/out/returns/ and (with the steps) its record: ours named by
+    --tag, SB3's by --match and its extra arguments, so runs with different settings are never taken for each
+    other."""
+    if side == "ours":
+        lib = f"robotrl{tag}"
+    else:
+        lib = "sb3" + ("-match" if match else "") + (
+            "-" + hashlib.sha1(theirs_args.encode()).hexdigest()[:8] if theirs_args else "")
+    return f"{lib}-{algo}-{task.replace('/', '_')}-s{seed}"
+
+
+def _ours(algo: str, task: str, seed: int, steps: int, out: Path, extra: list[str], cpu: int | None) -> dict:
     result = out / "eval.json"
     if not result.exists():
         if (out / "checkpoints" / "latest.pt").exists():  # stopped part-way (a session ended): continue it
@@ -77,10 +87,11 @@ def _ours(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[s
     return json.loads(result.read_text())
 
 
-def _theirs(algo: str, task: str, seed: int, steps: int, root: Path, extra: list[str], cpu: int | None,
+def _theirs(algo: str, task: str, seed: int, steps: int, base: Path, extra: list[str], cpu: int | None,
             match: bool = False) -> dict:
-    base = root / f"sb3-{algo}-{task.replace('/', '_')}-s{seed}"
     result = base.with_suffix(".eval.json")
+    if match:  # (before 2026-11-26 evening --match passed nothing: those runs had SB3's defaults)
+        extra = [*matched_sb3_args(algo, task), *extra]
     if not result.exists():
         wall, _ = run_timed([sys.executable, str(REPO / "bench" / "sb3_train.py"), algo, task, str(steps), str(seed),
                              "--save", str(base), *extra], env={"OMP_NUM_THREADS": "1"}, cpu=cpu)
@@ -147,15 +158,10 @@ def main() -> None:
     for i in range(a.jobs):
         free_cpus.put(cores[i] if a.pin and a.jobs > 1 and a.jobs <= len(cores) else None)
 
-    def record_path(job) -> Path:
-        side, algo, task, seed = job
-        extra = "-" + hashlib.sha1(a.theirs_args.encode()).hexdigest()[:8] if a.theirs_args else ""
-        name = f"robotrl{tag}" if side == "ours" else "sb3" + ("-match" if a.match else "") + extra
-        return RECORDS / f"{name}-{algo}-{task.replace('/', '_')}-s{seed}-{a.steps}.json"
-
     def run(job):
         side, algo, task, seed = job
-        record = record_path(job)
+        name = run_name(side, algo, task, seed, tag, a.theirs_args, a.match)
+        record = RECORDS / f"{name}-{a.steps}.json"
         if record.exists():  # finished in an earlier clone
             ev = json.loads(record.read_text())
             print(f"{side} {algo} {task} seed {seed}: {ev['mean_return']:.1f} (stored in {record.name})", flush=True)
@@ -163,8 +169,8 @@ def main() -> None:
         t0 = time.time()
         cpu = free_cpus.get()
         try:
-            ev = (_ours(algo, task, seed, a.steps, root, a.ours_args.split(), tag, cpu) if side == "ours"
-                  else _theirs(algo, task, seed, a.steps, root, a.theirs_args.split(), cpu, a.match))
+            ev = (_ours(algo, task, seed, a.steps, root / name, a.ours_args.split(), cpu) if side == "ours"
+                  else _theirs(algo, task, seed, a.steps, root / name, a.theirs_args.split(), cpu, a.match))
         finally:
             free_cpus.put(cpu)
         record.parent.mkdir(parents=True, exist_ok=True)
