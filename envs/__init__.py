@@ -31,7 +31,7 @@ from robotrl.errors import UserError
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
 __all__ = ["TASKS", "EnvFactory", "Observer", "Sim2Real", "canonical_task", "check_task", "list_tasks", "make",
-           "task_spec"]
+           "make_vector", "task_spec"]
 
 
 def _quiet_known_mujoco_warnings() -> None:
@@ -143,6 +143,33 @@ def make(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, **kwar
 
         env = apply(env, sim2real)
     return env
+
+
+def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any] | None = None,
+                threads: int | None = None, **kwargs: Any) -> Any | None:
+    """`num_envs` worlds of `task_id` stepped as one batch in this process (`robotrl.envs.vector.TaskVectorEnv`)
+    where the task's template is batched and no sim-to-real wrapper is asked for; None otherwise (the caller then
+    steps copies of `make(task_id)`). `kwargs` are the template's settings, as `make(task_id, **kwargs)` takes."""
+    if (isinstance(sim2real, Sim2Real) and sim2real.enabled) or (isinstance(sim2real, dict) and sim2real):
+        return None
+    check_task(task_id)
+    parts = robot_task_parts(task_id)
+    from robotrl.envs.tasks import TASKS, template_task
+
+    if parts is not None:
+        from pathlib import Path
+
+        template, config = parts[0], Path(parts[1]).expanduser()
+    else:
+        entry = TASKS[task_id].entry if task_id in TASKS else None
+        template, config = getattr(entry, "template", None), getattr(entry, "config", None)
+        if template is None:
+            return None
+    from robotrl.envs.robot import RobotConfig
+    from robotrl.envs.vector import TaskVectorEnv
+
+    task = template_task(template, RobotConfig.load(config), task_id, num_envs, threads=threads, **kwargs)
+    return TaskVectorEnv(task) if task is not None else None
 
 
 @dataclass(frozen=True)

@@ -39,53 +39,124 @@ perturbed by `reset_noise`.
 from __future__ import annotations
 
 import math
+import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
+from gymnasium.utils import seeding
 
 from robotrl.envs.robot import Robot, RobotConfigError
+from robotrl.envs.terms import Terms
+from robotrl.envs.worlds import Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
+from robotrl.kinds import sim_observer
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
 AXES = ("x", "y", "yaw")
-REWARD_WEIGHTS = {
-    "track_lin": 1.0, "track_yaw": 0.5, "lin_vel_z": -2.0, "ang_vel_xy": -0.05, "orientation": -1.0,
-    "torque": -2e-4, "action_rate": -0.01, "joint_limits": -10.0, "stand_still": -0.5, "feet_air_time": 1.0,
-}
+
+# ---- reward terms: functions of the step's quantities `s` (arrays over the worlds), see `LeggedVelocityTask._step`
+TERMS = Terms("legged")
 
 
-def _geoms_of(model: mujoco.MjModel, names: tuple[str, ...] | list[str]) -> list[np.ndarray]:
-    """Per name: the collidable geoms of that body, or the geom of that name."""
-    out = []
-    for n in names:
-        b = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n)
-        if b >= 0:
-            ids = [g for g in range(model.ngeom) if model.geom_bodyid[g] == b
-                   and (model.geom_contype[g] or model.geom_conaffinity[g])]
-        else:
-            ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, n)]
-        out.append(np.asarray(ids, dtype=np.intp))
-    return out
+@TERMS.term(weight=1.0, doc="exp(-|v_xy command - v_xy|^2 / tracking_sigma): the commanded planar velocity")
+def track_lin(s: Any) -> np.ndarray:
+    return np.exp(-((s.cmd[:, 0] - s.v[:, 0]) ** 2 + (s.cmd[:, 1] - s.v[:, 1]) ** 2) / s.sigma)
 
 
-class LeggedVelocityEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012
+@TERMS.term(weight=0.5, doc="exp(-(yaw rate command - yaw rate)^2 / tracking_sigma): the commanded yaw rate")
+def track_yaw(s: Any) -> np.ndarray:
+    return np.exp(-((s.cmd[:, 2] - s.w[:, 2]) ** 2) / s.sigma)
 
-    def __init__(self, robot: Robot | str, *, task_id: str = "legged", command_ranges: dict[str, tuple] | None = None,
+
+@TERMS.term(weight=-2.0, doc="vertical base velocity squared [m^2/s^2]")
+def lin_vel_z(s: Any) -> np.ndarray:
+    return s.v[:, 2] ** 2
+
+
+@TERMS.term(weight=-0.05, doc="roll and pitch rates squared [rad^2/s^2]")
+def ang_vel_xy(s: Any) -> np.ndarray:
+    return s.w[:, 0] ** 2 + s.w[:, 1] ** 2
+
+
+@TERMS.term(weight=-1.0, doc="tilt: the horizontal part of gravity in the base frame, squared")
+def orientation(s: Any) -> np.ndarray:
+    return s.up[:, 0] ** 2 + s.up[:, 1] ** 2
+
+
+@TERMS.term(weight=-2e-4, doc="joint torques squared [N^2 m^2]")
+def torque(s: Any) -> np.ndarray:
+    return np.sum(s.torque ** 2, axis=1)
+
+
+@TERMS.term(weight=-0.01, doc="change of the normalised action since the last step, squared")
+def action_rate(s: Any) -> np.ndarray:
+    return np.sum((s.a - s.prev_a) ** 2, axis=1)
+
+
+@TERMS.term(weight=-10.0, doc="how far joints are beyond soft_limit of their range [rad]")
+def joint_limits(s: Any) -> np.ndarray:
+    return np.sum(np.maximum(s.soft_lo - s.q, 0) + np.maximum(s.q - s.soft_hi, 0), axis=1)
+
+
+@TERMS.term(weight=-0.5, doc="distance from the default pose while told to stand [rad]")
+def stand_still(s: Any) -> np.ndarray:
+    return np.where(s.moving, 0.0, np.sum(np.abs(s.q_rel), axis=1))
+
+
+@TERMS.term(weight=1.0, doc="swing time beyond air_time of each foot that touches down, while told to move [s]")
+def feet_air_time(s: Any) -> np.ndarray:
+    return np.where(s.moving, np.sum((s.air - s.air_time) * s.first_contact, axis=1), 0.0)
+
+
+REWARD_WEIGHTS = TERMS.defaults()
+
+
+def _rotation_rows(quat: np.ndarray) -> np.ndarray:
+    """Base-to-world rotation matrices ``[N, 3, 3]`` of unit-normalised quaternions ``[N, 4]`` (w, x, y, z)."""
+    q = quat / np.linalg.norm(quat, axis=1, keepdims=True)
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    R = np.empty((len(q), 3, 3))
+    R[:, 0, 0] = 1 - 2 * (y * y + z * z)
+    R[:, 0, 1] = 2 * (x * y - z * w)
+    R[:, 0, 2] = 2 * (x * z + y * w)
+    R[:, 1, 0] = 2 * (x * y + z * w)
+    R[:, 1, 1] = 1 - 2 * (x * x + z * z)
+    R[:, 1, 2] = 2 * (y * z - x * w)
+    R[:, 2, 0] = 2 * (x * z - y * w)
+    R[:, 2, 1] = 2 * (y * z + x * w)
+    R[:, 2, 2] = 1 - 2 * (x * x + y * y)
+    return R
+
+
+def _foot_object(model: mujoco.MjModel, name: str) -> tuple[mujoco.mjtObj, str]:
+    if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) >= 0:
+        return mujoco.mjtObj.mjOBJ_BODY, name
+    if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name) >= 0:
+        return mujoco.mjtObj.mjOBJ_GEOM, name
+    return mujoco.mjtObj.mjOBJ_SITE, name
+
+
+class LeggedVelocityTask:
+    """The legged template over `num_worlds` worlds: arrays in, arrays out (see the module docstring).
+
+    `reset(worlds, seeds)` starts new episodes in the given worlds; `step(actions [N, n])` returns
+    ``obs [N, obs_dim], reward [N], terminated [N], truncated [N], info`` with every reward term as an array over
+    the worlds in ``info["reward_terms"]``. Each world draws from its own random generator (seeded per world), so a
+    world of a batch gives the numbers a single world seeded alike gives."""
+
+    def __init__(self, robot: Robot | str, *, num_worlds: int = 1, threads: int | None = None,
+                 task_id: str = "legged", command_ranges: dict[str, tuple] | None = None,
                  stand_probability: float = 0.1, resample_s: tuple[float, float] = (4.0, 8.0),
                  episode_s: float = 20.0, tracking_sigma: float = 0.25, air_time: float = 0.3,
                  soft_limit: float = 0.9, max_tilt: float = 1.0, reset_noise: float = 0.1,
                  push_interval_s: float = 8.0, push_velocity: float = 0.5, only_positive_rewards: bool = True,
-                 reward_weights: dict[str, float] | None = None, render_mode: str | None = None):
+                 reward_weights: dict[str, float] | None = None):
         self.robot = robot if isinstance(robot, Robot) else Robot.load(robot, "legged")
         r = self.robot
-        self.model = r.model
-        self.data = mujoco.MjData(self.model)
         self.frame_skip = r.config.decimation
         self.dt = r.control_period
-        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
-        self.render_mode = render_mode
         ranges = {"x": (-0.6, 1.0), "y": (-0.4, 0.4), "yaw": (-1.0, 1.0), **(command_ranges or {})}
         for a, (lo, hi) in ranges.items():
             if a not in AXES or not lo <= 0.0 <= hi:
@@ -119,10 +190,7 @@ class LeggedVelocityEnv(gym.Env):
         self.reset_noise, self.only_positive = reset_noise, only_positive_rewards
         self.push_every = round(push_interval_s / self.dt) if push_interval_s > 0 else 0
         self.push_velocity = push_velocity
-        unknown = set(reward_weights or {}) - set(REWARD_WEIGHTS)
-        if unknown:
-            raise ValueError(f"unknown reward terms {sorted(unknown)}; known: {', '.join(REWARD_WEIGHTS)}")
-        self.weights = {**REWARD_WEIGHTS, **(reward_weights or {})}
+        self.weights = TERMS.weights(reward_weights)
         self._settings = {  # recorded in the spec: a [legged] table edited after training is noticed
             "command_ranges": {a: list(r) for a, r in self.command_ranges.items()},  # JSON's own types: round-trips
             "stand_probability": float(stand_probability),
@@ -132,22 +200,18 @@ class LeggedVelocityEnv(gym.Env):
             "push_velocity": float(push_velocity), "only_positive_rewards": bool(only_positive_rewards),
             "rewards": dict(self.weights)}
 
-        m = self.model
-        free = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, r.free_joint)
-        self._qb, self._vb = int(m.jnt_qposadr[free]), int(m.jnt_dofadr[free])
-        self.base_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
-        self._base_geoms = np.asarray([g for g in range(m.ngeom) if m.geom_bodyid[g] == self.base_body], np.intp)
-        self._is_base = np.zeros(m.ngeom, dtype=bool)
-        self._is_base[self._base_geoms] = True
-        # not the robot's own: the ground and anything else outside the base's kinematic tree (a fall is the base
-        # touching one of these; the trunk brushing a thigh is a self-contact, not a fall)
-        self._foreign = m.body_rootid[m.geom_bodyid] != m.body_rootid[self.base_body]
-        feet = _geoms_of(m, r.config.feet)
-        self._feet_flat = np.concatenate(feet)
-        self._feet_start = np.cumsum([0] + [len(f) for f in feet[:-1]]).astype(np.intp)
-        self._n_feet = len(feet)
-        self._touch = np.zeros(m.ngeom, dtype=bool)
+        self.model = m = self._model_with_sensors()
+        base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
+        free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_FREE)
+                and m.jnt_bodyid[j] == base]
+        if not free:
+            raise RobotConfigError(f"{r.config.where}: the base {r.config.base!r} has no free joint")
+        self.base_body = base
+        self._qb, self._vb = int(m.jnt_qposadr[free[0]]), int(m.jnt_dofadr[free[0]])
         self._qa, self._va, self._act = r.qpos_adr, r.dof_adr, r.actuator
+        self._feet_cols = sensor_columns(m, [f"robotrl_foot{i}" for i in range(len(r.config.feet))])
+        self._hit_cols = sensor_columns(m, self._hit_sensors)
+        self._torque_cols = sensor_columns(m, [f"robotrl_torque{i}" for i in range(len(r.joints))])
         self.low, self.high = r.action_low, r.action_high
         self._offset, self._scale = (self.high + self.low) / 2, (self.high - self.low) / 2
         bounded = np.where(r.limited[:, None], r.range, 0.0)  # an unlimited joint's (-inf, inf) made no nan here
@@ -155,19 +219,46 @@ class LeggedVelocityEnv(gym.Env):
         self._soft_lo = np.where(r.limited, mid - soft_limit * half, -np.inf)
         self._soft_hi = np.where(r.limited, mid + soft_limit * half, np.inf)
         n = len(r.joints)
-        self.action_space = gym.spaces.Box(self.low.astype(np.float32), self.high.astype(np.float32),
-                                           dtype=np.float32)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (9 + 3 * n,), np.float64)
+        self.obs_dim = 9 + 3 * n
         self.task_spec = self._spec(task_id)
-        self._R9 = np.zeros(9)
         self._settle()
-        self.command = np.zeros(3)
-        self.command_locked = False
-        self.prev_action = np.zeros(n)
-        self.feet_air = np.zeros(self._n_feet)
-        self.t = 0
-        self._next_resample = 0
-        self._renderer = None
+
+        N = self.num_worlds = int(num_worlds)
+        self.worlds = Worlds(m, N, threads=threads)
+        self.ctrl = np.zeros((N, m.nu))
+        self.command = np.zeros((N, 3))
+        self.command_locked = np.zeros(N, dtype=bool)
+        self.prev_action = np.zeros((N, n))
+        self.feet_air = np.zeros((N, len(r.config.feet)))
+        self.t = np.zeros(N, dtype=np.int64)
+        self._next_resample = np.zeros(N, dtype=np.int64)
+        self.rngs = [seeding.np_random(None)[0] for _ in range(N)]
+        self._observer = sim_observer(m, self.task_spec.observation)
+        self._frame = SimpleNamespace(qpos=self.worlds.qpos, qvel=self.worlds.qvel, command=self.command,
+                                      prev_action=self.prev_action, action_joints=tuple(r.joints))
+
+    def _model_with_sensors(self) -> mujoco.MjModel:
+        """The robot's model with what this template reads after a step as sensors: a contact sensor per foot
+        (touching anything), the base touching anything not of the robot, and the force of each servo."""
+        r = self.robot
+        spec = r.spec.copy()
+        m = r.model
+        for i, foot in enumerate(r.config.feet):
+            add_contact_sensor(spec, f"robotrl_foot{i}", _foot_object(m, foot))
+        # not the robot's own: the ground and anything else outside the base's kinematic tree (a fall is the base
+        # touching one of these; the trunk brushing a thigh is a self-contact, not a fall)
+        base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
+        roots = sorted({int(m.body_rootid[b]) for b in range(m.nbody)} - {int(m.body_rootid[base])})
+        self._hit_sensors = []
+        for k, root in enumerate(roots):
+            other = ((mujoco.mjtObj.mjOBJ_BODY, "world") if root == 0 else
+                     (mujoco.mjtObj.mjOBJ_XBODY, mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, root)))
+            add_contact_sensor(spec, f"robotrl_basehit{k}", (mujoco.mjtObj.mjOBJ_BODY, r.config.base), other)
+            self._hit_sensors.append(f"robotrl_basehit{k}")
+        for i, a in enumerate(r.actuator):
+            add_actuator_force_sensor(spec, f"robotrl_torque{i}", mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR,
+                                                                                   int(a)))
+        return spec.compile()
 
     # the spec ----------------------------------------------------------------------------------------
     def _spec(self, task_id: str) -> TaskSpec:
@@ -197,8 +288,8 @@ class LeggedVelocityEnv(gym.Env):
     # episodes ----------------------------------------------------------------------------------------
     def _settle(self) -> None:
         """The start state: the robot dropped onto the floor on its default pose and settled (1 s)."""
-        m, d = self.model, self.data
-        mujoco.mj_resetData(m, d)
+        m = self.model
+        d = mujoco.MjData(m)
         d.qpos[self._qa] = self.robot.default
         d.qpos[self._qb + 2] = 0.0
         mujoco.mj_kinematics(m, d)
@@ -207,8 +298,6 @@ class LeggedVelocityEnv(gym.Env):
                      if m.geom_bodyid[g] != 0 and (m.geom_contype[g] or m.geom_conaffinity[g]))
         d.qpos[self._qb + 2] = -lowest + 0.01
         d.ctrl[self._act] = self.robot.default
-        import warnings
-
         with warnings.catch_warnings():  # MuJoCo's instability warning: refused below, in one line
             warnings.simplefilter("ignore")
             for _ in range(round(1.0 / m.opt.timestep)):
@@ -220,108 +309,165 @@ class LeggedVelocityEnv(gym.Env):
         self._rest_qpos[self._qb:self._qb + 2] = 0.0
         self.stand_height = float(d.qpos[self._qb + 2])
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        m, d, rng = self.model, self.data, self.np_random
-        mujoco.mj_resetData(m, d)
-        q = self._rest_qpos.copy()
-        yaw = rng.uniform(-math.pi, math.pi)
-        q[self._qb + 3:self._qb + 7] = _quat_mul(np.array([math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]),
-                                                q[self._qb + 3:self._qb + 7])
-        noise = rng.uniform(-self.reset_noise, self.reset_noise, len(self._qa))
-        q[self._qa] = np.clip(q[self._qa] + noise, self.robot.range[:, 0], self.robot.range[:, 1])
-        d.qpos[:] = q
-        d.qvel[self._vb:self._vb + 6] = rng.uniform(-0.2, 0.2, 6)
-        d.ctrl[self._act] = self.robot.default
-        mujoco.mj_forward(m, d)
-        self.t = 0
-        self.prev_action = np.zeros(len(self._qa))
-        self.feet_air = np.zeros(self._n_feet)
-        if not self.command_locked:
-            self._resample()
-        return self._observe(), {"command": self.command.copy()}
+    def seed(self, worlds: np.ndarray | list[int], seeds: list[int | None]) -> None:
+        """A new random generator for each world whose seed is not None (Gymnasium's, as `Env.reset(seed=)`)."""
+        for i, s in zip(worlds, seeds, strict=True):
+            if s is not None:
+                self.rngs[i] = seeding.np_random(int(s))[0]
 
-    def _resample(self) -> None:
-        rng = self.np_random
+    def reset(self, worlds: np.ndarray | list[int]) -> None:
+        """New episodes in `worlds`: the settled pose, a random heading, joints perturbed by reset_noise."""
+        w = self.worlds
+        qb, vb = self._qb, self._vb
+        for i in worlds:
+            rng = self.rngs[i]
+            q = self._rest_qpos.copy()
+            yaw = rng.uniform(-math.pi, math.pi)
+            q[qb + 3:qb + 7] = _quat_mul(np.array([math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]), q[qb + 3:qb + 7])
+            noise = rng.uniform(-self.reset_noise, self.reset_noise, len(self._qa))
+            q[self._qa] = np.clip(q[self._qa] + noise, self.robot.range[:, 0], self.robot.range[:, 1])
+            w.state[i] = w.initial
+            w.qpos[i] = q
+            w.qvel[i, vb:vb + 6] = rng.uniform(-0.2, 0.2, 6)
+            self.t[i] = 0
+            self.prev_action[i] = 0.0
+            self.feet_air[i] = 0.0
+            if not self.command_locked[i]:
+                self._resample(i)
+        self.ctrl[worlds] = 0.0
+        self.ctrl[np.ix_(np.asarray(worlds, dtype=np.intp), self._act)] = self.robot.default
+
+    def _resample(self, i: int) -> None:
+        rng = self.rngs[i]
         if rng.uniform() < self.stand_probability:
-            self.command = np.zeros(3)
+            self.command[i] = 0.0
         else:
-            self.command = np.array([rng.uniform(*self.command_ranges[a]) for a in AXES])
-        self._next_resample = self.t + max(1, round(rng.uniform(*self.resample_s) / self.dt))
+            self.command[i] = [rng.uniform(*self.command_ranges[a]) for a in AXES]
+        self._next_resample[i] = self.t[i] + max(1, round(rng.uniform(*self.resample_s) / self.dt))
 
-    def set_command(self, vx: float, vy: float, yaw_rate: float, *, lock: bool = True) -> None:
-        """Fix the command (clamped to the ranges); with `lock`, it is no longer resampled."""
-        self.command = np.array([np.clip(v, *self.command_ranges[a]) for v, a in zip((vx, vy, yaw_rate), AXES,
-                                                                                      strict=True)])
-        self.command_locked = lock
+    def set_command(self, i: int, vx: float, vy: float, yaw_rate: float, *, lock: bool = True) -> None:
+        """Fix world i's command (clamped to the ranges); with `lock`, it is no longer resampled."""
+        self.command[i] = [np.clip(v, *self.command_ranges[a]) for v, a in zip((vx, vy, yaw_rate), AXES, strict=True)]
+        self.command_locked[i] = lock
 
     # stepping ----------------------------------------------------------------------------------------
-    def _base_rotation(self) -> np.ndarray:
-        """Base to world, from the free joint's quaternion (current, unlike xmat after mj_step)."""
-        q = self.data.qpos[self._qb + 3:self._qb + 7]
-        mujoco.mju_quat2Mat(self._R9, q / math.sqrt(float(q @ q)))
-        return self._R9.reshape(3, 3)
+    def observe(self) -> np.ndarray:
+        """The observation of every world ``[N, 9 + 3n]`` (the table in the module docstring), each element computed
+        as its kind says (`robotrl.kinds`)."""
+        return self._observer(self._frame)
 
-    def _observe(self) -> np.ndarray:
-        d = self.data
-        R = self._base_rotation()
-        return np.concatenate([d.qvel[self._vb + 3:self._vb + 6], -R[2], self.command,
-                               d.qpos[self._qa] - self.robot.default, d.qvel[self._va], self.prev_action])
-
-    def step(self, action):
-        m, d = self.model, self.data
-        target = np.clip(np.asarray(action, dtype=np.float64), self.low, self.high)
-        d.ctrl[self._act] = target
-        mujoco.mj_step(m, d, self.frame_skip)
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        w, N = self.worlds, self.num_worlds
+        target = np.clip(np.asarray(actions, dtype=np.float64).reshape(N, -1), self.low, self.high)
+        self.ctrl[:, self._act] = target
+        w.step(self.ctrl, self.frame_skip)
         self.t += 1
         a = (target - self._offset) / self._scale
 
-        R = self._base_rotation()
-        v_body = R.T @ d.qvel[self._vb:self._vb + 3]
-        w_body = d.qvel[self._vb + 3:self._vb + 6]
-        touch = self._touch
-        touch[:] = False
-        base_hit = False
-        if d.ncon:
-            pairs = d.contact.geom[:d.ncon]
-            touch[pairs.ravel()] = True
-            g1, g2 = pairs[:, 0], pairs[:, 1]
-            base_hit = bool(np.any((self._is_base[g1] & self._foreign[g2]) | (self._is_base[g2] & self._foreign[g1])))
-        feet_down = np.logical_or.reduceat(touch[self._feet_flat], self._feet_start)
+        R = _rotation_rows(w.qpos[:, self._qb + 3:self._qb + 7])
+        v_world = w.qvel[:, self._vb:self._vb + 3]
+        # R^T v, written out: the same arithmetic for any number of worlds (einsum's order depends on the shape)
+        v_body = R[:, 0, :] * v_world[:, 0:1] + R[:, 1, :] * v_world[:, 1:2] + R[:, 2, :] * v_world[:, 2:3]
+        w_body = w.qvel[:, self._vb + 3:self._vb + 6].copy()
+        sens = w.sensordata
+        feet_down = sens[:, self._feet_cols] > 0
+        base_hit = np.any(sens[:, self._hit_cols] > 0, axis=1)
         first_contact = feet_down & (self.feet_air > 0)
         self.feet_air += self.dt
         air = self.feet_air.copy()
         self.feet_air[feet_down] = 0.0
-        moving = bool(np.abs(self.command).sum() > 0.1)
-        cmd = self.command
-        q_rel = d.qpos[self._qa] - self.robot.default
-        terms = {
-            "track_lin": math.exp(-((cmd[0] - v_body[0]) ** 2 + (cmd[1] - v_body[1]) ** 2) / self.sigma),
-            "track_yaw": math.exp(-((cmd[2] - w_body[2]) ** 2) / self.sigma),
-            "lin_vel_z": v_body[2] ** 2,
-            "ang_vel_xy": w_body[0] ** 2 + w_body[1] ** 2,
-            "orientation": R[2, 0] ** 2 + R[2, 1] ** 2,
-            "torque": float(np.sum(d.actuator_force[self._act] ** 2)),
-            "action_rate": float(np.sum((a - self.prev_action) ** 2)),
-            "joint_limits": float(np.sum(np.maximum(self._soft_lo - d.qpos[self._qa], 0)
-                                         + np.maximum(d.qpos[self._qa] - self._soft_hi, 0))),
-            "stand_still": 0.0 if moving else float(np.sum(np.abs(q_rel))),
-            "feet_air_time": float(np.sum((air - self.air_time) * first_contact)) if moving else 0.0,
-        }
-        terms = {k: self.weights[k] * v * self.dt for k, v in terms.items()}
+        cmd = self.command.copy()
+        q = w.qpos[:, self._qa]
+        s = SimpleNamespace(n=N, cmd=cmd, v=v_body, w=w_body, up=R[:, 2, :], torque=sens[:, self._torque_cols],
+                            a=a, prev_a=self.prev_action, q=q, q_rel=q - self.robot.default,
+                            soft_lo=self._soft_lo, soft_hi=self._soft_hi, moving=np.abs(cmd).sum(axis=1) > 0.1,
+                            air=air, first_contact=first_contact, air_time=self.air_time, sigma=self.sigma)
+        terms = TERMS.evaluate(s, self.weights, self.dt)
         reward = sum(terms.values())
         if self.only_positive:
-            reward = max(reward, 0.0)
-        self.prev_action = a
-        terminated = base_hit or R[2, 2] < math.cos(self.max_tilt)
-        if self.push_every and self.t % self.push_every == 0:
-            d.qvel[self._vb:self._vb + 2] += self.np_random.uniform(-self.push_velocity, self.push_velocity, 2)
-        if not self.command_locked and self.t >= self._next_resample:
-            self._resample()
-        info = {"reward_terms": terms, "command": cmd.copy(), "base_lin_vel": v_body, "base_yaw_rate": w_body[2],
-                "tracking_error_lin": float(math.hypot(cmd[0] - v_body[0], cmd[1] - v_body[1])),
-                "tracking_error_yaw": float(abs(cmd[2] - w_body[2])), "feet_contact": feet_down}
-        return self._observe(), float(reward), bool(terminated), False, info
+            reward = np.maximum(reward, 0.0)
+        self.prev_action[:] = a  # in place: the observation frame holds this array
+        terminated = base_hit | (R[:, 2, 2] < math.cos(self.max_tilt))
+        if self.push_every:
+            for i in np.flatnonzero(self.t % self.push_every == 0):
+                w.qvel[i, self._vb:self._vb + 2] += self.rngs[i].uniform(-self.push_velocity, self.push_velocity, 2)
+        for i in np.flatnonzero(~self.command_locked & (self.t >= self._next_resample)):
+            self._resample(i)
+        truncated = self.t >= self.max_steps
+        info = {"reward_terms": terms, "command": cmd, "base_lin_vel": v_body, "base_yaw_rate": w_body[:, 2],
+                "tracking_error_lin": np.hypot(cmd[:, 0] - v_body[:, 0], cmd[:, 1] - v_body[:, 1]),
+                "tracking_error_yaw": np.abs(cmd[:, 2] - w_body[:, 2]), "feet_contact": feet_down}
+        return self.observe(), reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.worlds.close()
+
+
+class LeggedVelocityEnv(gym.Env):
+    """One world of `LeggedVelocityTask` behind Gymnasium's API (evaluation, videos, the simulated robot, check_env).
+
+    The keyword arguments are the task's. `data` holds the world's current state with its kinematics computed
+    (for rendering and for readers of `MjData`); episodes are truncated by the TimeLimit that `make` wraps around
+    (`max_steps`), not here."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012
+    settings_class = LeggedVelocityTask  # the [legged] table's keys are its keyword arguments
+
+    def __init__(self, robot: Robot | str, *, render_mode: str | None = None, **settings: Any):
+        self.task = LeggedVelocityTask(robot, num_worlds=1, threads=0, **settings)
+        t = self.task
+        self.robot, self.model, self.dt, self.frame_skip = t.robot, t.model, t.dt, t.frame_skip
+        self.task_spec, self.max_steps, self.command_ranges = t.task_spec, t.max_steps, t.command_ranges
+        self.weights, self.push_every, self.stand_height = t.weights, t.push_every, t.stand_height
+        self.base_body, self._qb, self._qa, self._act = t.base_body, t._qb, t._qa, t._act
+        self.low, self.high = t.low, t.high
+        self.data = mujoco.MjData(self.model)
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
+        self.render_mode = render_mode
+        n = len(t.robot.joints)
+        self.action_space = gym.spaces.Box(t.low.astype(np.float32), t.high.astype(np.float32), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (t.obs_dim,), np.float64)
+        self._renderer = None
+        assert t.obs_dim == 9 + 3 * n
+
+    @property
+    def command(self) -> np.ndarray:
+        return self.task.command[0].copy()
+
+    @property
+    def command_locked(self) -> bool:
+        return bool(self.task.command_locked[0])
+
+    @property
+    def prev_action(self) -> np.ndarray:
+        return self.task.prev_action[0].copy()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.task.rngs[0] = self.np_random  # the task draws from the generator Gymnasium seeded
+        self.task.reset([0])
+        self._sync()
+        return self._observe(), {"command": self.command}
+
+    def set_command(self, vx: float, vy: float, yaw_rate: float, *, lock: bool = True) -> None:
+        """Fix the command (clamped to the ranges); with `lock`, it is no longer resampled."""
+        self.task.set_command(0, vx, vy, yaw_rate, lock=lock)
+
+    def _observe(self) -> np.ndarray:
+        return self.task.observe()[0]
+
+    def _sync(self) -> None:
+        self.task.worlds.load(0, self.data)
+
+    def step(self, action):
+        obs, reward, terminated, _, info = self.task.step(np.asarray(action, dtype=np.float64)[None])
+        self._sync()
+        info = {"reward_terms": {k: float(v[0]) for k, v in info["reward_terms"].items()},
+                "command": info["command"][0], "base_lin_vel": info["base_lin_vel"][0],
+                "base_yaw_rate": float(info["base_yaw_rate"][0]),
+                "tracking_error_lin": float(info["tracking_error_lin"][0]),
+                "tracking_error_yaw": float(info["tracking_error_yaw"][0]), "feet_contact": info["feet_contact"][0]}
+        return obs[0], float(reward[0]), bool(terminated[0]), False, info
 
     def render(self):
         if self._renderer is None:
@@ -337,6 +483,7 @@ class LeggedVelocityEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+        self.task.close()
 
 
 def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -317,6 +317,7 @@ class Robot:
                                        "adds its goal marker under that name")
             _add_goal_marker(spec)
         self.model = _compile(spec, config)
+        self.spec = spec  # the compiled model's MjSpec: a template adds its sensors to a copy
         self._index()
 
     # checks ------------------------------------------------------------------------------------------
@@ -566,7 +567,7 @@ class Robot:
         raw = dict(self.config.templates.get(template, {}))
         params = inspect.signature(env_class.__init__).parameters
         known = [k for k in params if k not in ("self", "robot", "task_id", "render_mode", "command_ranges",
-                                                "reward_weights")]
+                                                "reward_weights", "num_worlds", "threads")]
         out: dict[str, Any] = {}
         ranges = {a: raw.pop(f"command_{a}") for a in ("x", "y", "yaw") if f"command_{a}" in raw}
         if ranges:

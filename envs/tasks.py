@@ -217,24 +217,51 @@ def template_env(template: str, config: Any, task_id: str, **kwargs: Any) -> gym
     from robotrl.envs.robot import Robot, RobotConfigError
 
     robot = Robot(config, template)
-    if template == "legged":
-        from robotrl.envs.legged import LeggedVelocityEnv as Env
-    else:
-        from robotrl.envs.reach import ReachEnv as Env
-    settings = robot.template_settings(template, Env)  # the config's [legged] / [reach] table, checked
+    Env = _template_env_class(template)
+    # the config's [legged] / [reach] table, checked against the keywords of the class that takes the settings
+    settings = robot.template_settings(template, getattr(Env, "settings_class", Env))
     try:
         return Env(robot, task_id=task_id, **{**settings, **kwargs})
     except ValueError as e:
         raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
 
 
+def template_task(template: str, config: Any, task_id: str, num_worlds: int, **kwargs: Any) -> Any | None:
+    """The template's batched task over `num_worlds` worlds for the robot `config` (refusals as `template_env`'s),
+    or None where the template has no batched form."""
+    env_class = _template_env_class(template)
+    task_class = getattr(env_class, "settings_class", None)
+    if task_class is None or not hasattr(task_class, "observe"):
+        return None
+    from robotrl.envs.robot import Robot, RobotConfigError
+
+    robot = Robot(config, template)
+    settings = robot.template_settings(template, task_class)
+    try:
+        return task_class(robot, task_id=task_id, num_worlds=num_worlds, **{**settings, **kwargs})
+    except ValueError as e:
+        raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
+
+
+def _template_env_class(template: str) -> type:
+    if template == "legged":
+        from robotrl.envs.legged import LeggedVelocityEnv
+
+        return LeggedVelocityEnv
+    from robotrl.envs.reach import ReachEnv
+
+    return ReachEnv
+
+
 def robot_task(template: str, config: str | Path, task_id: str):
-    """A callable making the template's env for the robot described by the config file `config`."""
+    """A callable making the template's env for the robot described by the config file `config`; its `template`
+    and `config` attributes say which (`robotrl.envs.make_vector` builds the batched task from them)."""
     def make(**kwargs: Any) -> gym.Env:
         from robotrl.envs.robot import RobotConfig
 
         return template_env(template, RobotConfig.load(config), task_id, **kwargs)
 
+    make.template, make.config = template, config  # type: ignore[attr-defined]
     return make
 
 

@@ -2,8 +2,8 @@
 
 This is the source of the policy card (see DESIGN.md). It is written once per task in
 `robotrl.envs`, stored in every run directory as ``spec.json``, embedded in the exported ONNX file,
-and read back by the robot-side node. It depends on the standard library only, so that
-`robotrl.deploy` can use it on a robot computer without torch, gymnasium or mujoco.
+and read back by the robot-side node. It depends on the standard library and numpy only (`robotrl.kinds`), so
+that `robotrl.deploy` can use it on a robot computer without torch, gymnasium or mujoco.
 
 Example (Hopper, abbreviated)::
 
@@ -18,6 +18,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from robotrl.kinds import KINDS
 
 
 def finite_number(v: Any) -> bool:
@@ -38,32 +40,9 @@ def _finite(v: Any) -> bool:
 
 SPEC_FORMAT = "robotrl-spec/1"
 
-# Observation element kinds, each something a robot can measure or be told. For the joint and base
-# kinds `name` is the MuJoCo joint that carries the quantity in simulation (a planar walker's base
-# DOFs are slide/hinge joints, a floating base is a free joint); for body and goal kinds it is a
-# MuJoCo body. `robotrl.envs.observe` recomputes every element from MuJoCo state by these names.
-OBS_KINDS = {  # pragma: no mutate (kind -> its meaning: documentation text; the keys are tested)
-    "joint_pos": "position of joint `name` [rad or m]",
-    "joint_pos_rel": "position of joint `name` minus its default position `offset` [rad or m]",
-    "joint_vel": "velocity of joint `name` [rad/s or m/s]",
-    "joint_cos": "cosine of the angle of joint `name`",
-    "joint_sin": "sine of the angle of joint `name`",
-    "base_pos": "base position along world `axis` (x, y, z) [m]",
-    "base_angle": "base rotation about world `axis` of a planar robot [rad]",
-    "base_quat": "base orientation quaternion component `axis` (w, x, y, z) in the world frame",
-    "base_lin_vel": "base linear velocity along `axis`, in `frame` (world or base) [m/s]",
-    "base_ang_vel": "base angular velocity about `axis`, in `frame` (world or base) [rad/s]",
-    "projected_gravity": "the unit gravity vector (0, 0, -1 in the world) in the base frame, component `axis` "
-                         "(from an IMU's orientation)",
-    "velocity_command": "commanded base velocity `axis` (x, y [m/s] in the base frame, yaw [rad/s]), told by the "
-                        "operator (/cmd_vel); `range` is the range trained on",
-    "body_pos": "position of body `name` (e.g. a fingertip) along world `axis`, relative to body `frame` "
-                "or to the world origin when `frame` is 'world' [m]",
-    "object_pos": "position of a manipulated object `name` along world `axis` [m] (from perception)",
-    "goal": "goal coordinate along world `axis` [m]; `name` is the goal marker body in simulation",
-    "prev_action": "the previous action sent to joint `name` (normalised units, in [-1, 1])",
-    "obs": "generic, unnamed element of a plain Gymnasium task (not deployable)",
-}
+# Observation element kinds, each something a robot can measure or be told, defined once in `robotrl.kinds` (with
+# how the simulation computes it and how the robot builds it): kind -> its meaning, for the card and the docs.
+OBS_KINDS = {name: k.meaning for name, k in KINDS.items()}
 ACT_KINDS = ("effort", "position", "velocity", "generic")
 
 

@@ -237,7 +237,7 @@ class _StopNow(_StopFlag):
 def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) -> Any:
     import torch
 
-    from robotrl.envs import EnvFactory, task_spec
+    from robotrl.envs import EnvFactory, make_vector, task_spec
     from robotrl.vec_env import ShardedVectorEnv
 
     workers = resolve_workers(run.workers, cfg.num_envs)
@@ -246,7 +246,9 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) 
     s2r = run.sim2real()
     spec = spec if spec is not None else task_spec(task, sim2real=s2r)
     env_kwargs = {"sim2real": s2r.to_dict()} if s2r.enabled else {}
-    envs = ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs, workers)
+    # a batched template task steps all its worlds in this process; other tasks step env copies in shards
+    envs = make_vector(task, cfg.num_envs, s2r) or ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs,
+                                                                     workers)
     try:
         return Algo(cfg, spec, envs, seed=run.seed, total_steps=run.total_steps, device=run.device), spec
     except Exception:

@@ -58,15 +58,14 @@ def test_projected_gravity_is_down_standing_and_rotates_with_the_base():
     env = make("robotrl/Quadruped-v0")
     env.reset(seed=0)
     u = env.unwrapped
-    d = u.data
-    d.qpos[u._qb + 3:u._qb + 7] = [1, 0, 0, 0]
-    mujoco.mj_forward(u.model, d)
+    quat = u.task.worlds.qpos[0, u._qb + 3:u._qb + 7]  # the world's state, which the observation reads
+    quat[:] = [1, 0, 0, 0]
     np.testing.assert_allclose(u._observe()[3:6], [0, 0, -1], atol=1e-12)
     for theta in (0.3, -0.7):  # roll about x: gravity in the base frame is (0, -sin, -cos)
-        d.qpos[u._qb + 3:u._qb + 7] = [math.cos(theta / 2), math.sin(theta / 2), 0, 0]
+        quat[:] = [math.cos(theta / 2), math.sin(theta / 2), 0, 0]
         np.testing.assert_allclose(u._observe()[3:6], [0, -math.sin(theta), -math.cos(theta)], atol=1e-12)
     theta = 0.4  # pitch about y: (sin, 0, -cos)
-    d.qpos[u._qb + 3:u._qb + 7] = [math.cos(theta / 2), 0, math.sin(theta / 2), 0]
+    quat[:] = [math.cos(theta / 2), 0, math.sin(theta / 2), 0]
     np.testing.assert_allclose(u._observe()[3:6], [math.sin(theta), 0, -math.cos(theta)], atol=1e-12)
 
 

@@ -1,0 +1,128 @@
+"""Batched template tasks: N worlds in one process (envs/worlds.py, envs/vector.py, envs/legged.py).
+
+Real MuJoCo throughout. A world of a batch must give what a single world seeded alike gives: the observation bit for
+bit, terminations and truncations exactly, rewards to rounding (a sum over a row of a [N, k] array may be added in
+another order for another N); and the single-world view is what evaluation, videos and the simulated robot use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+
+from robotrl.envs import make, make_vector
+from robotrl.envs.legged import TERMS, LeggedVelocityTask
+from robotrl.envs.vector import TaskVectorEnv
+from robotrl.envs.worlds import Worlds
+
+ASSETS = Path(__file__).parent / "assets"
+LEGGED = {"quadruped": "robotrl/Quadruped-v0", "critter": f"legged:{ASSETS / 'critter.toml'}"}
+
+
+@pytest.mark.parametrize("name", sorted(LEGGED))
+def test_each_world_of_a_batch_is_the_single_world_seeded_alike(name):
+    task, n = LEGGED[name], 5
+    vec = make_vector(task, n, episode_s=2.0, push_interval_s=0.5)  # short: resets and pushes within the test
+    assert isinstance(vec, TaskVectorEnv)
+    singles = [make(task, episode_s=2.0, push_interval_s=0.5) for _ in range(n)]
+    obs, _ = vec.reset(seed=10)
+    np.testing.assert_array_equal(obs, np.stack([e.reset(seed=10 + i)[0] for i, e in enumerate(singles)]))
+    rng = np.random.default_rng(0)
+    lo, hi = vec.single_action_space.low, vec.single_action_space.high
+    ends = 0
+    for t in range(500):
+        a = rng.uniform(lo, hi, (n, len(lo)))
+        obs, r, term, trunc, info = vec.step(a)
+        for i, e in enumerate(singles):
+            o1, r1, term1, trunc1, _ = e.step(a[i])
+            assert (term[i], trunc[i]) == (term1, trunc1), (t, i)
+            assert abs(r[i] - r1) <= 1e-12 * max(1.0, abs(r1)), (t, i, r[i], r1)
+            if term1 or trunc1:
+                np.testing.assert_array_equal(info["final_obs"][i], o1)
+                assert info["_episode"][i] and info["episode"]["l"][i] > 0
+                o1, _ = e.reset()
+                ends += 1
+            np.testing.assert_array_equal(obs[i], o1, err_msg=f"step {t}, world {i}")
+    assert ends > 0  # random actions make the robots fall: resets were compared too
+    vec.close()
+
+
+def test_a_world_steps_alike_in_any_batch_and_any_number_of_threads():
+    model = make("robotrl/Quadruped-v0").unwrapped.model
+    data = mujoco.MjData(model)
+    state = np.zeros(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS))
+    mujoco.mj_getState(model, data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    one, four = Worlds(model, 1, threads=0), Worlds(model, 4, threads=2)
+    np.testing.assert_array_equal(one.state[0], state)
+    np.testing.assert_array_equal(one.qpos[0], model.qpos0)  # qpos is where MuJoCo's state layout has it
+    rng = np.random.default_rng(1)
+    four.qpos[:, 2] += rng.uniform(0, 0.3, 4)
+    one.state[0] = four.state[2]
+    for _ in range(20):
+        ctrl = rng.uniform(-1, 1, (4, model.nu))
+        four.step(ctrl, 4)
+        one.step(ctrl[2:3], 4)
+        np.testing.assert_array_equal(one.state[0], four.state[2])
+        np.testing.assert_array_equal(one.sensordata[0], four.sensordata[2])
+    # the same four steps with mj_step from the same state: the physics is MuJoCo's (a cold solver start per call
+    # is the one difference, so positions agree closely, not bitwise)
+    mujoco.mj_setState(model, data, four.state[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    data.ctrl[:] = 0.3
+    four.step(np.full((4, model.nu), 0.3), 4)
+    mujoco.mj_step(model, data, 4)
+    np.testing.assert_allclose(data.qpos, four.qpos[0], atol=1e-6)
+    one.close()
+    four.close()
+
+
+def test_contact_and_force_sensors_say_what_mujoco_contacts_say():
+    """The template reads foot contacts, the base touching the ground and servo torques from sensors it adds;
+    they must agree with MjData after mj_step (contacts found at the start of the last physics step)."""
+    env = make("robotrl/Quadruped-v0")
+    u = env.unwrapped
+    t = u.task
+    m = t.model
+    d = mujoco.MjData(m)
+    feet = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f) for f in u.robot.config.feet]
+    rng = np.random.default_rng(0)
+    d.qpos[:] = t._rest_qpos
+    seen = {"foot": 0, "hit": 0}
+    for k in range(1500):
+        if k % 250 == 0:  # drop it tumbling from a random orientation
+            d.qpos[t._qb + 2] = 0.5
+            d.qpos[t._qb + 3:t._qb + 7] = rng.normal(size=4)
+        d.ctrl[:] = rng.uniform(-1.5, 1.5, m.nu)
+        mujoco.mj_step(m, d, 2)
+        bodies = m.geom_bodyid[d.contact.geom[:d.ncon]] if d.ncon else np.zeros((0, 2), int)
+        down = [bool(np.any(bodies == b)) for b in feet]
+        hit = bool(np.any((bodies[:, 0] == t.base_body) & (bodies[:, 1] == 0)
+                          | (bodies[:, 1] == t.base_body) & (bodies[:, 0] == 0)))
+        assert list(d.sensordata[t._feet_cols] > 0) == down
+        assert bool(np.any(d.sensordata[t._hit_cols] > 0)) == hit
+        np.testing.assert_allclose(d.sensordata[t._torque_cols], d.actuator_force[t._act], atol=1e-9)
+        seen["foot"] += sum(down)
+        seen["hit"] += hit
+    assert seen["foot"] > 100 and seen["hit"] > 100
+
+
+def test_reward_terms_are_registered_and_weights_are_checked_against_the_registry():
+    assert list(TERMS.defaults())[:2] == ["track_lin", "track_yaw"]
+    assert all(t.doc for t in TERMS)
+    with pytest.raises(ValueError, match=r"unknown reward terms \['track_lni'\]; known: track_lin, track_yaw"):
+        LeggedVelocityTask(make("robotrl/Quadruped-v0").unwrapped.robot, reward_weights={"track_lni": 1.0})
+    env = make("robotrl/Quadruped-v0")
+    env.reset(seed=0)
+    _, r, _, _, info = env.step(env.unwrapped.robot.default)
+    assert set(info["reward_terms"]) == set(TERMS.defaults())
+    assert r == pytest.approx(max(0.0, sum(info["reward_terms"].values())), abs=1e-12)
+
+
+def test_make_vector_batches_template_tasks_only():
+    assert make_vector("Hopper-v5", 2) is None  # Gymnasium's tasks keep the sharded vector env
+    assert make_vector("robotrl/Quadruped-v0", 2, {"randomize_mass": 0.1}) is None  # wrappers need single worlds
+    vec = make_vector(f"legged:{ASSETS / 'critter.toml'}", 3)
+    assert vec.num_envs == 3 and vec.observation_space.shape[0] == 3
+    vec.close()
