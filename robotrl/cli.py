@@ -194,10 +194,14 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("--json", action="store_true", help="print the card as JSON")
 
     p = sub.add_parser("deploy", help="run an exported actor in the ROS 2 policy node (configure + activate)",
+                       usage="%(prog)s [-h] FILE [--ros-args -p NAME:=VALUE ...]",
                        description="Run the lifecycle policy node. Arguments after the file go to ROS, e.g. "
                                    "robotrl deploy actor.onnx --ros-args -p ramp_s:=2.0 -p imu_topic:=/imu")
     p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
-    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters: see robotrl.deploy.node)")
+    ros_args = p.add_argument("ros_args", metavar="--ros-args ...", nargs=argparse.REMAINDER,
+                              help="optional: ROS arguments, e.g. -p NAME:=VALUE, --params-file FILE, -r FROM:=TO "
+                                   "(parameters: deploy/config/policy.yaml)")
+    ros_args.required = False  # argparse calls a REMAINDER positional required; it may be empty
 
     p = sub.add_parser("sim-robot", help="a MuJoCo robot behind ROS 2 topics (the stand-in for hardware)")
     p.add_argument("task", metavar="TASK|FILE.onnx|pretrained:NAME",
