@@ -24,21 +24,72 @@ has no episodes) carries its previous action across the stand-in's reset to a ne
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import numpy as np
 
+from robotrl.errors import UserError
+
+# ROS's advice: domain IDs 0..101 keep Fast DDS's ports below Linux's ephemeral range
+PRIVATE_DOMAINS = range(1, 102)
+
+
+def claim_private_domain(avoid: int) -> tuple[int, Any]:
+    """A ROS domain ID (other than `avoid`, the shell's) that no other sim2sim on this machine holds, and the open
+    lock file that holds it: an exclusive lock per ID in the temp folder, released by the kernel when the file is
+    closed or the process ends (a kill -9 too). IDs are tried from a random start, so that runs started together
+    rarely contend for one."""
+    import random
+    import tempfile
+
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): a random ID, unlocked
+        fcntl = None
+    ids = [d for d in PRIVATE_DOMAINS if d != avoid]
+    start = random.SystemRandom().randrange(len(ids))
+    for d in ids[start:] + ids[:start]:
+        if fcntl is None:
+            return d, None
+        try:
+            f = open(os.path.join(tempfile.gettempdir(), f"robotrl-ros-domain-{d}.lock"), "a")  # noqa: SIM115
+        except OSError:  # another user's lock file
+            continue
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        return d, f
+    raise UserError(f"every ROS domain {PRIVATE_DOMAINS.start}..{PRIVATE_DOMAINS.stop - 1} is held by another sim2sim "
+                    "on this machine; --domain-id N runs in domain N")
+
+
+def environment_domain() -> int:
+    """The domain rcl joins by default: ROS_DOMAIN_ID, else 0."""
+    try:
+        return int(os.environ.get("ROS_DOMAIN_ID", "").strip() or 0)
+    except ValueError:
+        return 0
+
 
 def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance: float = 0.1,
-        timeout_s: float = 600.0, ramp_s: float = 0.0, log: Any = print, task: str | None = None) -> dict[str, Any]:
+        timeout_s: float = 600.0, ramp_s: float = 0.0, log: Any = print, task: str | None = None,
+        domain_id: int | None = None, isolate: bool = True) -> dict[str, Any]:
+    """`isolate` (default): the node and the simulated robot run in a ROS domain of their own
+    (`claim_private_domain`), so that two runs on a machine, or other ROS nodes, cannot mix their topics;
+    otherwise in `domain_id`, or the environment's (ROS_DOMAIN_ID) where None. Either way the run is refused
+    when another node already publishes the simulated robot's joint states in its domain."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from robotrl.deploy.node import PolicyNode
     from robotrl.deploy.runtime import OnnxPolicy
-    from robotrl.deploy.sim_robot import SimRobot
+    from robotrl.deploy.sim_robot import SimRobot, rivals_error
+    from robotrl.deploy.sim_robot import domain_id as domain_of
     from robotrl.evaluate import check_actor_fits_task, episode_count, eval_seed, evaluate
 
     policy = OnnxPolicy(policy_path)
@@ -61,13 +112,30 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
         log(f"in-process (onnxruntime): {ref['mean_return']:.2f} +- {ref['std_return']:.2f} over "
             f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
 
+    lock = None
+    if isolate and domain_id is None:
+        domain_id, lock = claim_private_domain(avoid=environment_domain())
+        where = f"ROS domain {domain_id}, private to this run (--join: this shell's domain {environment_domain()})"
+        remedy = "run sim2sim again: it picks another domain"
+    else:
+        where = f"ROS domain {environment_domain() if domain_id is None else domain_id}"
+        remedy = "leave out --join and --domain-id: sim2sim then runs in a domain of its own"
     context = rclpy.Context()
-    rclpy.init(context=context)
     robot = node = None
+    try:
+        rclpy.init(context=context, domain_id=domain_id)  # None: the environment's
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
     executor = SingleThreadedExecutor(context=context)
     try:
         robot = SimRobot(task, episodes=episodes, seed=seed, lockstep=lockstep, context=context,
                          command_script=script, env_kwargs=env_kwargs)
+        rivals = robot.wait_for_rivals(lambda t: executor.spin_once(timeout_sec=t), 0.5 if lock else 1.0)
+        if rivals:
+            raise UserError(rivals_error(rivals, domain_of(context), remedy))
+        log(f"node and simulated robot in {where}")
         overrides = [Parameter("policy", value=str(policy.path)), Parameter("ramp_s", value=float(ramp_s)),
                      Parameter("trigger", value="state" if lockstep else "timer"),
                      Parameter("sync_stamps", value=bool(lockstep))]
@@ -94,7 +162,7 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
         if not robot.done:
             raise RuntimeError(f"timed out after {timeout_s:.0f} s with {len(robot.returns)} of {episodes} episodes")
         wall = time.monotonic() - t1
-        status = node.status()
+        status, domain = node.status(), domain_of(context)
     finally:
         if node is not None:
             if node._active:
@@ -104,8 +172,11 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
             robot.destroy_node()
         executor.shutdown()
         rclpy.shutdown(context=context)
+        if lock is not None:
+            lock.close()
     if tracking:
-        return _tracking_result(ref, robot, task, episodes, lockstep, tolerance, wall, status, log)
+        return {**_tracking_result(ref, robot, task, episodes, lockstep, tolerance, wall, status, log),
+                "ros_domain": domain}
     ros_mean = float(np.mean(robot.returns))
     ref_mean = ref["mean_return"]
     shortfall = (ref_mean - ros_mean) / abs(ref_mean) if ref_mean else 0.0
@@ -118,7 +189,7 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
         f"(allowed: -{tolerance:.0%})")
     return {"task": task, "episodes": episodes, "in_process": ref["returns"], "ros": robot.returns,
             "in_process_mean": ref_mean, "ros_mean": ros_mean, "shortfall": shortfall, "ok": ok,
-            "lockstep": lockstep, "steps": steps, "wall_s": wall, "node_status": status}
+            "lockstep": lockstep, "steps": steps, "wall_s": wall, "node_status": status, "ros_domain": domain}
 
 
 def _tracking_result(ref: dict[str, Any], robot: Any, task: str, episodes: int, lockstep: bool, tolerance: float,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,36 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from robotrl.deploy.sim_sources import RobotSensors
+
+_UNNAMED = "a node not yet named"
+
+
+def _who_name(namespace: str, name: str) -> str:
+    return namespace.rstrip("/") + "/" + name
+
+
+def _who(info: Any) -> str:
+    """A graph endpoint's node (discovery learns an endpoint a moment before its node's name)."""
+    return _UNNAMED if info.node_name.startswith("_NODE_") else _who_name(info.node_namespace, info.node_name)
+
+
+def domain_id(context: Any = None) -> int:
+    """The ROS domain a context (default: rclpy's) runs in."""
+    import os
+
+    import rclpy
+
+    try:
+        return int((context or rclpy.get_default_context()).get_domain_id())
+    except Exception:  # an rclpy without Context.get_domain_id: the environment's, as rcl reads it
+        return int(os.environ.get("ROS_DOMAIN_ID") or 0)
+
+
+def rivals_error(rivals: list[str], domain: int, remedy: str) -> str:
+    """The one line for a simulated robot that would share its topics with another robot."""
+    return (f"another node already publishes /joint_states in ROS domain {domain} ({', '.join(sorted(rivals))}: "
+            f"another simulated robot?); a policy node there would read and command both robots. Stop it, or "
+            f"{remedy}")
 
 
 class SimRobot(Node):
@@ -102,6 +133,33 @@ class SimRobot(Node):
         self._reset()
         self._last_publish = 0.0
         self.timer = self.create_timer(self.period if not lockstep else 0.05, self._on_timer)
+
+    # another robot in this domain ---------------------------------------------------------------------
+    def rivals(self) -> list[str]:
+        """The other nodes that publish this robot's joint states in its ROS domain (another simulated robot, or a
+        real robot's driver): a policy node there would read both robots' states and command both."""
+        topic = self.resolve_topic_name("/joint_states")
+        names = [_who(i) for i in self.get_publishers_info_by_topic(topic)]
+        mine = _who_name(self.get_namespace(), self.get_name())
+        if mine in names:
+            names.remove(mine)  # our own publisher (a second one of our name is a rival)
+        return names
+
+    def wait_for_rivals(self, spin_once: Callable[[float], None], seconds: float = 1.0) -> list[str]:
+        """`rivals` after up to `seconds` of discovery (DDS finds the other participants on a machine in ~0.1 s),
+        spinning with `spin_once`; the robot's own clock is held meanwhile (nothing is simulated or published)."""
+        self.timer.cancel()
+        try:
+            end = time.monotonic() + seconds
+            while True:
+                found, now = self.rivals(), time.monotonic()
+                if (found and _UNNAMED not in found) or now >= end:  # (a name follows its endpoint within ~0.1 s)
+                    return found
+                if found:
+                    end = min(end, now + 0.5)
+                spin_once(0.05)
+        finally:
+            self.timer.reset()
 
     # simulation -----------------------------------------------------------------------------------
     def _reset(self) -> None:
