@@ -4,9 +4,10 @@
 
 Lifecycle (drive it with `ros2 lifecycle set /robotrl_policy configure|activate|...`, or let
 ``autostart`` do configure + activate):
-  configure   validate the parameters and the card (schema, bounds, rates, element definitions) and
-              refuse with one line naming the problem; load the ONNX file, warm up the runtime,
-              create the subscriptions (state BEST_EFFORT depth 1) and publishers (commands RELIABLE)
+  configure   validate the parameters (every topic a valid ROS name, each role on its own topic) and the card
+              (schema, bounds, rates, element definitions) and refuse with one line naming the problem; load
+              the ONNX file, warm up the runtime, create the subscriptions (state BEST_EFFORT depth 1) and
+              publishers (commands RELIABLE)
   activate    refuse, naming them, while any source the card needs is missing or stale (joint states
               covering the card's joints, odometry/IMU, goal, named points) or the e-stop is asserted;
               capture the measured pose and start the soft-start ramp. Under ``autostart`` the node
@@ -32,6 +33,8 @@ card's bounds and ``joint_limits``) and effort joints to 0; ``zero`` commands 0 
 at once whenever the mode or fault changes; ``~/command_stamped`` (sensor_msgs/JointState) repeats
 every command with the stamp of the JointState it answers (positions in ``position``, efforts in
 ``effort``). SIGINT/SIGTERM stop the node within ~0.1 s in every state (active: after the safe action).
+Once a second it checks the graph (`check_graph`): a publisher of another type on a topic it reads, a subscriber
+of another type on its command topic, or a second commander is warned once, naming both.
 
 Only numpy, onnxruntime and rclpy; written against the rclpy API of Humble (no newer calls), so it
 runs the same on Humble, Jazzy and Kilted.
@@ -808,6 +811,7 @@ def init_without_signal_handlers(args: list[str]) -> None:
         rclpy.init(args=args)
 
 
+PARAMS_FILE_PLACEHOLDER = "/path/to/actor.onnx"  # deploy/config/policy.yaml's policy
 PARAMS_FILE_FORM = "NODE_NAME: {ros__parameters: {name: value}}, as deploy/config/policy.yaml"
 JSON_HINT = """-p "joint_limits:='{\\"elbow\\": [0, 1]}'\""""  # a YAML string holding the JSON, quoted for bash
 
@@ -988,6 +992,10 @@ def main(argv: list[str] | None = None, *, policy: str | None = None, autostart_
         if policy is not None:
             from rclpy.parameter import Parameter
 
+            given = node.p("policy")  # here only from a params file (-p policy:= is checked above)
+            if given not in ("", policy, PARAMS_FILE_PLACEHOLDER):
+                node.get_logger().warning(f"the params file's policy {given!r} is not used: the file argument "
+                                          f"{policy!r} is")
             node.set_parameters([Parameter("policy", value=policy)])
             node.params = check_params(node._raw_params())
         autostart = node.p("autostart") if "autostart" in (getattr(node, "_parameter_overrides", {}) or {}) \

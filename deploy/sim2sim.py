@@ -1,7 +1,7 @@
 """The sim-to-sim check: the policy node drives the simulated robot over real DDS, and its returns are
 compared with an in-process evaluation of the same ONNX file on the same episode seeds.
 
-    robotrl sim2sim actor.onnx [--episodes 3] [--free-running] [--tolerance 0.1]
+    robotrl sim2sim actor.onnx [--episodes 3] [--free-running] [--tolerance 0.1] [--join | --domain-id N]
 
 Both nodes run in this process on one executor, but they talk only through topics (rclpy has no
 intra-process shortcut), i.e. through Fast DDS on loopback: JointState/Odometry/PointStamped out
@@ -10,6 +10,8 @@ the robot runs in lockstep (it steps when the command answering its last state a
 node computes once every source carries that state's stamp, so the comparison measures the
 deployment path (observation assembly by name, onnxruntime, safety filter, messages), not clock
 jitter. `--free-running` runs both on wall-clock timers instead, as on hardware.
+Both run in a ROS domain of their own (`claim_private_domain`: two runs on one machine shared domain 0, and one's
+node went active on the other's robot) unless told to join one (`--join`: the environment's; `--domain-id N`).
 Exits non-zero if the node's mean return falls more than `tolerance` (10 %) short.
 
 A velocity-tracking card (a walker that follows /cmd_vel) is driven through a scripted command

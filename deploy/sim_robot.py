@@ -17,6 +17,7 @@ Two clocks:
                           header stamp of the node's stamped command copy), then steps: as fast as
                           the round trip allows, and deterministic, for the sim-to-sim check.
 Episodes are seeded ``seed + k`` as in `robotrl eval`, so returns compare episode by episode.
+It refuses to run beside another publisher of ``/joint_states`` in its domain (`wait_for_rivals`).
 
 Imports mujoco and gymnasium (the simulation side); `import robotrl.deploy` does not load it.
 """
