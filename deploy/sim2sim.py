@@ -36,13 +36,16 @@ from robotrl.errors import UserError
 
 # ROS's advice: domain IDs 0..101 keep Fast DDS's ports below Linux's ephemeral range
 PRIVATE_DOMAINS = range(1, 102)
+# How long DDS is given to find the other participants in a private domain (~0.1 s, at times ~2.5 s for one long
+# in its domain): a best effort beside the lock files, which keep sim2sim runs apart for certain
+DISCOVERY_S = 1.0
 
 
-def claim_private_domain(avoid: int) -> tuple[int, Any]:
-    """A ROS domain ID (other than `avoid`, the shell's) that no other sim2sim on this machine holds, and the open
-    lock file that holds it: an exclusive lock per ID in the temp folder, released by the kernel when the file is
-    closed or the process ends (a kill -9 too). IDs are tried from a random start, so that runs started together
-    rarely contend for one."""
+def claim_private_domain(avoid: set[int]) -> tuple[int, Any]:
+    """A ROS domain ID (none of `avoid`: the shell's, those found in use) that no other sim2sim on this machine
+    holds, and the open lock file that holds it: an exclusive lock per ID in the temp folder, released by the kernel
+    when the file is closed or the process ends (a kill -9 too). IDs are tried from a random start, so that runs
+    started together rarely contend for one."""
     import random
     import tempfile
 
@@ -50,7 +53,7 @@ def claim_private_domain(avoid: int) -> tuple[int, Any]:
         import fcntl
     except ImportError:  # no flock (Windows): a random ID, unlocked
         fcntl = None
-    ids = [d for d in PRIVATE_DOMAINS if d != avoid]
+    ids = [d for d in PRIVATE_DOMAINS if d not in avoid]
     start = random.SystemRandom().randrange(len(ids))
     for d in ids[start:] + ids[:start]:
         if fcntl is None:
@@ -99,42 +102,81 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
     task, seed = task or card["task_id"], eval_seed(int(card["training"]["seed"]))  # another task: same elements
     check_actor_fits_task(card, task, policy_path)  # a robot config edited since training: refused, not run
     tracking = any(e["kind"] == "velocity_command" for e in card["spec"]["observation"])
-    script = env_kwargs = None
-    t0 = time.monotonic()
+    script = env_kwargs = ref = None
     if tracking:
         from robotrl.envs.legged import COMMAND_SCRIPT, evaluate_tracking
 
         script, env_kwargs = COMMAND_SCRIPT, {"push_interval_s": 0.0}
-        ref = evaluate_tracking(policy, task, episodes=episodes, seed=seed, script=script, env_kwargs=env_kwargs)
-        log(f"in-process (onnxruntime), scripted commands: forward error {ref['err_vx']:.3f} m/s, yaw-rate error "
-            f"{ref['err_yaw']:.3f} rad/s, {ref['falls']} falls in "
-            f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
-    else:
-        ref = evaluate(policy, task, episodes, seed)
-        log(f"in-process (onnxruntime): {ref['mean_return']:.2f} +- {ref['std_return']:.2f} over "
-            f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
 
-    lock = None
-    if isolate and domain_id is None:
-        domain_id, lock = claim_private_domain(avoid=environment_domain())
-        where = f"ROS domain {domain_id}, private to this run (--join: this shell's domain {environment_domain()})"
+    def in_process() -> dict[str, Any]:
+        t0 = time.monotonic()
+        if tracking:
+            ref = evaluate_tracking(policy, task, episodes=episodes, seed=seed, script=script, env_kwargs=env_kwargs)
+            log(f"in-process (onnxruntime), scripted commands: forward error {ref['err_vx']:.3f} m/s, yaw-rate "
+                f"error {ref['err_yaw']:.3f} rad/s, {ref['falls']} falls in "
+                f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
+        else:
+            ref = evaluate(policy, task, episodes, seed)
+            log(f"in-process (onnxruntime): {ref['mean_return']:.2f} +- {ref['std_return']:.2f} over "
+                f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
+        return ref
+
+    private = isolate and domain_id is None
+    avoid = {environment_domain()}
+    if private:
         remedy = "run sim2sim again: it picks another domain"
     else:
-        where = f"ROS domain {environment_domain() if domain_id is None else domain_id}"
         remedy = "leave out --join and --domain-id: sim2sim then runs in a domain of its own"
-    context = rclpy.Context()
-    robot = node = None
-    try:
-        rclpy.init(context=context, domain_id=domain_id)  # None: the environment's
-    except BaseException:
+    robot = node = lock = None
+
+    def close() -> None:
+        if node is not None:
+            if node._active:
+                node.trigger_deactivate()
+            node.destroy_node()
+        if robot is not None:
+            robot.destroy_node()
+        executor.shutdown()
+        rclpy.shutdown(context=context)
         if lock is not None:
             lock.close()
-        raise
-    executor = SingleThreadedExecutor(context=context)
+
+    # The simulated robot joins its domain first; DDS discovers whoever else is there (a program long in the
+    # domain answers in ~0.5 s) while the in-process evaluation runs, then the graph is read.
+    for attempt in range(5):  # a "private" domain in which some other ROS 2 program runs: the next one
+        if private:
+            domain_id, lock = claim_private_domain(avoid)
+        context = rclpy.Context()
+        try:
+            rclpy.init(context=context, domain_id=domain_id)  # None: the environment's
+        except BaseException:
+            if lock is not None:
+                lock.close()
+            raise
+        executor = SingleThreadedExecutor(context=context)
+        try:
+            robot = SimRobot(task, episodes=episodes, seed=seed, lockstep=lockstep, context=context,
+                             command_script=script, env_kwargs=env_kwargs)
+            joined = time.monotonic()
+            if ref is None:
+                ref = in_process()
+            rivals = robot.wait_for_rivals(lambda t, ex=executor: ex.spin_once(timeout_sec=t),
+                                           max(0.0, (DISCOVERY_S if private else 2.0) - (time.monotonic() - joined)))
+            me = (robot.get_name(), robot.get_namespace())
+            strangers = sorted({f"{ns.rstrip('/')}/{n}" for n, ns in robot.get_node_names_and_namespaces()
+                                if (n, ns) != me}) if private else []
+        except BaseException:
+            close()
+            raise
+        if not (private and (rivals or strangers) and attempt < 4):
+            break
+        log(f"ROS domain {domain_id} is in use ({', '.join(strangers or rivals)}); trying another")
+        close()
+        avoid.add(domain_id)
+        robot = lock = None
+    where = (f"ROS domain {domain_id}, private to this run (--join: this shell's domain {environment_domain()})"
+             if private else f"ROS domain {domain_of(context)}")
     try:
-        robot = SimRobot(task, episodes=episodes, seed=seed, lockstep=lockstep, context=context,
-                         command_script=script, env_kwargs=env_kwargs)
-        rivals = robot.wait_for_rivals(lambda t: executor.spin_once(timeout_sec=t), 0.5 if lock else 1.0)
         if rivals:
             raise UserError(rivals_error(rivals, domain_of(context), remedy))
         log(f"node and simulated robot in {where}")
@@ -166,16 +208,7 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
         wall = time.monotonic() - t1
         status, domain = node.status(), domain_of(context)
     finally:
-        if node is not None:
-            if node._active:
-                node.trigger_deactivate()
-            node.destroy_node()
-        if robot is not None:
-            robot.destroy_node()
-        executor.shutdown()
-        rclpy.shutdown(context=context)
-        if lock is not None:
-            lock.close()
+        close()
     if tracking:
         return {**_tracking_result(ref, robot, task, episodes, lockstep, tolerance, wall, status, log),
                 "ros_domain": domain}

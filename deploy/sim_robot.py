@@ -24,6 +24,7 @@ Imports mujoco and gymnasium (the simulation side); `import robotrl.deploy` does
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -134,6 +135,9 @@ class SimRobot(Node):
         self._reset()
         self._last_publish = 0.0
         self.timer = self.create_timer(self.period if not lockstep else 0.05, self._on_timer)
+        self._rivals_warned: set[str] = set()
+        self._waiting_for_rivals = False
+        self.create_timer(1.0, self._watch_rivals)
 
     # another robot in this domain ---------------------------------------------------------------------
     def rivals(self) -> list[str]:
@@ -146,10 +150,23 @@ class SimRobot(Node):
             names.remove(mine)  # our own publisher (a second one of our name is a rival)
         return names
 
-    def wait_for_rivals(self, spin_once: Callable[[float], None], seconds: float = 1.0) -> list[str]:
-        """`rivals` after up to `seconds` of discovery (DDS finds the other participants on a machine in ~0.1 s),
-        spinning with `spin_once`; the robot's own clock is held meanwhile (nothing is simulated or published)."""
+    def _watch_rivals(self) -> None:
+        """After start-up (DDS may take seconds to find a program long in the domain): each rival warned once."""
+        if self._waiting_for_rivals:  # wait_for_rivals says it, once
+            return
+        with contextlib.suppress(Exception):  # the context is shutting down
+            for who in self.rivals():
+                if who not in self._rivals_warned and who != _UNNAMED:
+                    self._rivals_warned.add(who)
+                    self.get_logger().warning(f"{who} also publishes /joint_states in this ROS domain: a policy "
+                                              "node here reads both robots' states (give each its own ROS_DOMAIN_ID)")
+
+    def wait_for_rivals(self, spin_once: Callable[[float], None], seconds: float = 2.0) -> list[str]:
+        """`rivals` after up to `seconds` of discovery, spinning with `spin_once` (DDS finds another participant on
+        the machine in ~0.1 s, at times ~2.5 s: a later find is warned by `_watch_rivals`); the robot's own clock is
+        held meanwhile (nothing is simulated or published)."""
         self.timer.cancel()
+        self._waiting_for_rivals = True
         try:
             end = time.monotonic() + seconds
             while True:
@@ -160,6 +177,7 @@ class SimRobot(Node):
                     end = min(end, now + 0.5)
                 spin_once(0.05)
         finally:
+            self._waiting_for_rivals = False
             self.timer.reset()
 
     # simulation -----------------------------------------------------------------------------------

@@ -267,3 +267,39 @@ def test_a_second_simulated_robot_in_one_domain_is_refused_saying_how_to_separat
         watcher.destroy_node()
         rclpy.shutdown(context=ctx)
     assert first.returncode == 0
+
+
+def test_sim2sim_leaves_a_domain_that_another_program_uses(monkeypatch):
+    """A "private" domain in which some other ROS 2 program runs (another user's ROS_DOMAIN_ID) is left for another
+    one, said in a line. The first pick is forced onto the domain of a stranger, a real process started just then
+    (DDS finds a fresh participant in ~0.1 s; one long in its domain at its next announcement, up to ~3 s, which
+    the check does not wait for: it is a best effort beside the lock files that keep sim2sim runs apart)."""
+    import robotrl.deploy.sim2sim as s2s
+
+    busy = 1 + int(os.environ["ROS_DOMAIN_ID"]) % 100  # in 1..100, not this process's domain
+    code = ("import rclpy, time; rclpy.init(); n = rclpy.create_node('stranger'); print('up', flush=True); "
+            "time.sleep(60)")
+    strangers: list[subprocess.Popen] = []
+    claims: list[set[int]] = []
+    claim = s2s.claim_private_domain
+
+    def first_on_the_busy_domain(avoid):
+        claims.append(set(avoid))
+        if len(claims) > 1:
+            return claim(avoid)
+        strangers.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                                          env={**os.environ, "ROS_DOMAIN_ID": str(busy)}))
+        assert strangers[0].stdout.readline().strip() == "up"
+        return busy, None
+
+    monkeypatch.setattr(s2s, "claim_private_domain", first_on_the_busy_domain)
+    said: list[str] = []
+    try:
+        result = s2s.run(ARM, episodes=1, log=lambda *a: said.append(" ".join(map(str, a))), timeout_s=120)
+    finally:
+        for p in strangers:
+            p.kill()
+            p.communicate()
+    assert f"ROS domain {busy} is in use (/stranger); trying another" in said, said
+    assert busy in claims[1] and result["ros_domain"] not in (busy, int(os.environ["ROS_DOMAIN_ID"])), claims
+    assert result["ok"], result
