@@ -4,9 +4,10 @@
 
 Lifecycle (drive it with `ros2 lifecycle set /robotrl_policy configure|activate|...`, or let
 ``autostart`` do configure + activate):
-  configure   validate the parameters and the card (schema, bounds, rates, element definitions) and
-              refuse with one line naming the problem; load the ONNX file, warm up the runtime,
-              create the subscriptions (state BEST_EFFORT depth 1) and publishers (commands RELIABLE)
+  configure   validate the parameters (every topic a valid ROS name, each role on its own topic) and the card
+              (schema, bounds, rates, element definitions) and refuse with one line naming the problem; load
+              the ONNX file, warm up the runtime, create the subscriptions (state BEST_EFFORT depth 1) and
+              publishers (commands RELIABLE)
   activate    refuse, naming them, while any source the card needs is missing or stale (joint states
               covering the card's joints, odometry/IMU, goal, named points) or the e-stop is asserted;
               capture the measured pose and start the soft-start ramp. Under ``autostart`` the node
@@ -32,6 +33,8 @@ card's bounds and ``joint_limits``) and effort joints to 0; ``zero`` commands 0 
 at once whenever the mode or fault changes; ``~/command_stamped`` (sensor_msgs/JointState) repeats
 every command with the stamp of the JointState it answers (positions in ``position``, efforts in
 ``effort``). SIGINT/SIGTERM stop the node within ~0.1 s in every state (active: after the safe action).
+Once a second it checks the graph (`check_graph`): a publisher of another type on a topic it reads, a subscriber
+of another type on its command topic, or a second commander is warned once, naming both.
 
 Only numpy, onnxruntime and rclpy; written against the rclpy API of Humble (no newer calls), so it
 runs the same on Humble, Jazzy and Kilted.
@@ -42,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import time
 from collections import deque
 from typing import Any
@@ -103,6 +107,18 @@ _CHOICES = {"trigger": ("timer", "state"), "command_type": ("float64_multi_array
 
 
 _ROS_PARAMS = ("use_sim_time", "start_type_description_service", "start_parameter_event_publisher")
+# every topic parameter and what the node does on it; "" is allowed only where it means "none"
+_TOPIC_PARAMS = {"joint_states_topic": "the joint states it reads", "odom_topic": "the odometry it reads",
+                 "imu_topic": "the IMU it reads", "goal_topic": "the goal it reads",
+                 "cmd_vel_topic": "the velocity command it reads", "points_prefix": "the named points it reads",
+                 "estop_topic": "the e-stop it reads", "command_topic": "the commands it publishes",
+                 "status_topic": "the status it publishes",
+                 "stamped_command_topic": "the stamped commands it publishes"}
+_MAY_BE_EMPTY = ("imu_topic",)  # "": orientation and angular velocity from the odometry
+_PUBLISHED = ("command_topic", "status_topic", "stamped_command_topic")
+_TYPE_HINTS = {"cmd_vel_topic": " (cmd_vel_type:=twist reads geometry_msgs/msg/Twist, twist_stamped TwistStamped)",
+               "command_topic": " (command_type:=float64_multi_array publishes std_msgs/msg/Float64MultiArray, "
+                                "joint_trajectory trajectory_msgs/msg/JointTrajectory)"}
 
 
 class ConfigError(ValueError):
@@ -160,6 +176,25 @@ def _qos(reliability: str) -> QoSProfile:
 
 
 
+def _rcl_reason(e: Exception) -> str:
+    """rcl's own words, without its source locations (", at /project/src/rcl/....c:73") or a caret diagram."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    text = re.sub(r", at /\S+:\d+", "", text)
+    return text.removeprefix("failed to resolve name: ").removeprefix("failed to initialize rcl: ").strip()
+
+
+def type_name(msg_type: Any) -> str:
+    """A message class's ROS type name as the graph reports it: geometry_msgs/msg/Twist."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+
+
+def _who(info: Any) -> str:
+    """A graph endpoint's node, as ``ros2 node list`` names it (discovery may not know the name yet)."""
+    if info.node_name.startswith("_NODE_"):
+        return "a node"
+    return "node " + (info.node_namespace.rstrip("/") + "/" + info.node_name)
+
+
 def _stamp_s(msg: Any) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
@@ -197,6 +232,7 @@ class PolicyNode(LifecycleNode):
                               f"{', '.join(PARAMS)}")
         self.params = check_params(self._raw_params())  # raises ConfigError
         parse_joint_limits(self.params["joint_limits"])
+        self.check_topic_names()  # before the status publisher: rclpy's InvalidTopicNameException is a traceback
         self._autostarting = False
         self.policy: OnnxPolicy | None = None
         self.builder: ObservationBuilder | None = None
@@ -219,9 +255,55 @@ class PolicyNode(LifecycleNode):
         self._src_stamp: dict[str, tuple[int, int]] = {}
         self._done_stamp: tuple[int, int] | None = None
         self._sources: list[str] = []
+        self._endpoints: list[tuple[str, str, str, str]] = []  # (parameter, topic, type, "pub" | "sub")
+        self._graph_warned: set[tuple[str, str, str]] = set()
+        self.graph_warnings: list[str] = []
         # status in every lifecycle state: a plain (not lifecycle-managed) publisher and its own timer
         self._status_pub = self.create_publisher(String, self.params["status_topic"], _qos("reliable"))
         self._status_timer = self.create_timer(1.0 / self.params["status_rate_hz"], self.publish_status)
+        self._graph_timer = self.create_timer(1.0, self.check_graph)
+
+    def resolve_topic(self, param: str, suffix: str = "") -> str:
+        """The topic a topic parameter names (+ `suffix`), expanded (``~``, relative names) and remapped as rcl
+        will; a ConfigError naming the parameter where it is not a valid ROS topic name."""
+        try:
+            resolve = getattr(self, "resolve_topic_name", None)
+            if resolve is not None:
+                return resolve(self.p(param) + suffix)
+            from rclpy.expand_topic_name import expand_topic_name  # an rclpy without Node.resolve_topic_name
+            from rclpy.validate_full_topic_name import validate_full_topic_name
+
+            full = expand_topic_name(self.p(param) + suffix, self.get_name(), self.get_namespace())
+            validate_full_topic_name(full)
+            return full
+        except Exception as e:  # rclpy raises RCLError, ValueError or InvalidTopicNameException, by version
+            where = f" (as the prefix of {self.p(param) + suffix!r})" if suffix else ""
+            raise ConfigError(f"parameter {param} {self.p(param)!r} is not a valid ROS topic name{where}: "
+                              f"{_rcl_reason(e)}") from None
+
+    def check_topic_names(self) -> None:
+        """Every topic parameter, whether or not this card uses it: a valid ROS name after expansion."""
+        for param in _TOPIC_PARAMS:
+            if param in _MAY_BE_EMPTY and not self.p(param):
+                continue
+            self.resolve_topic(param, "NAME" if param == "points_prefix" else "")
+
+    def _check_topics_in_use(self, uses: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The topic of each (parameter, suffix) this card makes the node use; a ConfigError naming both
+        parameters where two roles land on one topic (the commands on /joint_states: the node would read its
+        own commands as the robot's state)."""
+        out: dict[tuple[str, str], str] = {}
+        seen: dict[str, tuple[str, str]] = {}
+        for param, suffix in uses:
+            topic = self.resolve_topic(param, suffix)
+            what = _TOPIC_PARAMS[param] + (f" ({suffix})" if suffix else "")
+            if topic in seen:
+                other, other_what = seen[topic]
+                raise ConfigError(f"parameters {other} and {param} both name topic {topic}: one topic cannot carry "
+                                  f"{other_what} and {what}; give each its own")
+            seen[topic] = (param, what)
+            out[(param, suffix)] = topic
+        return out
 
     def _raw_params(self) -> dict[str, Any]:
         return {k: self.get_parameter(k).value for k in PARAMS}
@@ -233,10 +315,11 @@ class PolicyNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
             self._configure()
-        except (ConfigError, CardError, ValueError) as e:
-            self.config_error = str(e)
+        except Exception as e:  # a ConfigError, CardError or ValueError names the problem; anything else is said too
+            known = isinstance(e, (ConfigError, CardError, ValueError))
+            self.config_error = str(e) if known else f"configuration failed: {type(e).__name__}: {_rcl_reason(e)}"
             if not self._autostarting:  # under autostart, main() says it once, on stderr, and exits 2
-                self.get_logger().error(f"refusing to configure: {e}")
+                self.get_logger().error(f"refusing to configure: {self.config_error}")
             self.policy = self.builder = self.safety = None
             self._destroy_io()
             self.publish_status()
@@ -287,6 +370,13 @@ class PolicyNode(LifecycleNode):
         zeros = np.zeros(self.policy.obs_dim)
         for _ in range(200):  # warm-up: first calls allocate
             self.policy(zeros)
+        self.check_topic_names()
+        b = self.builder
+        uses = [("joint_states_topic", ""), ("estop_topic", ""), ("command_topic", ""), ("status_topic", ""),
+                ("stamped_command_topic", ""), *([("cmd_vel_topic", "")] if b.need_command else []),
+                *([("odom_topic", "")] if b.need_odom else []), *([("imu_topic", "")] if b.use_imu else []),
+                *([("goal_topic", "")] if b.need_goal else []), *(("points_prefix", n) for n in b.points)]
+        topics = self._check_topics_in_use(uses)
         state_qos, cmd_qos = _qos(self.p("state_reliability")), _qos(self.p("command_reliability"))
         self._subs = []
         self._stamped_cmd_vel = self.builder.need_command and self.p("cmd_vel_type") == "twist_stamped"
@@ -328,6 +418,8 @@ class PolicyNode(LifecycleNode):
         else:
             self._pubs["cmd"] = self.create_publisher(Float64MultiArray, self.p("command_topic"), cmd_qos)
         self._pubs["stamped"] = self.create_publisher(JointState, self.p("stamped_command_topic"), cmd_qos)
+        self._endpoints = [(param, topic, self._topic_type(param), "pub" if param in _PUBLISHED else "sub")
+                           for (param, _), topic in topics.items()]
         self._sources = ["joint_states", *(["odom"] if self.builder.need_odom else []),
                          *(["imu"] if self.builder.use_imu else []),
                          *(["goal"] if self.builder.need_goal else []), *(f"point:{n}" for n in self.builder.points),
@@ -339,6 +431,48 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning(f"trigger=state steps on each joint state; {', '.join(measured)} may arrive "
                                       "after it and be a step old (sync_stamps:=true waits for the joint state's "
                                       "stamp on each, where the robot stamps them alike)")
+
+    def _topic_type(self, param: str) -> str:
+        """The ROS type name of what the node reads or publishes on a topic parameter's topic."""
+        if param == "cmd_vel_topic":
+            return "geometry_msgs/msg/TwistStamped" if self._stamped_cmd_vel else "geometry_msgs/msg/Twist"
+        if param == "command_topic":
+            return type_name(self._pubs["cmd"].msg_type)
+        return {"joint_states_topic": "sensor_msgs/msg/JointState", "odom_topic": "nav_msgs/msg/Odometry",
+                "imu_topic": "sensor_msgs/msg/Imu", "goal_topic": "geometry_msgs/msg/PointStamped",
+                "points_prefix": "geometry_msgs/msg/PointStamped", "estop_topic": "std_msgs/msg/Bool",
+                "status_topic": "std_msgs/msg/String", "stamped_command_topic": "sensor_msgs/msg/JointState"}[param]
+
+    def check_graph(self) -> None:
+        """What the graph says about the node's topics (once a second, and at activation), each warned once: a
+        publisher of another type on a topic it reads (a Twist on /cmd_vel while cmd_vel_type is twist_stamped:
+        its messages never arrive, and a walker just stands), a subscriber of another type on its command topic
+        (the robot never gets a command), and another node publishing on its command topic (two commanders)."""
+        for param, topic, ours, direction in self._endpoints:
+            try:
+                others = (self.get_publishers_info_by_topic(topic) if direction == "sub"
+                          else self.get_subscriptions_info_by_topic(topic))
+                writers = self.get_publishers_info_by_topic(topic) if param == "command_topic" else []
+            except Exception:  # the context is shutting down
+                return
+            for info in others:
+                if info.topic_type != ours:
+                    verb, ours_verb = ("publishes", "reads") if direction == "sub" else ("subscribes as", "publishes")
+                    self._graph_warning((topic, info.topic_type, ""),
+                                        f"{topic}: {_who(info)} {verb} {info.topic_type}, but this node {ours_verb} "
+                                        f"{ours} there ({param}): they do not connect{_TYPE_HINTS.get(param, '')}")
+            if len(writers) > 1:  # (a node of this node's own name too: two robotrl_policy nodes)
+                me = (self.get_name(), self.get_namespace())
+                for info in [i for i in writers if (i.node_name, i.node_namespace) != me] or writers[1:]:
+                    self._graph_warning((topic, "", _who(info)),
+                                        f"{topic}: {_who(info)} also publishes there: two sources command one "
+                                        "robot (another policy node or simulation in this ROS domain?)")
+
+    def _graph_warning(self, key: tuple[str, str, str], text: str) -> None:
+        if key not in self._graph_warned:
+            self._graph_warned.add(key)
+            self.graph_warnings.append(text)
+            self.get_logger().warning(text)
 
     def missing_joints(self) -> list[str]:
         """The card's joints (observed and commanded) that the robot's JointState has not named."""
@@ -379,6 +513,7 @@ class PolicyNode(LifecycleNode):
         self.lifecycle = "active"
         self._timer = self.create_timer(self.period, self._on_timer)
         self.get_logger().info("active")
+        self.check_graph()
         self._report_if_changed()
         return TransitionCallbackReturn.SUCCESS
 
@@ -397,7 +532,7 @@ class PolicyNode(LifecycleNode):
             self.destroy_subscription(s)
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
-        self._subs, self._pubs = [], {}
+        self._subs, self._pubs, self._endpoints = [], {}, []
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         self._destroy_io()
@@ -612,6 +747,8 @@ class PolicyNode(LifecycleNode):
             out["config_error"] = self.config_error
         if self.bad_input:
             out["refused_reading"] = self.bad_input
+        if self.graph_warnings:
+            out["topic_warnings"] = self.graph_warnings[-5:]
         if self.builder is not None and self.builder.need_command:
             out["velocity_command"] = self.builder.current_command(now, self.command_max_age)
         if self.builder is not None and not self._active:
@@ -674,26 +811,77 @@ def init_without_signal_handlers(args: list[str]) -> None:
         rclpy.init(args=args)
 
 
+PARAMS_FILE_PLACEHOLDER = "/path/to/actor.onnx"  # deploy/config/policy.yaml's policy
+PARAMS_FILE_FORM = "NODE_NAME: {ros__parameters: {name: value}}, as deploy/config/policy.yaml"
 JSON_HINT = """-p "joint_limits:='{\\"elbow\\": [0, 1]}'\""""  # a YAML string holding the JSON, quoted for bash
 
 
+# rcl's ROS arguments (after --ros-args): those that take a value, and the flags that stand alone
+_ROS_ARG_VALUE = {"-p": "NAME:=VALUE", "--param": "NAME:=VALUE", "-r": "FROM:=TO", "--remap": "FROM:=TO",
+                  "--params-file": "FILE", "--log-level": "LEVEL", "-e": "ENCLAVE", "--enclave": "ENCLAVE",
+                  "--log-config-file": "FILE", "--log-file-name": "NAME"}
+_ROS_ARG_FLAGS = ("--enable-rosout-logs", "--disable-rosout-logs", "--enable-stdout-logs", "--disable-stdout-logs",
+                  "--enable-external-lib-logs", "--disable-external-lib-logs")
+
+
+def ros_arg_pairs(args: list[str]) -> list[tuple[str, str]]:
+    """The (flag, value) pairs of the ROS arguments in `args` (those after each ``--ros-args``, up to ``--``);
+    a ConfigError for what rcl would refuse with a log line of its own before ours: a flag with nothing after it,
+    a ``-p``/``-r`` that is not ``NAME:=VALUE`` or has an empty side."""
+    out: list[tuple[str, str]] = []
+    in_ros, i = False, 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        if a == "--ros-args":
+            in_ros = True
+        elif a == "--":
+            in_ros = False
+        elif in_ros and a in _ROS_ARG_VALUE:
+            if i >= len(args) or args[i] in ("--", "--ros-args"):
+                raise ConfigError(f"--ros-args: {a} at the end has no {_ROS_ARG_VALUE[a]} after it")
+            value = args[i]
+            i += 1
+            if _ROS_ARG_VALUE[a].endswith(":=TO") or _ROS_ARG_VALUE[a].endswith(":=VALUE"):
+                left, sep, right = value.partition(":=")
+                if not sep or not left:
+                    raise ConfigError(f"--ros-args: {a} {value!r} is not {_ROS_ARG_VALUE[a]}")
+                if not right:
+                    raise ConfigError(f"--ros-args: {a} {value!r} has nothing after ':='"
+                                      + (f' (an empty string is -p "{left}:=\'\'")' if a in ("-p", "--param") else ""))
+            out.append((a, value))
+    return out
+
+
 def check_ros_args(args: list[str]) -> None:
-    """The ROS arguments rcl would refuse (with a line of its own before ours): a ``-p NAME:=VALUE`` value that
-    is a YAML mapping or not YAML at all, e.g. unquoted JSON (ConfigError with the quoting that works), and a
-    ``--params-file`` that is not there."""
-    try:
-        import yaml
-    except ImportError:  # rcl will say it, in two lines
-        return
+    """The ROS arguments rcl would refuse (with a line of its own before ours), each a ConfigError naming it: a
+    flag without its value or ``NAME:=`` with nothing after it (`ros_arg_pairs`), a ``-p NAME:=VALUE`` value that
+    is a YAML mapping or not YAML at all, e.g. unquoted JSON (with the quoting that works), and a
+    ``--params-file`` that is not there or not YAML."""
     import os
 
-    for i, a in enumerate(args[:-1]):
-        if a == "--params-file" and not os.path.isfile(args[i + 1]):
-            raise ConfigError(f"--params-file {args[i + 1]!r}: no such file" if not os.path.exists(args[i + 1])
-                              else f"--params-file {args[i + 1]!r} is not a file")
-        if a not in ("-p", "--param") or ":=" not in args[i + 1]:
+    pairs = ros_arg_pairs(args)
+    try:
+        import yaml
+    except ImportError:  # rcl will say it (main() keeps its log line off the terminal)
+        return
+    for flag, value in pairs:
+        if flag == "--params-file":
+            if not os.path.isfile(value):
+                raise ConfigError(f"--params-file {value!r}: no such file" if not os.path.exists(value)
+                                  else f"--params-file {value!r} is not a file")
+            try:
+                with open(value, encoding="utf-8") as f:
+                    yaml.safe_load(f)
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+                mark = getattr(e, "problem_mark", None)
+                why = (f"{getattr(e, 'problem', '') or 'YAML error'} at line {mark.line + 1}" if mark is not None
+                       else str(e).splitlines()[0] if str(e) else type(e).__name__)
+                raise ConfigError(f"--params-file {value!r} is not a YAML parameters file ({why}); its form: "
+                                  f"{PARAMS_FILE_FORM}") from None
+        if flag not in ("-p", "--param"):
             continue
-        name, value = args[i + 1].split(":=", 1)
+        name, value = value.split(":=", 1)
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError:
@@ -701,6 +889,59 @@ def check_ros_args(args: list[str]) -> None:
         if isinstance(parsed, dict) or (isinstance(parsed, list) and any(isinstance(x, (dict, list)) for x in parsed)):
             raise ConfigError(f"parameter {name}: {value!r} is not a ROS parameter value (a JSON object must be "
                               f"passed as a string: {JSON_HINT})")
+
+
+def check_policy_argument(args: list[str], policy: str | None) -> None:
+    """``robotrl deploy FILE --ros-args -p policy:=OTHER``: two actors named; refused, naming both (a params
+    file's ``policy``, e.g. the shipped placeholder, is overridden by FILE as documented)."""
+    if policy is None:
+        return
+    try:
+        import yaml
+
+        load = yaml.safe_load
+    except ImportError:
+        load = str
+    for flag, value in ros_arg_pairs(args):
+        name, _, given = value.partition(":=")
+        if flag in ("-p", "--param") and name.split(":")[-1] == "policy":
+            with contextlib.suppress(Exception):  # not YAML: compared as written
+                given = str(load(given))
+            if given != policy:
+                raise ConfigError(f"two policies: the file argument {policy!r} and -p policy:={given!r}; give the "
+                                  "actor once (the file argument)")
+
+
+def _init_quietly(args: list[str]) -> None:
+    """`init_without_signal_handlers`, with rcl's own log line about arguments it refuses ("[ERROR] [rcl]: Failed
+    to parse global arguments", written to file descriptor 2 before the exception) kept off the terminal: the
+    caller says it in one line. Anything else written there during init is passed on."""
+    import os
+    import sys
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to keep quiet
+        init_without_signal_handlers(args)
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        failed = True
+        try:
+            init_without_signal_handlers(args)
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            said = tmp.read().decode(errors="replace")
+            if failed:
+                said = "".join(ln for ln in said.splitlines(keepends=True)
+                               if "Failed to parse global arguments" not in ln)
+            if said:
+                sys.stderr.write(said)
 
 
 def main(argv: list[str] | None = None, *, policy: str | None = None, autostart_default: bool = False) -> int:
@@ -724,15 +965,17 @@ def main(argv: list[str] | None = None, *, policy: str | None = None, autostart_
     args = list(sys.argv if argv is None else argv)
     try:
         check_ros_args(args)
+        check_policy_argument(args, policy)
     except ConfigError as e:
         print(f"robotrl: error: {e}", file=sys.stderr)
         return 2
     try:
-        init_without_signal_handlers(args)
-    except Exception as e:  # rcl could not parse the --ros-args (it has logged where)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"robotrl: error: ROS arguments not understood ({first[:160]}); a JSON or text value goes in "
-              f"quotes: {JSON_HINT}", file=sys.stderr)
+        _init_quietly(args)
+    except Exception as e:  # rcl could not parse the --ros-args (its own log line was kept back)
+        why = _rcl_reason(e)
+        hint = (f"; a JSON or text value goes in quotes: {JSON_HINT}" if "parameter override" in why else
+                f"; its form: {PARAMS_FILE_FORM}" if "params file" in why else "")
+        print(f"robotrl: error: ROS arguments not understood ({why[:200]}){hint}", file=sys.stderr)
         return 2
 
     stopping = {"signal": False}
@@ -749,6 +992,10 @@ def main(argv: list[str] | None = None, *, policy: str | None = None, autostart_
         if policy is not None:
             from rclpy.parameter import Parameter
 
+            given = node.p("policy")  # here only from a params file (-p policy:= is checked above)
+            if given not in ("", policy, PARAMS_FILE_PLACEHOLDER):
+                node.get_logger().warning(f"the params file's policy {given!r} is not used: the file argument "
+                                          f"{policy!r} is")
             node.set_parameters([Parameter("policy", value=policy)])
             node.params = check_params(node._raw_params())
         autostart = node.p("autostart") if "autostart" in (getattr(node, "_parameter_overrides", {}) or {}) \

@@ -1,7 +1,7 @@
 """The sim-to-sim check: the policy node drives the simulated robot over real DDS, and its returns are
 compared with an in-process evaluation of the same ONNX file on the same episode seeds.
 
-    robotrl sim2sim actor.onnx [--episodes 3] [--free-running] [--tolerance 0.1]
+    robotrl sim2sim actor.onnx [--episodes 3] [--free-running] [--tolerance 0.1] [--join | --domain-id N]
 
 Both nodes run in this process on one executor, but they talk only through topics (rclpy has no
 intra-process shortcut), i.e. through Fast DDS on loopback: JointState/Odometry/PointStamped out
@@ -10,6 +10,8 @@ the robot runs in lockstep (it steps when the command answering its last state a
 node computes once every source carries that state's stamp, so the comparison measures the
 deployment path (observation assembly by name, onnxruntime, safety filter, messages), not clock
 jitter. `--free-running` runs both on wall-clock timers instead, as on hardware.
+Both run in a ROS domain of their own (`claim_private_domain`: two runs on one machine shared domain 0, and one's
+node went active on the other's robot) unless told to join one (`--join`: the environment's; `--domain-id N`).
 Exits non-zero if the node's mean return falls more than `tolerance` (10 %) short.
 
 A velocity-tracking card (a walker that follows /cmd_vel) is driven through a scripted command
@@ -24,21 +26,75 @@ has no episodes) carries its previous action across the stand-in's reset to a ne
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import numpy as np
 
+from robotrl.errors import UserError
+
+# ROS's advice: domain IDs 0..101 keep Fast DDS's ports below Linux's ephemeral range
+PRIVATE_DOMAINS = range(1, 102)
+# How long DDS is given to find the other participants in a private domain (~0.1 s, at times ~2.5 s for one long
+# in its domain): a best effort beside the lock files, which keep sim2sim runs apart for certain
+DISCOVERY_S = 1.0
+
+
+def claim_private_domain(avoid: set[int]) -> tuple[int, Any]:
+    """A ROS domain ID (none of `avoid`: the shell's, those found in use) that no other sim2sim on this machine
+    holds, and the open lock file that holds it: an exclusive lock per ID in the temp folder, released by the kernel
+    when the file is closed or the process ends (a kill -9 too). IDs are tried from a random start, so that runs
+    started together rarely contend for one."""
+    import random
+    import tempfile
+
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): a random ID, unlocked
+        fcntl = None
+    ids = [d for d in PRIVATE_DOMAINS if d not in avoid]
+    start = random.SystemRandom().randrange(len(ids))
+    for d in ids[start:] + ids[:start]:
+        if fcntl is None:
+            return d, None
+        try:
+            f = open(os.path.join(tempfile.gettempdir(), f"robotrl-ros-domain-{d}.lock"), "a")  # noqa: SIM115
+        except OSError:  # another user's lock file
+            continue
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        return d, f
+    raise UserError(f"every ROS domain {PRIVATE_DOMAINS.start}..{PRIVATE_DOMAINS.stop - 1} is held by another sim2sim "
+                    "on this machine; --domain-id N runs in domain N")
+
+
+def environment_domain() -> int:
+    """The domain rcl joins by default: ROS_DOMAIN_ID, else 0."""
+    try:
+        return int(os.environ.get("ROS_DOMAIN_ID", "").strip() or 0)
+    except ValueError:
+        return 0
+
 
 def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance: float = 0.1,
-        timeout_s: float = 600.0, ramp_s: float = 0.0, log: Any = print, task: str | None = None) -> dict[str, Any]:
+        timeout_s: float = 600.0, ramp_s: float = 0.0, log: Any = print, task: str | None = None,
+        domain_id: int | None = None, isolate: bool = True) -> dict[str, Any]:
+    """`isolate` (default): the node and the simulated robot run in a ROS domain of their own
+    (`claim_private_domain`), so that two runs on a machine, or other ROS nodes, cannot mix their topics;
+    otherwise in `domain_id`, or the environment's (ROS_DOMAIN_ID) where None. Either way the run is refused
+    when another node already publishes the simulated robot's joint states in its domain."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from robotrl.deploy.node import PolicyNode
     from robotrl.deploy.runtime import OnnxPolicy
-    from robotrl.deploy.sim_robot import SimRobot
+    from robotrl.deploy.sim_robot import SimRobot, rivals_error
+    from robotrl.deploy.sim_robot import domain_id as domain_of
     from robotrl.evaluate import check_actor_fits_task, episode_count, eval_seed, evaluate
 
     policy = OnnxPolicy(policy_path)
@@ -46,28 +102,84 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
     task, seed = task or card["task_id"], eval_seed(int(card["training"]["seed"]))  # another task: same elements
     check_actor_fits_task(card, task, policy_path)  # a robot config edited since training: refused, not run
     tracking = any(e["kind"] == "velocity_command" for e in card["spec"]["observation"])
-    script = env_kwargs = None
-    t0 = time.monotonic()
+    script = env_kwargs = ref = None
     if tracking:
         from robotrl.envs.legged import COMMAND_SCRIPT, evaluate_tracking
 
         script, env_kwargs = COMMAND_SCRIPT, {"push_interval_s": 0.0}
-        ref = evaluate_tracking(policy, task, episodes=episodes, seed=seed, script=script, env_kwargs=env_kwargs)
-        log(f"in-process (onnxruntime), scripted commands: forward error {ref['err_vx']:.3f} m/s, yaw-rate error "
-            f"{ref['err_yaw']:.3f} rad/s, {ref['falls']} falls in "
-            f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
-    else:
-        ref = evaluate(policy, task, episodes, seed)
-        log(f"in-process (onnxruntime): {ref['mean_return']:.2f} +- {ref['std_return']:.2f} over "
-            f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    robot = node = None
-    executor = SingleThreadedExecutor(context=context)
+    def in_process() -> dict[str, Any]:
+        t0 = time.monotonic()
+        if tracking:
+            ref = evaluate_tracking(policy, task, episodes=episodes, seed=seed, script=script, env_kwargs=env_kwargs)
+            log(f"in-process (onnxruntime), scripted commands: forward error {ref['err_vx']:.3f} m/s, yaw-rate "
+                f"error {ref['err_yaw']:.3f} rad/s, {ref['falls']} falls in "
+                f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
+        else:
+            ref = evaluate(policy, task, episodes, seed)
+            log(f"in-process (onnxruntime): {ref['mean_return']:.2f} +- {ref['std_return']:.2f} over "
+                f"{episode_count(episodes)} ({time.monotonic() - t0:.1f} s)")
+        return ref
+
+    private = isolate and domain_id is None
+    avoid = {environment_domain()}
+    if private:
+        remedy = "run sim2sim again: it picks another domain"
+    else:
+        remedy = "leave out --join and --domain-id: sim2sim then runs in a domain of its own"
+    robot = node = lock = None
+
+    def close() -> None:
+        if node is not None:
+            if node._active:
+                node.trigger_deactivate()
+            node.destroy_node()
+        if robot is not None:
+            robot.destroy_node()
+        executor.shutdown()
+        rclpy.shutdown(context=context)
+        if lock is not None:
+            lock.close()
+
+    # The simulated robot joins its domain first; DDS discovers whoever else is there (a program long in the
+    # domain answers in ~0.5 s) while the in-process evaluation runs, then the graph is read.
+    for attempt in range(5):  # a "private" domain in which some other ROS 2 program runs: the next one
+        if private:
+            domain_id, lock = claim_private_domain(avoid)
+        context = rclpy.Context()
+        try:
+            rclpy.init(context=context, domain_id=domain_id)  # None: the environment's
+        except BaseException:
+            if lock is not None:
+                lock.close()
+            raise
+        executor = SingleThreadedExecutor(context=context)
+        try:
+            robot = SimRobot(task, episodes=episodes, seed=seed, lockstep=lockstep, context=context,
+                             command_script=script, env_kwargs=env_kwargs)
+            joined = time.monotonic()
+            if ref is None:
+                ref = in_process()
+            rivals = robot.wait_for_rivals(lambda t, ex=executor: ex.spin_once(timeout_sec=t),
+                                           max(0.0, (DISCOVERY_S if private else 2.0) - (time.monotonic() - joined)))
+            me = (robot.get_name(), robot.get_namespace())
+            strangers = sorted({f"{ns.rstrip('/')}/{n}" for n, ns in robot.get_node_names_and_namespaces()
+                                if (n, ns) != me}) if private else []
+        except BaseException:
+            close()
+            raise
+        if not (private and (rivals or strangers) and attempt < 4):
+            break
+        log(f"ROS domain {domain_id} is in use ({', '.join(strangers or rivals)}); trying another")
+        close()
+        avoid.add(domain_id)
+        robot = lock = None
+    where = (f"ROS domain {domain_id}, private to this run (--join: this shell's domain {environment_domain()})"
+             if private else f"ROS domain {domain_of(context)}")
     try:
-        robot = SimRobot(task, episodes=episodes, seed=seed, lockstep=lockstep, context=context,
-                         command_script=script, env_kwargs=env_kwargs)
+        if rivals:
+            raise UserError(rivals_error(rivals, domain_of(context), remedy))
+        log(f"node and simulated robot in {where}")
         overrides = [Parameter("policy", value=str(policy.path)), Parameter("ramp_s", value=float(ramp_s)),
                      Parameter("trigger", value="state" if lockstep else "timer"),
                      Parameter("sync_stamps", value=bool(lockstep))]
@@ -94,18 +206,12 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
         if not robot.done:
             raise RuntimeError(f"timed out after {timeout_s:.0f} s with {len(robot.returns)} of {episodes} episodes")
         wall = time.monotonic() - t1
-        status = node.status()
+        status, domain = node.status(), domain_of(context)
     finally:
-        if node is not None:
-            if node._active:
-                node.trigger_deactivate()
-            node.destroy_node()
-        if robot is not None:
-            robot.destroy_node()
-        executor.shutdown()
-        rclpy.shutdown(context=context)
+        close()
     if tracking:
-        return _tracking_result(ref, robot, task, episodes, lockstep, tolerance, wall, status, log)
+        return {**_tracking_result(ref, robot, task, episodes, lockstep, tolerance, wall, status, log),
+                "ros_domain": domain}
     ros_mean = float(np.mean(robot.returns))
     ref_mean = ref["mean_return"]
     shortfall = (ref_mean - ros_mean) / abs(ref_mean) if ref_mean else 0.0
@@ -118,7 +224,7 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
         f"(allowed: -{tolerance:.0%})")
     return {"task": task, "episodes": episodes, "in_process": ref["returns"], "ros": robot.returns,
             "in_process_mean": ref_mean, "ros_mean": ros_mean, "shortfall": shortfall, "ok": ok,
-            "lockstep": lockstep, "steps": steps, "wall_s": wall, "node_status": status}
+            "lockstep": lockstep, "steps": steps, "wall_s": wall, "node_status": status, "ros_domain": domain}
 
 
 def _tracking_result(ref: dict[str, Any], robot: Any, task: str, episodes: int, lockstep: bool, tolerance: float,

@@ -17,14 +17,17 @@ Two clocks:
                           header stamp of the node's stamped command copy), then steps: as fast as
                           the round trip allows, and deterministic, for the sim-to-sim check.
 Episodes are seeded ``seed + k`` as in `robotrl eval`, so returns compare episode by episode.
+It refuses to run beside another publisher of ``/joint_states`` in its domain (`wait_for_rivals`).
 
 Imports mujoco and gymnasium (the simulation side); `import robotrl.deploy` does not load it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +35,36 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from robotrl.deploy.sim_sources import RobotSensors
+
+_UNNAMED = "a node not yet named"
+
+
+def _who_name(namespace: str, name: str) -> str:
+    return namespace.rstrip("/") + "/" + name
+
+
+def _who(info: Any) -> str:
+    """A graph endpoint's node (discovery learns an endpoint a moment before its node's name)."""
+    return _UNNAMED if info.node_name.startswith("_NODE_") else _who_name(info.node_namespace, info.node_name)
+
+
+def domain_id(context: Any = None) -> int:
+    """The ROS domain a context (default: rclpy's) runs in."""
+    import os
+
+    import rclpy
+
+    try:
+        return int((context or rclpy.get_default_context()).get_domain_id())
+    except Exception:  # an rclpy without Context.get_domain_id: the environment's, as rcl reads it
+        return int(os.environ.get("ROS_DOMAIN_ID") or 0)
+
+
+def rivals_error(rivals: list[str], domain: int, remedy: str) -> str:
+    """The one line for a simulated robot that would share its topics with another robot."""
+    return (f"another node already publishes /joint_states in ROS domain {domain} ({', '.join(sorted(rivals))}: "
+            f"another simulated robot?); a policy node there would read and command both robots. Stop it, or "
+            f"{remedy}")
 
 
 class SimRobot(Node):
@@ -102,6 +135,50 @@ class SimRobot(Node):
         self._reset()
         self._last_publish = 0.0
         self.timer = self.create_timer(self.period if not lockstep else 0.05, self._on_timer)
+        self._rivals_warned: set[str] = set()
+        self._waiting_for_rivals = False
+        self.create_timer(1.0, self._watch_rivals)
+
+    # another robot in this domain ---------------------------------------------------------------------
+    def rivals(self) -> list[str]:
+        """The other nodes that publish this robot's joint states in its ROS domain (another simulated robot, or a
+        real robot's driver): a policy node there would read both robots' states and command both."""
+        topic = self.resolve_topic_name("/joint_states")
+        names = [_who(i) for i in self.get_publishers_info_by_topic(topic)]
+        mine = _who_name(self.get_namespace(), self.get_name())
+        if mine in names:
+            names.remove(mine)  # our own publisher (a second one of our name is a rival)
+        return names
+
+    def _watch_rivals(self) -> None:
+        """After start-up (DDS may take seconds to find a program long in the domain): each rival warned once."""
+        if self._waiting_for_rivals:  # wait_for_rivals says it, once
+            return
+        with contextlib.suppress(Exception):  # the context is shutting down
+            for who in self.rivals():
+                if who not in self._rivals_warned and who != _UNNAMED:
+                    self._rivals_warned.add(who)
+                    self.get_logger().warning(f"{who} also publishes /joint_states in this ROS domain: a policy "
+                                              "node here reads both robots' states (give each its own ROS_DOMAIN_ID)")
+
+    def wait_for_rivals(self, spin_once: Callable[[float], None], seconds: float = 2.0) -> list[str]:
+        """`rivals` after up to `seconds` of discovery, spinning with `spin_once` (DDS finds another participant on
+        the machine in ~0.1 s, at times ~2.5 s: a later find is warned by `_watch_rivals`); the robot's own clock is
+        held meanwhile (nothing is simulated or published)."""
+        self.timer.cancel()
+        self._waiting_for_rivals = True
+        try:
+            end = time.monotonic() + seconds
+            while True:
+                found, now = self.rivals(), time.monotonic()
+                if (found and _UNNAMED not in found) or now >= end:  # (a name follows its endpoint within ~0.1 s)
+                    return found
+                if found:
+                    end = min(end, now + 0.5)
+                spin_once(0.05)
+        finally:
+            self._waiting_for_rivals = False
+            self.timer.reset()
 
     # simulation -----------------------------------------------------------------------------------
     def _reset(self) -> None:

@@ -91,6 +91,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _domain_id(text: str) -> int:
+    """A ROS domain ID: 0..232 (Fast DDS's ports run out above 232; ROS advises 0..101)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 232:
+        raise argparse.ArgumentTypeError(f"--domain-id must be a ROS domain ID, an integer in [0, 232], got {text!r}")
+    return value
+
+
 def _fraction(name: str):
     def parse(text: str) -> float:
         try:
@@ -194,10 +205,14 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("--json", action="store_true", help="print the card as JSON")
 
     p = sub.add_parser("deploy", help="run an exported actor in the ROS 2 policy node (configure + activate)",
+                       usage="%(prog)s [-h] FILE [--ros-args -p NAME:=VALUE ...]",
                        description="Run the lifecycle policy node. Arguments after the file go to ROS, e.g. "
                                    "robotrl deploy actor.onnx --ros-args -p ramp_s:=2.0 -p imu_topic:=/imu")
     p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
-    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... (parameters: see robotrl.deploy.node)")
+    ros_args = p.add_argument("ros_args", metavar="--ros-args ...", nargs=argparse.REMAINDER,
+                              help="optional: ROS arguments, e.g. -p NAME:=VALUE, --params-file FILE, -r FROM:=TO "
+                                   "(parameters: deploy/config/policy.yaml)")
+    ros_args.required = False  # argparse calls a REMAINDER positional required; it may be empty
 
     p = sub.add_parser("sim-robot", help="a MuJoCo robot behind ROS 2 topics (the stand-in for hardware)")
     p.add_argument("task", metavar="TASK|FILE.onnx|pretrained:NAME",
@@ -218,6 +233,11 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("--episodes", type=_positive_int("--episodes", MAX_EPISODES), default=3,
                    help="episodes on each side (default 3)")
     p.add_argument("--free-running", action="store_true", help="wall-clock timers on both sides, as on hardware")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--join", action="store_true",
+                       help="run in this shell's ROS domain (ROS_DOMAIN_ID, else 0), e.g. to watch it with ros2 topic "
+                            "echo (default: a domain of its own, so that other nodes and other runs cannot mix in)")
+    where.add_argument("--domain-id", type=_domain_id, default=None, metavar="N", help="run in ROS domain N")
     p.add_argument("--tolerance", type=_fraction("--tolerance"), default=0.1,
                    help="allowed shortfall of the mean return (0.1: 10%%)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -512,7 +532,7 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
     from rclpy.executors import ExternalShutdownException
 
     from robotrl.deploy.node import init_without_signal_handlers
-    from robotrl.deploy.sim_robot import SimRobot
+    from robotrl.deploy.sim_robot import SimRobot, domain_id, rivals_error
 
     # SIGINT/SIGTERM only set a flag, seen between waits: with rclpy's own handlers a signal could invalidate the
     # context between the loop's check and the next wait, and the wait raised RCLError (a traceback)
@@ -522,6 +542,10 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda signum, frame: stopping.append(signum))
     robot = SimRobot(task, episodes=args.episodes, seed=seed, lockstep=args.lockstep)
     try:
+        rivals = robot.wait_for_rivals(lambda t: rclpy.spin_once(robot, timeout_sec=t))
+        if rivals and not stopping:  # two robots on one set of topics: a node would go active on the wrong one
+            raise UserError(rivals_error(rivals, domain_id(), "give each its own domain: ROS_DOMAIN_ID=N robotrl "
+                                         "sim-robot ..., and your node with the same ROS_DOMAIN_ID=N"))
         while rclpy.ok() and not robot.done and not stopping:
             rclpy.spin_once(robot, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):  # an rclpy without the option keeps its handlers
@@ -547,7 +571,8 @@ def _cmd_sim2sim(args: argparse.Namespace) -> int:
     if args.task is not None:
         _check_deployable_task(args.task)
     result = run(args.onnx, episodes=args.episodes, lockstep=not args.free_running, tolerance=args.tolerance,
-                 log=log, task=args.task)
+                 log=log, task=args.task, domain_id=args.domain_id,
+                 isolate=not args.join and args.domain_id is None)
     if args.json:
         print(json.dumps(result))
     return 0 if result["ok"] else 1
