@@ -62,6 +62,7 @@ from robotrl.deploy.observation import BadInput, MissingInput, ObservationBuilde
 from robotrl.deploy.runtime import CardError, OnnxPolicy
 from robotrl.deploy.safety import SafetyConfig, SafetyFilter
 from robotrl.errors import shorten_numbers
+from robotrl.kinds import KINDS
 from robotrl.spec import finite_number
 
 PARAMS: dict[str, Any] = {
@@ -334,7 +335,7 @@ class PolicyNode(LifecycleNode):
         self.policy = OnnxPolicy(self.p("policy"))  # validates the card (schema, bounds, rates, elements)
         card = self.policy.card
         spec = card["spec"]
-        generic = [e for e in spec["observation"] if e["kind"] == "obs"]
+        generic = [e for e in spec["observation"] if KINDS[e["kind"]].robot is None]  # not measurable on a robot
         if generic or not spec.get("deployable", False):
             raise ConfigError(f"{self.policy.path}: task {card['task_id']!r} has unnamed observation elements "
                               "(a plain Gymnasium id); train on a robotrl/ task to deploy")

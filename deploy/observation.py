@@ -36,9 +36,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+import robotrl.kinds as K
+from robotrl.kinds import KINDS
 
 _AX = {"x": 0, "y": 1, "z": 2}
 
@@ -74,33 +78,36 @@ def quat_xyzw_to_matrix(q: Sequence[float]) -> np.ndarray:
 
 
 class ObservationBuilder:
-    """Holds the latest value of every source the card needs and assembles the observation."""
-
-    _IMU_KINDS = ("base_quat", "base_angle", "base_ang_vel", "projected_gravity")
-    _BASE_KINDS = ("base_pos", "base_quat", "base_angle", "base_lin_vel", "base_ang_vel", "projected_gravity")
+    """Holds the latest value of every source the card needs and assembles the observation; what each element is
+    and which sources it needs come from its kind (`robotrl.kinds.KINDS`)."""
 
     def __init__(self, observation_spec: Sequence[dict[str, Any]], action_joints: Sequence[str], *,
                  use_imu: bool = False, joint_ranges: dict[str, Sequence[float]] | None = None,
                  range_margin: float = 0.5, max_joint_speed: float = 100.0, period: float = 0.0):
         self.elements = [dict(e) for e in observation_spec]
-        self.joints = sorted({e["name"] for e in self.elements
-                              if e["kind"] in ("joint_pos", "joint_pos_rel", "joint_vel", "joint_cos", "joint_sin")})
-        self.need_velocity = any(e["kind"] == "joint_vel" for e in self.elements)
-        base_kinds = {e["kind"] for e in self.elements if e["kind"] in self._BASE_KINDS}
-        self.need_base = bool(base_kinds)
-        self.use_imu = use_imu and bool(base_kinds & set(self._IMU_KINDS))
-        # odometry is needed for position/linear velocity, and for orientation when there is no IMU;
-        # a world-frame linear velocity also needs the orientation (from whichever source has it)
-        self.need_odom = bool(base_kinds - set(self._IMU_KINDS)) or (bool(base_kinds) and not self.use_imu)
-        self.need_goal = any(e["kind"] == "goal" for e in self.elements)
-        self.points = sorted({e["name"] for e in self.elements if e["kind"] in ("body_pos", "object_pos")}
+        unknown = [e["kind"] for e in self.elements if e["kind"] not in KINDS or KINDS[e["kind"]].robot is None]
+        if unknown:
+            raise BadInput(f"observation kind {unknown[0]!r} cannot be measured on a robot")
+        sources = [set(KINDS[e["kind"]].sources) for e in self.elements]
+        needs = set().union(*sources) if sources else set()
+        self.joints = sorted({e["name"] for e, src in zip(self.elements, sources, strict=True)
+                              if src & {K.JOINTS, K.JOINT_VELOCITIES}})
+        self.need_velocity = K.JOINT_VELOCITIES in needs
+        base = needs & {K.ORIENTATION, K.ANGULAR_VELOCITY, K.ODOMETRY}
+        self.need_base = bool(base)
+        # an IMU gives orientation and angular velocity; odometry gives position and linear velocity, and the
+        # orientation and angular velocity too where there is no IMU
+        self.use_imu = use_imu and bool(base & {K.ORIENTATION, K.ANGULAR_VELOCITY})
+        self.need_odom = K.ODOMETRY in needs or (bool(base) and not self.use_imu)
+        self.need_goal = K.GOAL in needs
+        self.points = sorted({e["name"] for e in self.elements if K.POINTS in KINDS[e["kind"]].sources}
                              | {e["frame"] for e in self.elements if e["kind"] == "body_pos"
                                 and e.get("frame") not in (None, "", "world")} - self._goal_names())
         self.action_joints = list(action_joints)
-        self.need_prev_action = any(e["kind"] == "prev_action" for e in self.elements)
-        self.need_command = any(e["kind"] == "velocity_command" for e in self.elements)
+        self.need_prev_action = K.OWN in needs
+        self.need_command = K.COMMAND in needs
         self.command_ranges = {e["axis"]: tuple(e["range"]) if e.get("range") else (-np.inf, np.inf)
-                               for e in self.elements if e["kind"] == "velocity_command"}
+                               for e in self.elements if K.COMMAND in KINDS[e["kind"]].sources}
         self.cmd = {"x": 0.0, "y": 0.0, "yaw": 0.0}
         self.cmd_stamp = -np.inf
         self._jidx = {j: i for i, j in enumerate(self.joints)}
@@ -124,6 +131,9 @@ class ObservationBuilder:
         self.range_margin = float(range_margin)
         self.max_joint_speed = float(max_joint_speed)  # 0: no speed or jump check
         self.period = float(period)
+        self._recipes = [KINDS[e["kind"]].robot for e in self.elements]
+        self._frame = SimpleNamespace(joint_index=self._jidx, goal_names=self._goal_names(),
+                                      action_index={j: i for i, j in enumerate(self.action_joints)})
 
     def _goal_names(self) -> set[str]:
         return {e["name"] for e in self.elements if e["kind"] == "goal"}
@@ -259,57 +269,19 @@ class ObservationBuilder:
         missing = self.missing(now, max_age, goal_max_age)
         if missing:
             raise MissingInput("no recent " + ", ".join(missing))
-        cmd = self.current_command(now, command_max_age) if self.need_command else None
-        obs = np.empty(len(self.elements))
-        R = None
+        f = self._frame
+        f.cmd = self.current_command(now, command_max_age) if self.need_command else None
+        f.q, f.dq, f.prev_action, f.goal_xyz, f.point_xyz = self.q, self.dq, self.prev_action, self.goal_xyz, \
+            self.point_xyz
         if self.need_base:
-            quat = self.imu_q if self.use_imu else self.base["q"]
-            ang = self.imu_w if self.use_imu else self.base["w"]
-            R = quat_xyzw_to_matrix(quat)
-        for i, e in enumerate(self.elements):
-            k, name, axis, frame = e["kind"], e["name"], e.get("axis", ""), e.get("frame", "")
-            if k == "joint_pos":
-                v = self.q[self._jidx[name]]
-            elif k == "joint_pos_rel":
-                v = self.q[self._jidx[name]] - float(e.get("offset", 0.0))
-            elif k == "projected_gravity":  # R^T (0, 0, -1)
-                v = -R[2, _AX[axis]]
-            elif k == "velocity_command":
-                v = cmd[axis]
-            elif k == "joint_vel":
-                v = self.dq[self._jidx[name]]
-            elif k == "joint_cos":
-                v = math.cos(self.q[self._jidx[name]])
-            elif k == "joint_sin":
-                v = math.sin(self.q[self._jidx[name]])
-            elif k == "base_pos":
-                v = self.base["p"][_AX[axis]]
-            elif k == "base_quat":  # ROS x, y, z, w -> the card's named component
-                v = quat[{"x": 0, "y": 1, "z": 2, "w": 3}[axis]]
-            elif k == "base_angle":  # planar robot: rotation about one world axis
-                a = _AX[axis]
-                b, c = [(1, 2), (2, 0), (0, 1)][a]
-                v = math.atan2(R[c, b], R[b, b])
-            elif k == "base_lin_vel":
-                vec = self.base["v"] if frame == "base" else R @ self.base["v"]
-                v = vec[_AX[axis]]
-            elif k == "base_ang_vel":
-                vec = ang if frame == "base" else R @ ang
-                v = vec[_AX[axis]]
-            elif k == "goal":
-                v = self.goal_xyz[_AX[axis]]
-            elif k in ("body_pos", "object_pos"):
-                p = self.point_xyz[name][_AX[axis]]
-                if frame in ("", "world"):
-                    v = p
-                elif frame in self._goal_names():
-                    v = p - self.goal_xyz[_AX[axis]]
-                else:
-                    v = p - self.point_xyz[frame][_AX[axis]]
-            elif k == "prev_action":
-                v = self.prev_action[self.action_joints.index(name)]
-            else:
-                raise BadInput(f"observation kind {k!r} cannot be measured on a robot")
+            f.quat_xyzw = self.imu_q if self.use_imu else self.base["q"]
+            f.ang = self.imu_w if self.use_imu else self.base["w"]
+            f.R = quat_xyzw_to_matrix(f.quat_xyzw)
+            if self.base is not None:
+                f.base_p, f.base_v = self.base["p"], self.base["v"]
+        obs = np.empty(len(self.elements))
+        for i, (e, robot) in enumerate(zip(self.elements, self._recipes, strict=True)):
+            v = robot(f, e)
             clip = e.get("clip")
             if clip is not None:
                 v = min(max(v, -clip), clip)

@@ -23,7 +23,13 @@ from typing import Any
 import mujoco
 import numpy as np
 
-_BASE_KINDS = ("base_pos", "base_quat", "base_angle", "base_lin_vel", "base_ang_vel", "projected_gravity")
+import robotrl.kinds as K
+from robotrl.kinds import KINDS
+
+
+def _needs(e: dict[str, Any], *sources: str) -> bool:
+    """Whether element `e`'s kind is built on the robot from any of `sources` (`robotrl.kinds`)."""
+    return bool(set(KINDS[e["kind"]].sources) & set(sources))
 
 
 def _rot(q_wxyz: np.ndarray) -> np.ndarray:
@@ -38,10 +44,10 @@ class RobotSensors:
         elems = list(observation_spec)
         jid = lambda n: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)  # noqa: E731
         bid = lambda n: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n)  # noqa: E731
-        self.joint_names = sorted({e["name"] for e in elems if e["kind"].startswith("joint_")})
+        self.joint_names = sorted({e["name"] for e in elems if _needs(e, K.JOINTS, K.JOINT_VELOCITIES)})
         self._jq = np.array([model.jnt_qposadr[jid(n)] for n in self.joint_names], dtype=np.intp)
         self._jv = np.array([model.jnt_dofadr[jid(n)] for n in self.joint_names], dtype=np.intp)
-        base_joints = {e["name"] for e in elems if e["kind"] in _BASE_KINDS}
+        base_joints = {e["name"] for e in elems if _needs(e, K.ORIENTATION, K.ANGULAR_VELOCITY, K.ODOMETRY)}
         self.base_free: int | None = None
         self.planar: dict[str, int] = {}  # axis -> joint id (slide x/y/z, hinge about axis)
         for name in base_joints:
@@ -56,10 +62,10 @@ class RobotSensors:
                     kind = "slide" if int(model.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_SLIDE) else "hinge"
                     axis = "xyz"[int(np.argmax(np.abs(model.jnt_axis[j])))]
                     self.planar[f"{kind}_{axis}"] = j
-        self.goal_body = next((bid(e["name"]) for e in elems if e["kind"] == "goal"), None)
-        names = {e["name"] for e in elems if e["kind"] in ("body_pos", "object_pos")}
+        self.goal_body = next((bid(e["name"]) for e in elems if _needs(e, K.GOAL)), None)
+        names = {e["name"] for e in elems if _needs(e, K.POINTS)}
         names |= {e["frame"] for e in elems if e["kind"] == "body_pos" and e.get("frame") not in (None, "", "world")}
-        names -= {e["name"] for e in elems if e["kind"] == "goal"}
+        names -= {e["name"] for e in elems if _needs(e, K.GOAL)}
         sid = lambda n: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, n)  # noqa: E731
         # a named point is a body, or a site (an end effector given as a site)
         self.point_bodies = {n: (bid(n), -1) if bid(n) >= 0 else (-1, sid(n)) for n in sorted(names)}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,7 +43,20 @@ SPEC_FORMAT = "robotrl-spec/1"
 
 # Observation element kinds, each something a robot can measure or be told, defined once in `robotrl.kinds` (with
 # how the simulation computes it and how the robot builds it): kind -> its meaning, for the card and the docs.
-OBS_KINDS = {name: k.meaning for name, k in KINDS.items()}
+class _Meanings(Mapping):
+    """kind -> meaning, a live view of the registry (a kind registered later is known here too)."""
+
+    def __getitem__(self, name: str) -> str:
+        return KINDS[name].meaning
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(KINDS)
+
+    def __len__(self) -> int:
+        return len(KINDS)
+
+
+OBS_KINDS: Mapping[str, str] = _Meanings()
 ACT_KINDS = ("effort", "position", "velocity", "generic")
 
 

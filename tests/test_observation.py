@@ -247,9 +247,8 @@ def test_previous_action_clips_and_non_finite_elements():
 
 
 def test_an_element_a_robot_cannot_measure_is_refused():
-    b = ObservationBuilder([{"kind": "obs", "name": "obs_0"}], [])
     with pytest.raises(BadInput, match=r"^observation kind 'obs' cannot be measured on a robot$"):
-        b.build(0.0, 0.1)
+        ObservationBuilder([{"kind": "obs", "name": "obs_0"}], [])  # refused when built, not at the first step
 
 
 def test_staleness_at_its_boundaries_and_what_each_source_is_called():
