@@ -421,7 +421,8 @@ class LeggedVelocityEnv(gym.Env):
         self.weights, self.push_every, self.stand_height = t.weights, t.push_every, t.stand_height
         self.base_body, self._qb, self._qa, self._act = t.base_body, t._qb, t._qa, t._act
         self.low, self.high = t.low, t.high
-        self.data = mujoco.MjData(self.model)
+        self._data = mujoco.MjData(self.model)
+        self._stale = True
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
         self.render_mode = render_mode
         n = len(t.robot.joints)
@@ -456,8 +457,17 @@ class LeggedVelocityEnv(gym.Env):
     def _observe(self) -> np.ndarray:
         return self.task.observe()[0]
 
+    @property
+    def data(self) -> mujoco.MjData:
+        """The world's current state with its kinematics, contacts and sensors computed (copied from the task's
+        arrays when asked for: training and evaluation do not need it at every step)."""
+        if self._stale:
+            self.task.worlds.load(0, self._data)
+            self._stale = False
+        return self._data
+
     def _sync(self) -> None:
-        self.task.worlds.load(0, self.data)
+        self._stale = True
 
     def step(self, action):
         obs, reward, terminated, _, info = self.task.step(np.asarray(action, dtype=np.float64)[None])
