@@ -31,7 +31,8 @@ import numpy as np
 
 
 def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance: float = 0.1,
-        timeout_s: float = 600.0, ramp_s: float = 0.0, log: Any = print, task: str | None = None) -> dict[str, Any]:
+        timeout_s: float = 600.0, ramp_s: float = 0.0, log: Any = print, task: str | None = None,
+        other_robot: bool = False) -> dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -39,12 +40,13 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
     from robotrl.deploy.node import PolicyNode
     from robotrl.deploy.runtime import OnnxPolicy
     from robotrl.deploy.sim_robot import SimRobot
-    from robotrl.evaluate import check_actor_fits_task, episode_count, eval_seed, evaluate
+    from robotrl.evaluate import OTHER_ROBOT_FLAG, check_actor_fits_task, episode_count, eval_seed, evaluate
 
     policy = OnnxPolicy(policy_path)
     card = policy.card
     task, seed = task or card["task_id"], eval_seed(int(card["training"]["seed"]))  # another task: same elements
-    check_actor_fits_task(card, task, policy_path)  # a robot config edited since training: refused, not run
+    # a robot config edited since training, or another robot at another path: refused, not run, unless asked for
+    check_actor_fits_task(card, task, policy_path, other_robot=other_robot, flag=OTHER_ROBOT_FLAG)
     tracking = any(e["kind"] == "velocity_command" for e in card["spec"]["observation"])
     script = env_kwargs = None
     t0 = time.monotonic()
