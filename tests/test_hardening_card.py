@@ -115,9 +115,10 @@ def test_an_edited_robot_at_another_path_is_refused_as_in_place(actor, tmp_path,
 
 def test_a_moved_config_runs_silently_and_another_robot_only_when_asked(actor, tmp_path):
     onnx_path, _ = actor
-    # moved, with its model in a folder of its own and a comment added: the same robot
-    moved = _robot(tmp_path / "moved", lambda t: "# moved\n" + t.replace('model = "quadruped.xml"',
-                                                                         'model = "mjcf/quadruped.xml"'))
+    # moved, its model in a folder of its own, a comment, 40 for 40.0 and a default written out: the same robot
+    moved = _robot(tmp_path / "moved", lambda t: "# moved\n" + t.replace(
+        'model = "quadruped.xml"', 'model = "mjcf/quadruped.xml"').replace("kp = 40.0", "kp = 40")
+        + "\n[legged]\ncommand_x = [-0.6, 1.0]\n")
     (moved.parent / "mjcf").mkdir()
     shutil.move(moved.parent / "quadruped.xml", moved.parent / "mjcf" / "quadruped.xml")
     done = _cli(["eval", "--onnx", onnx_path, f"legged:{moved}", "--episodes", "1", "--json"])
