@@ -196,6 +196,10 @@ def _check_robot_extras(card: dict[str, Any], spec: dict[str, Any], robot: dict[
                                        and 1 <= decimation <= 10**6):
         raise refuse(f"field spec.extras.robot.decimation must be a whole number from 1 to 1,000,000, got "
                      f"{brief_json(decimation)}")
+    skip = spec.get("frame_skip")
+    if decimation is not None and skip is not None and skip != decimation:
+        raise refuse(f"spec.frame_skip {skip} and spec.extras.robot.decimation {decimation} disagree (physics steps "
+                     "per action are one number)")
     period = card.get("control_period", spec.get("control_period"))
     if step is not None and decimation is not None and period is not None and not _close(step * decimation, period):
         raise refuse(f"control_period {period:g} s is not its physics step x decimation ({step:g} s x {decimation} = "

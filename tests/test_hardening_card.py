@@ -203,8 +203,11 @@ BAD_CARDS = {  # a hand edit -> what the one line names
         "default position of 'FL_calf_joint' (spec.observation[11].offset) is -3, outside the joint's range "
         "[-2.7, -0.85]"),
     "a rate its physics does not give": (
-        lambda c: _set(c, ["spec", "extras", "robot", "decimation"], 5),
+        lambda c: (_set(c, ["spec", "extras", "robot", "decimation"], 5), _set(c, ["spec", "frame_skip"], 5)),
         "control_period 0.02 s is not its physics step x decimation (0.005 s x 5 = 0.025 s)"),
+    "two decimations": (
+        lambda c: _set(c, ["spec", "extras", "robot", "decimation"], 5),
+        "spec.frame_skip 4 and spec.extras.robot.decimation 5 disagree"),
 }
 
 
