@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from robotrl.errors import brief_json, shorten_numbers
-from robotrl.spec import ACT_KINDS, OBS_KINDS, finite_number
+from robotrl.spec import ACT_KINDS, MAX_COMMAND, OBS_KINDS, finite_number
 
 CARD_KEY = "robotrl_card"
 CARD_FORMAT = "robotrl-card/1"
@@ -117,14 +117,103 @@ _FRAMES = {"base_lin_vel": ("world", "base"), "base_ang_vel": ("world", "base")}
 
 
 _number = finite_number
+MIN_PERIOD = 1e-4  # s: the policy node runs at 10 kHz at most
+PERIODS = f"a number of seconds in [{MIN_PERIOD:g}, 10] (at most {1 / MIN_PERIOD:g} Hz)"
+
+
+def _close(a: float, b: float) -> bool:
+    """Two numbers of a card that must agree (one computed from the other): equal but for float rounding."""
+    return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
+
+
+def _within(lo: float, hi: float, r: Any) -> bool:
+    """[lo, hi] lies inside the range r = [low, high], but for float rounding."""
+    return lo >= r[0] - 1e-6 * max(1.0, abs(r[0])) and hi <= r[1] + 1e-6 * max(1.0, abs(r[1]))
+
+
+def _check_plausible(card: dict[str, Any], spec: dict[str, Any], ranges: dict[str, Any], where: str) -> None:
+    """The card's numbers against each other and against physics, each field's type being checked already: the
+    targets of a position action inside its joint's range, a default pose inside it, commands within the template's
+    bound, gains and torque limits that a motor can have, a physics step and decimation that give the control
+    period. A card that training cannot have written (edited by hand, or damaged) is refused, naming the element
+    and its values, before a robot is sent what it says."""
+    def refuse(text: str) -> CardError:
+        return CardError(f"{where}: policy card {text}")
+
+    for i, a in enumerate(spec["action"]):
+        r = ranges.get(a["joint"])
+        if a["kind"] == "position" and r is not None and not _within(a["low"], a["high"], r):
+            raise refuse(f"action bounds of {a['joint']!r} (spec.action[{i}]) are [{a['low']:g}, {a['high']:g}], "
+                         f"outside the joint's range [{r[0]:g}, {r[1]:g}] (spec.joint_ranges): the robot would be "
+                         "sent targets the joint cannot reach")
+    for i, e in enumerate(spec["observation"]):
+        rng, r = e.get("range"), ranges.get(e["name"])
+        if e["kind"] == "velocity_command" and max(-rng[0], rng[1]) > MAX_COMMAND:
+            raise refuse(f"range of velocity_command.{e.get('axis', '')} (spec.observation[{i}].range) is "
+                         f"[{rng[0]:g}, {rng[1]:g}], beyond the template's bound +-{MAX_COMMAND:g} (m/s or rad/s): "
+                         "/cmd_vel would be clamped to commands no policy was trained on")
+        offset = e.get("offset", 0.0)
+        if e["kind"] == "joint_pos_rel" and r is not None and not _within(offset, offset, r):
+            raise refuse(f"default position of {e['name']!r} (spec.observation[{i}].offset) is {offset:g}, outside "
+                         f"the joint's range [{r[0]:g}, {r[1]:g}] (spec.joint_ranges)")
+    robot = (spec.get("extras") or {}).get("robot") if isinstance(spec.get("extras"), dict) else None
+    if isinstance(robot, dict):
+        _check_robot_extras(card, spec, robot, ranges, refuse)
+
+
+def _check_robot_extras(card: dict[str, Any], spec: dict[str, Any], robot: dict[str, Any], ranges: dict[str, Any],
+                        refuse: Any) -> None:
+    """A robot template's facts (spec.extras.robot): gains, torque limits, default pose, physics step, decimation."""
+    joints = [a["joint"] for a in spec["action"]]
+    for key, what in (("kp", "PD stiffness"), ("kd", "PD damping"), ("effort_limit", "torque limit")):
+        values = robot.get(key)
+        if values is None:
+            continue
+        if not (isinstance(values, list) and len(values) == len(joints)):
+            raise refuse(f"field spec.extras.robot.{key} must be a list of {len(joints)} numbers (one per action), got "
+                         f"{brief_json(values, 80)}")
+        for j, v in zip(joints, values, strict=True):
+            ok = (_number(v) and v >= 0 if key != "effort_limit"
+                  else not isinstance(v, bool) and isinstance(v, int | float) and v > 0)  # inf: no limit
+            if not ok:
+                low = "positive (or Infinity: none)" if key == "effort_limit" else "a finite number >= 0"
+                raise refuse(f"{what} of {j!r} (spec.extras.robot.{key}) must be {low}, got {brief_json(v)}")
+    pose = robot.get("default_pose")
+    if pose is not None:
+        if not isinstance(pose, dict) or not all(_number(v) for v in pose.values()):
+            raise refuse(f"field spec.extras.robot.default_pose must be an object {{joint: position}}, got "
+                         f"{brief_json(pose, 80)}")
+        for j, v in pose.items():
+            r = ranges.get(j)
+            if r is not None and not _within(v, v, r):
+                raise refuse(f"default position of {j!r} (spec.extras.robot.default_pose) is {v:g}, outside the "
+                             f"joint's range [{r[0]:g}, {r[1]:g}] (spec.joint_ranges)")
+    step, decimation = robot.get("physics_timestep"), robot.get("decimation")
+    if step is not None and not (_number(step) and 0 < step <= 10):
+        raise refuse(f"field spec.extras.robot.physics_timestep must be a number of seconds in (0, 10], got "
+                     f"{brief_json(step)}")
+    if decimation is not None and not (isinstance(decimation, int) and not isinstance(decimation, bool)
+                                       and 1 <= decimation <= 10**6):
+        raise refuse(f"field spec.extras.robot.decimation must be a whole number from 1 to 1,000,000, got "
+                     f"{brief_json(decimation)}")
+    skip = spec.get("frame_skip")
+    if decimation is not None and skip is not None and skip != decimation:
+        raise refuse(f"spec.frame_skip {skip} and spec.extras.robot.decimation {decimation} disagree (physics steps "
+                     "per action are one number)")
+    period = card.get("control_period", spec.get("control_period"))
+    if step is not None and decimation is not None and period is not None and not _close(step * decimation, period):
+        raise refuse(f"control_period {period:g} s is not its physics step x decimation ({step:g} s x {decimation} = "
+                     f"{step * decimation:g} s)")
 
 
 def validate_card(card: Any, where: str = "card") -> None:
     """Check a policy card's schema and its consistency; raise `CardError` naming the first problem.
 
     Types and presence of every field the robot side reads; action bounds finite with low < high and
-    one element per joint; a positive control period; observation elements of known kinds with the
-    axis and frame their kind needs; joint ranges finite with low < high; a sane normaliser clip.
+    one element per joint; a control period of at most 10 kHz; observation elements of known kinds with the
+    axis and frame their kind needs; joint ranges finite with low < high; a sane normaliser clip; and the
+    numbers against each other (`_check_plausible`: targets inside the joints' ranges, commands within the
+    template's bound, gains, default pose, rates).
     """
     def bad(field: str, expected: str, got: Any = None) -> CardError:
         shown = "" if got is None else f", got {brief_json(got, 80)}"
@@ -153,11 +242,14 @@ def validate_card(card: Any, where: str = "card") -> None:
     if not isinstance(deployable, bool):
         raise bad("spec.deployable", "true or false", deployable)
     period = card.get("control_period", spec.get("control_period"))
-    if (period is not None or deployable) and not (_number(period) and 0 < period <= 10):
-        raise bad("control_period", "a number of seconds in (0, 10]", period)
+    if (period is not None or deployable) and not (_number(period) and MIN_PERIOD <= period <= 10):
+        raise bad("control_period", PERIODS, period)
     inner = spec.get("control_period")  # informational beside the card's own, but a number if given
-    if inner is not None and not (_number(inner) and 0 < inner <= 10):
-        raise bad("spec.control_period", "a number of seconds in (0, 10]", inner)
+    if inner is not None and not (_number(inner) and MIN_PERIOD <= inner <= 10):
+        raise bad("spec.control_period", PERIODS, inner)
+    if period is not None and inner is not None and not _close(period, inner):
+        raise CardError(f"{where}: policy card's control_period {period:g} s and spec.control_period {inner:g} s "
+                        "disagree (the rate the policy was trained at is one number)")
     for key in ("frame_skip", "max_episode_steps"):
         v = spec.get(key)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 1 <= v < 2**63):
@@ -220,6 +312,7 @@ def validate_card(card: Any, where: str = "card") -> None:
         if not r[0] < r[1]:
             raise CardError(f"{where}: policy card joint range of {name!r} is inconsistent: low {r[0]} is not "
                             f"below high {r[1]}")
+    _check_plausible(card, spec, ranges, where)
     norm = card["normalizer"]
     if not isinstance(norm.get("enabled", False), bool):
         raise bad("normalizer.enabled", "true or false", norm.get("enabled"))

@@ -82,11 +82,12 @@ def environment_domain() -> int:
 
 def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance: float = 0.1,
         timeout_s: float = 600.0, ramp_s: float = 0.0, log: Any = print, task: str | None = None,
-        domain_id: int | None = None, isolate: bool = True) -> dict[str, Any]:
+        domain_id: int | None = None, isolate: bool = True, other_robot: bool = False) -> dict[str, Any]:
     """`isolate` (default): the node and the simulated robot run in a ROS domain of their own
     (`claim_private_domain`), so that two runs on a machine, or other ROS nodes, cannot mix their topics;
     otherwise in `domain_id`, or the environment's (ROS_DOMAIN_ID) where None. Either way the run is refused
-    when another node already publishes the simulated robot's joint states in its domain."""
+    when another node already publishes the simulated robot's joint states in its domain. `other_robot`: run
+    an actor on a robot other than its card's (another config, gains, physics) with a note instead of a refusal."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -95,12 +96,13 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
     from robotrl.deploy.runtime import OnnxPolicy
     from robotrl.deploy.sim_robot import SimRobot, rivals_error
     from robotrl.deploy.sim_robot import domain_id as domain_of
-    from robotrl.evaluate import check_actor_fits_task, episode_count, eval_seed, evaluate
+    from robotrl.evaluate import OTHER_ROBOT_FLAG, check_actor_fits_task, episode_count, eval_seed, evaluate
 
     policy = OnnxPolicy(policy_path)
     card = policy.card
     task, seed = task or card["task_id"], eval_seed(int(card["training"]["seed"]))  # another task: same elements
-    check_actor_fits_task(card, task, policy_path)  # a robot config edited since training: refused, not run
+    # a robot config edited since training, or another robot at another path: refused, not run, unless asked for
+    check_actor_fits_task(card, task, policy_path, other_robot=other_robot, flag=OTHER_ROBOT_FLAG)
     tracking = any(e["kind"] == "velocity_command" for e in card["spec"]["observation"])
     script = env_kwargs = ref = None
     if tracking:

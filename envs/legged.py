@@ -52,7 +52,7 @@ from robotrl.envs.robot import Robot, RobotConfigError
 from robotrl.envs.terms import Terms
 from robotrl.envs.worlds import Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
 from robotrl.kinds import sim_observer
-from robotrl.spec import ActElement, ObsElement, TaskSpec
+from robotrl.spec import MAX_COMMAND, ActElement, ObsElement, TaskSpec
 
 AXES = ("x", "y", "yaw")
 
@@ -161,8 +161,9 @@ class LeggedVelocityTask:
         for a, (lo, hi) in ranges.items():
             if a not in AXES or not lo <= 0.0 <= hi:
                 raise ValueError(f"command range {a}: {lo}..{hi} must be an axis of {AXES} and contain 0")
-            if max(-lo, hi) > 20:
-                raise ValueError(f"command_{a} must lie within [-20, 20] (m/s or rad/s), got [{lo:g}, {hi:g}]")
+            if max(-lo, hi) > MAX_COMMAND:
+                raise ValueError(f"command_{a} must lie within [-{MAX_COMMAND:g}, {MAX_COMMAND:g}] (m/s or rad/s), got "
+                                 f"[{lo:g}, {hi:g}]")
         self.command_ranges = {a: (float(ranges[a][0]), float(ranges[a][1])) for a in AXES}
         checks = {"stand_probability must be in [0, 1]": 0 <= stand_probability <= 1,
                   "resample_s must be [low, high] seconds with 0 < low <= high": 0 < resample_s[0] <= resample_s[1],

@@ -188,6 +188,10 @@ def build_parser(argv: Sequence[str]) -> _Parser:
                    help="episodes to run (default 10)")
     p.add_argument("--seed", type=_seed, default=None, help="first episode seed (default: the run's evaluation seed)")
     p.add_argument("--json", action="store_true", help='print {"mean_return", "std_return", "episodes"} as JSON')
+    p.add_argument("--other-robot", action="store_true",
+                   help="with --onnx: run the actor on TASK although its physics, gains, control rate or settings "
+                        "differ from the card's (a robot config edited since training, or another robot); a note "
+                        "names the first difference")
 
     p = sub.add_parser("plot", help="plot learning curves of one or more runs to a PNG")
     p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
@@ -229,15 +233,22 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("onnx", metavar="FILE", help="actor.onnx or pretrained:NAME")
     p.add_argument("task", metavar="TASK", nargs="?", default=None,
                    help="the task to run it on (default: the card's); another must measure and command the same "
-                        "elements, e.g. the same robot config at a new path (reach:moved/arm.toml)")
+                        "elements, e.g. the same robot config at a new path (reach:moved/arm.toml); another robot "
+                        "only with --other-robot")
     p.add_argument("--episodes", type=_positive_int("--episodes", MAX_EPISODES), default=3,
                    help="episodes on each side (default 3)")
     p.add_argument("--free-running", action="store_true", help="wall-clock timers on both sides, as on hardware")
+<<<<<<< HEAD
     where = p.add_mutually_exclusive_group()
     where.add_argument("--join", action="store_true",
                        help="run in this shell's ROS domain (ROS_DOMAIN_ID, else 0), e.g. to watch it with ros2 topic "
                             "echo (default: a domain of its own, so that other nodes and other runs cannot mix in)")
     where.add_argument("--domain-id", type=_domain_id, default=None, metavar="N", help="run in ROS domain N")
+=======
+    p.add_argument("--other-robot", action="store_true",
+                   help="run on TASK although its physics, gains, control rate or settings differ from the card's (a "
+                        "robot config edited since training, or another robot); a note names the first difference")
+>>>>>>> i31-card
     p.add_argument("--tolerance", type=_fraction("--tolerance"), default=0.1,
                    help="allowed shortfall of the mean return (0.1: 10%%)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -316,13 +327,13 @@ def _is_task(name: str) -> bool:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from robotrl.evaluate import check_actor_fits_task, check_run_task, episode_count, evaluate
+    from robotrl.evaluate import OTHER_ROBOT_FLAG, check_actor_fits_task, check_run_task, episode_count, evaluate
     from robotrl.train import eval_seed
 
     if args.onnx:
         policy, task, step, algo = _onnx_policy(args.onnx)
         task = args.run_dir or task
-        check_actor_fits_task(policy.card, task, args.onnx)
+        check_actor_fits_task(policy.card, task, args.onnx, other_robot=args.other_robot, flag=OTHER_ROBOT_FLAG)
         seed = args.seed if args.seed is not None else eval_seed(int(policy.card["training"]["seed"]))
         act = policy
     else:
@@ -332,6 +343,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         if not args.run_dir:
             raise UserError("give a RUN_DIR, or --onnx FILE [TASK]")
+        if args.other_robot:
+            raise UserError(f"{OTHER_ROBOT_FLAG} is for an exported actor on a task (eval --onnx FILE TASK); a run "
+                            "evaluates on the task it was trained on")
         if args.run_dir.startswith("pretrained:") or (args.run_dir.endswith(".onnx") and Path(args.run_dir).is_file()):
             raise UserError(f"{args.run_dir!r} is an exported actor, not a run directory: evaluate it with "
                             f"'robotrl eval --onnx {args.run_dir}'")
@@ -571,8 +585,12 @@ def _cmd_sim2sim(args: argparse.Namespace) -> int:
     if args.task is not None:
         _check_deployable_task(args.task)
     result = run(args.onnx, episodes=args.episodes, lockstep=not args.free_running, tolerance=args.tolerance,
+<<<<<<< HEAD
                  log=log, task=args.task, domain_id=args.domain_id,
                  isolate=not args.join and args.domain_id is None)
+=======
+                 log=log, task=args.task, other_robot=args.other_robot)
+>>>>>>> i31-card
     if args.json:
         print(json.dumps(result))
     return 0 if result["ok"] else 1

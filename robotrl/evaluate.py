@@ -31,14 +31,55 @@ def episode_count(n: int) -> str:
     return f"{n} episode{'' if n == 1 else 's'}"
 
 
-def check_actor_fits_task(card: dict[str, Any], task: str, path: str) -> None:
-    """Refuse (UserError) to run an exported actor on `task` unless it fits. On its own task (the card's
-    task_id) the task must still be what it was at training (a robot config or model edited since changes it
-    under the same name); on another task, it must measure and command the same elements, in order, with
-    the same action ranges."""
+OTHER_ROBOT_FLAG = "--other-robot"  # eval --onnx and sim2sim: run an actor on a robot its card does not describe
+
+
+def robot_change(recorded: Any, current: Any) -> str | None:
+    """The first difference between a task as trained (a card's or run's spec) and a task as built now, the task
+    id aside: e.g. ``extras.robot.kp[0]: 40.0 then, 60.0 now``; None where they agree.
+
+    The task id of a robot task is its config's path, so a config moved (or copied) elsewhere compares equal, and
+    one edited compares the same wherever it lies: elements, action bounds, control period, gains, default pose,
+    command ranges, template settings and the model's physics (`robotrl.spec.spec_change`)."""
+    from dataclasses import replace
+
+    from robotrl.spec import spec_change
+
+    return spec_change(replace(recorded, task_id=current.task_id), current)
+
+
+def _elements_differ(mine: Any, theirs: Any) -> str | None:
+    """Why an actor of spec `mine` cannot run on a task of spec `theirs` at all (other elements, sizes or action
+    ranges: its inputs would mean other things, its outputs other commands), e.g. ``its action 0 (thigh_joint)
+    spans [-200, 200], Hopper-v5's [-1, 1]``; None where they match."""
+    task = theirs.task_id
+    for what, a, b in (("observation", [e.label() for e in mine.observation], [e.label() for e in theirs.observation]),
+                       ("action", [e.joint for e in mine.action], [e.joint for e in theirs.action])):
+        if a == b:
+            continue
+        if len(a) != len(b):
+            return f"its {len(a)} {what} elements, {task} has {len(b)}"
+        if mine.deployable and theirs.deployable:  # a gymnasium task's elements are unnamed: sizes only
+            i = next(i for i in range(len(a)) if a[i] != b[i])
+            return f"its {what} element {i} is {a[i]}, {task}'s is {b[i]}"
+    for i, (a, b) in enumerate(zip(mine.action, theirs.action, strict=True)):  # sizes checked above
+        if not (math.isclose(a.low, b.low, rel_tol=1e-6, abs_tol=1e-9)
+                and math.isclose(a.high, b.high, rel_tol=1e-6, abs_tol=1e-9)):
+            return f"its action {i} ({a.joint}) spans [{a.low:g}, {a.high:g}], {task}'s [{b.low:g}, {b.high:g}]"
+    return None
+
+
+def check_actor_fits_task(card: dict[str, Any], task: str, path: str, *, other_robot: bool = False,
+                          flag: str | None = None) -> None:
+    """Refuse (UserError, one line naming the first difference) to run an exported actor on `task` unless the
+    task is the one its card describes, wherever its robot config now lies: the card's own task edited since
+    training and another path to a different robot are the same case (`robot_change`), as a config moved
+    elsewhere is no case at all. A task with other elements or action ranges is refused outright; one with other
+    physics, gains, rate or settings only runs with `other_robot` (the command's `flag`, named in the refusal
+    where the command offers one), and then a note on stderr says what differs."""
     from robotrl.envs import canonical_task, task_spec
     from robotrl.errors import UserError
-    from robotrl.spec import TaskSpec, spec_change
+    from robotrl.spec import TaskSpec
 
     task = canonical_task(task)  # reach:arm.toml here is the card's reach:/abs/path/arm.toml
     try:  # (the spec's own task_id is optional on the robot side: the card's is the one)
@@ -46,43 +87,41 @@ def check_actor_fits_task(card: dict[str, Any], task: str, path: str) -> None:
     except ValueError as e:
         raise UserError(f"{path}: the policy card's spec: {e}") from None
     theirs = task_spec(task)
-    if task == card["task_id"]:
-        change = spec_change(mine, theirs)
-        if change:
-            raise UserError(f"{path} was trained on {task} as it was then, and that task has changed since: {change} "
-                            f"(its robot config or model was edited; put it back, or train again)")
+    same = task == card["task_id"]
+    change = robot_change(mine, theirs)
+    if change is None:
         return
-    for what, a, b in (("observation", [e.label() for e in mine.observation], [e.label() for e in theirs.observation]),
-                       ("action", [e.joint for e in mine.action], [e.joint for e in theirs.action])):
-        if a == b:
-            continue
-        if len(a) != len(b):
-            detail = f"{len(a)} {what} elements, {task} has {len(b)}"
-        else:
-            if not (mine.deployable and theirs.deployable):  # a gymnasium task's elements are unnamed: sizes only
-                continue
-            i = next(i for i in range(len(a)) if a[i] != b[i])
-            detail = f"{what} element {i} is {a[i]}, {task}'s is {b[i]}"
-        raise UserError(f"{path} was trained on {card['task_id']} and cannot run on {task}: its {detail} "
+    elements = _elements_differ(mine, theirs)
+    if same and elements:
+        raise UserError(f"{path} was trained on {task} as it was then, and that task has changed since: {change} "
+                        f"(its robot config or model was edited; put it back, or train again)")
+    if elements:
+        raise UserError(f"{path} was trained on {card['task_id']} and cannot run on {task}: {elements} "
                         f"(leave TASK out to use the card's task)")
-    for i, (a, b) in enumerate(zip(mine.action, theirs.action, strict=True)):  # sizes checked above
-        if not (math.isclose(a.low, b.low, rel_tol=1e-6, abs_tol=1e-9)
-                and math.isclose(a.high, b.high, rel_tol=1e-6, abs_tol=1e-9)):
-            raise UserError(f"{path} was trained on {card['task_id']} and cannot run on {task}: its action {i} "
-                            f"({a.joint}) spans [{a.low:g}, {a.high:g}], {task}'s [{b.low:g}, {b.high:g}] "
-                            f"(leave TASK out to use the card's task)")
+    if other_robot:
+        import sys
+
+        print(f"robotrl: note: running {path} on {task}, not the robot it was trained on: {change}", file=sys.stderr)
+        return
+    anyway = f"; to run it on this robot anyway, pass {flag}" if flag else ""
+    if same:
+        raise UserError(f"{path} was trained on {task} as it was then, and that task has changed since: {change} "
+                        f"(its robot config or model was edited; put it back, or train again{anyway})")
+    raise UserError(f"{path} was trained on {card['task_id']}, and {task} differs from it: {change} (another robot, "
+                    f"or its config edited; a config only moved elsewhere runs as it is. Put the trained values back, "
+                    f"or train on this robot{anyway})")
 
 
 def check_run_task(rd: Any, settings: Any, current: Any = None, recorded: Any = None) -> None:
     """Refuse (UserError) to evaluate or continue a run whose task is no longer the one it was trained on: its
     spec.json (`recorded`, read here if not given) against `current`, the task's spec as built now (built here
-    if not given). A robot config or model edited since training changes the task under the same name."""
+    if not given), compared as an actor's card is (`robot_change`). A robot config or model edited since training
+    changes the task under the same name."""
     from robotrl.envs import task_spec
     from robotrl.errors import UserError
-    from robotrl.spec import spec_change
 
     recorded = recorded if recorded is not None else rd.read_spec(settings)
-    change = spec_change(recorded, current if current is not None else task_spec(settings.task))
+    change = robot_change(recorded, current if current is not None else task_spec(settings.task))
     if change:
         raise UserError(f"task {settings.task} is not what run {str(rd.path)!r} was trained on: {change} (its robot "
                         f"config or model was edited since; put it back, or train a new run)")

@@ -58,6 +58,9 @@ class _Meanings(Mapping):
 
 OBS_KINDS: Mapping[str, str] = _Meanings()
 ACT_KINDS = ("effort", "position", "velocity", "generic")
+MAX_COMMAND = 20.0
+"""The largest velocity command (m/s or rad/s) a velocity_command element's range may reach: the legged template
+refuses wider command ranges, and the robot side a card that claims them (+-100 m/s on /cmd_vel is a typo)."""
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def _set(path, value):
 
 DELETE = object()
 F = "card: policy card field "
+PERIOD = "control_period must be a number of seconds in [0.0001, 10] (at most 10000 Hz)"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -84,14 +85,14 @@ F = "card: policy card field "
     (_set(["spec", "observation"], {"kind": "joint_pos"}), "card: the card's spec has no observation elements"),
     (_set(["spec", "action"], DELETE), "card: the card's spec has no action elements"),
     (_set(["spec", "deployable"], "yes"), F + 'spec.deployable must be true or false, got "yes"'),
-    (_set(["control_period"], 0), F + "control_period must be a number of seconds in (0, 10], got 0"),
-    (_set(["control_period"], -0.02), F + "control_period must be a number of seconds in (0, 10], got -0.02"),
-    (_set(["control_period"], 10.5), F + "control_period must be a number of seconds in (0, 10], got 10.5"),
-    (_set(["control_period"], True), F + "control_period must be a number of seconds in (0, 10], got true"),
-    (_set(["control_period"], float("nan")), F + "control_period must be a number of seconds in (0, 10], got NaN"),
-    (_set(["control_period"], None), F + "control_period must be a number of seconds in (0, 10]"),  # deployable
+    (_set(["control_period"], 0), F + PERIOD + ", got 0"),
+    (_set(["control_period"], -0.02), F + PERIOD + ", got -0.02"),
+    (_set(["control_period"], 10.5), F + PERIOD + ", got 10.5"),
+    (_set(["control_period"], True), F + PERIOD + ", got true"),
+    (_set(["control_period"], float("nan")), F + PERIOD + ", got NaN"),
+    (_set(["control_period"], None), F + PERIOD),  # deployable
     (lambda c: (c.pop("control_period"), c["spec"].update(control_period=-1)),
-     F + "control_period must be a number of seconds in (0, 10], got -1"),  # the spec's, when the card has none
+     F + PERIOD + ", got -1"),  # the spec's, when the card has none
     (_set(["spec", "frame_skip"], 0), F + "spec.frame_skip must be a positive integer or null, got 0"),
     (_set(["spec", "max_episode_steps"], True), F + "spec.max_episode_steps must be a positive integer or null, "
                                                     "got true"),
