@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine, run_timed, save_json, update_section, versions  # noqa: E402
+from common import REPO, machine, run_timed, save_json, update_section, versions
 
 TASK = "robotrl/Quadruped-v0"
 
@@ -156,8 +156,8 @@ def main() -> None:
                 f"{machine()}; {versions('mujoco')}).\n\n| {TASK}, random actions, resets included | control steps/s "
                 f"|\n| --- | --- |\n"
                 f"| batched task, {r['worlds']} worlds, {r['threads']} physics threads | **{r['batched']:,.0f}** |\n"
-                f"| MuJoCo alone: the same worlds, the same threaded rollout, no task code | {r['physics_rollout']:,.0f}"
-                f" |\n| MuJoCo alone: one MjData, mj_step on one thread | {r['physics_one_thread']:,.0f} |\n"
+                f"| MuJoCo alone: the same worlds, the same threaded rollout, no task code | "
+                f"{r['physics_rollout']:,.0f} |\n| MuJoCo alone: one MjData, mj_step on one thread | {r['physics_one_thread']:,.0f} |\n"
                 f"| the single-world env, one step at a time | {r['single_env']:,.0f} |\n\n"
                 f"The batched task runs at **{100 * r['fraction_of_physics']:.0f} %** of the physics-only rate "
                 f"(target >= 70 %); in the task's own run, {100 * r['physics_share']:.0f} % of the time was MuJoCo's "

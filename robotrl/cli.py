@@ -238,17 +238,14 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("--episodes", type=_positive_int("--episodes", MAX_EPISODES), default=3,
                    help="episodes on each side (default 3)")
     p.add_argument("--free-running", action="store_true", help="wall-clock timers on both sides, as on hardware")
-<<<<<<< HEAD
     where = p.add_mutually_exclusive_group()
     where.add_argument("--join", action="store_true",
                        help="run in this shell's ROS domain (ROS_DOMAIN_ID, else 0), e.g. to watch it with ros2 topic "
                             "echo (default: a domain of its own, so that other nodes and other runs cannot mix in)")
     where.add_argument("--domain-id", type=_domain_id, default=None, metavar="N", help="run in ROS domain N")
-=======
     p.add_argument("--other-robot", action="store_true",
                    help="run on TASK although its physics, gains, control rate or settings differ from the card's (a "
                         "robot config edited since training, or another robot); a note names the first difference")
->>>>>>> i31-card
     p.add_argument("--tolerance", type=_fraction("--tolerance"), default=0.1,
                    help="allowed shortfall of the mean return (0.1: 10%%)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -585,12 +582,8 @@ def _cmd_sim2sim(args: argparse.Namespace) -> int:
     if args.task is not None:
         _check_deployable_task(args.task)
     result = run(args.onnx, episodes=args.episodes, lockstep=not args.free_running, tolerance=args.tolerance,
-<<<<<<< HEAD
                  log=log, task=args.task, domain_id=args.domain_id,
-                 isolate=not args.join and args.domain_id is None)
-=======
-                 log=log, task=args.task, other_robot=args.other_robot)
->>>>>>> i31-card
+                 isolate=not args.join and args.domain_id is None, other_robot=args.other_robot)
     if args.json:
         print(json.dumps(result))
     return 0 if result["ok"] else 1
