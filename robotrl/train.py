@@ -48,7 +48,8 @@ class RunConfig(Sim2Real):
     seed: int = 0
     """Seeds network initialisation, exploration and the envs."""
     workers: int = -1
-    """Env worker processes besides the main one; -1: one per spare CPU core; 0: none."""
+    """Env worker processes besides the main one; -1: one per spare CPU core; 0: none. A template task (legged:,
+    robotrl/Quadruped-v0) steps all its worlds in this process, its physics on threads, and takes no workers."""
     checkpoint_every: int = 50_000
     """Write checkpoints/latest.pt every this many steps (and always at the end or on Ctrl-C)."""
     eval_episodes: int = 10
