@@ -16,8 +16,9 @@ outright (SIGKILL) keeps in TensorBoard what it kept in the CSV.
 On resume the events must say what the truncated metrics.csv says: every row up to the checkpoint
 once, none after it. TensorBoard reads every event file of the folder; leaving the killed run's file
 and relying on a reader's purge of a restarted run (a `SessionLog.START` event at the resume step, as
-before) lost the points a kill left unflushed and let others show twice (issue 31). `EventWriter(..., history=ROWS)` instead writes one
-new file holding exactly ROWS and removes every other event file of the folder; that file still
+before) lost the points a kill left unflushed and let others show twice (issue 31).
+`EventWriter(..., history=ROWS)` instead writes one new file holding exactly ROWS and removes every
+other event file of the folder; that file still
 starts with a `SessionLog.START` at step 0, so a TensorBoard that was watching drops what it had read
 before and takes the new file's points.
 """

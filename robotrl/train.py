@@ -26,6 +26,7 @@ from typing import Any
 from robotrl import __version__
 from robotrl import algos as algo_registry
 from robotrl import config as cfgmod
+from robotrl.core import IterationAborted
 from robotrl.envs.sim2real import Sim2Real
 from robotrl.errors import Stopped, UserError
 from robotrl.functional import available_cores
@@ -407,8 +408,15 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
     try:
         early = False
         with _StopFlag() as stop:
+            algo.should_stop = lambda: stop.requested  # long loops inside an iteration poll it (core.Algorithm)
             while algo.num_steps < run.total_steps and not stop.requested and not early:
-                result = algo.iterate()
+                before = algo.num_steps
+                try:
+                    result = algo.iterate()
+                except IterationAborted:  # stopped while collecting a rollout: dropped, nothing learned
+                    break
+                if algo.num_steps == before:  # stopped before its first step: nothing to log
+                    break
                 _check_finite(result.metrics, algo.num_steps)
                 recent_r.extend(result.episode_returns)
                 recent_l.extend(result.episode_lengths)
@@ -421,13 +429,18 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                 metrics["rollout/episodes"] = loop["episodes"]
                 metrics["time/elapsed_s"] = loop_state_elapsed + elapsed
                 metrics["time/steps_per_s"] = (algo.num_steps - start_step) / max(elapsed, 1e-9)
-                if next_eval is not None and algo.num_steps >= next_eval:
-                    ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes or 5, run.seed)
-                    metrics["eval/mean_return"] = ev["mean_return"]
-                    metrics["eval/std_return"] = ev["std_return"]
-                    if "success_rate" in ev:
-                        metrics["eval/success_rate"] = ev["success_rate"]
-                    next_eval += run.eval_every
+                if next_eval is not None and algo.num_steps >= next_eval and not stop.requested:
+                    try:  # up to 100,000 episodes: a stop signal ends it at once (nothing of the run's state in it)
+                        with _StopNow():
+                            ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes or 5, run.seed)
+                    except Stopped as e:
+                        stop.requested, stop.signum = True, stop.signum or e.signum
+                    else:
+                        metrics["eval/mean_return"] = ev["mean_return"]
+                        metrics["eval/std_return"] = ev["std_return"]
+                        if "success_rate" in ev:
+                            metrics["eval/success_rate"] = ev["success_rate"]
+                        next_eval += run.eval_every
                 logger.log(algo.num_steps, metrics)
                 early = callback is not None and bool(callback(algo.num_steps, metrics))
                 postfix = {"return": f"{metrics['rollout/ep_return_mean']:.1f}"} if recent_r else {}

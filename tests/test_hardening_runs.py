@@ -95,3 +95,58 @@ def test_tensorboard_says_what_metrics_csv_says_after_kills_and_resumes(tmp_path
     steps = sorted({s for tag, s in csv_points if tag == "rollout/episodes"})
     assert steps[0] <= 400 and steps[-1] == 2000 and ("eval/mean_return", 2000) in tb_points
     assert len(list((run / "tb").iterdir())) == 1  # one event file, no temporary left behind
+
+
+# -- a replay buffer too small to sample from is refused; a stop signal always stops ------------------------
+
+@pytest.mark.parametrize("algo,flags,bound", [
+    ("td3", ["--buffer-size", "1", "--batch-size", "1"], "4 x num_envs = 4, got 1"),
+    ("ddpg", ["--buffer-size", "2", "--batch-size", "1"], "4 x num_envs = 4, got 2"),
+    ("sac", ["--buffer-size", "3", "--batch-size", "2"], "4 x num_envs = 4, got 3"),
+    ("sac", ["--num-envs", "8", "--buffer-size", "16", "--batch-size", "8"], "4 x num_envs = 32, got 16"),
+])
+def test_a_replay_buffer_too_small_to_sample_from_is_refused_with_its_bound(algo, flags, bound):
+    r = subprocess.run([*ROBOTRL, "train", algo, "Pendulum-v1", "--dry-run", *flags], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("robotrl: error: buffer_size must be at least") and bound in r.stderr, r.stderr
+    help_text = subprocess.run([*ROBOTRL, "train", algo, "--help"], capture_output=True, text=True).stdout
+    assert "at least 4 x num_envs" in " ".join(help_text.split())  # the bound is in --help
+
+
+def test_the_smallest_replay_buffer_trains_and_resumes(tmp_path):
+    from robotrl.train import resume, train
+
+    flags = {"buffer_size": "4", "batch_size": "2", "learning_starts": "10", "iteration_steps": "250",
+             "hidden_sizes": "8,8"}
+    run = train("td3", "Pendulum-v1", algo_flags=flags, out=tmp_path / "run", progress=False,
+                run_flags={"total_steps": "500", "eval_episodes": "0", "workers": "0"})  # an episode ends at 200, 400
+    resume(run, total_steps=750, progress=False)  # fresh episodes after a resume keep a transition to sample
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("algo,flags", [
+    ("td3", ["Pendulum-v1", "--iteration-steps", "10000000", "--learning-starts", "50", "--batch-size", "8",
+             "--hidden-sizes", "8,8", "--buffer-size", "10000"]),
+    ("ppo", ["InvertedPendulum-v5", "--num-envs", "1", "--rollout-steps", "2000000", "--minibatch-size", "1000",
+             "--hidden-sizes", "8,8"]),
+])
+def test_a_stop_signal_stops_inside_a_long_iteration(tmp_path, algo, flags, sig, code):
+    """An iteration of millions of steps: the signal must not wait for its end."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*ROBOTRL, "train", algo, *flags, "--steps", "20000000", "--workers", "0",
+                             "--no-progress", "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "tb").is_dir():  # training has started
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.5)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err[-2000:]
+    assert "checkpoint saved" in err and "Traceback" not in err, err[-2000:]
+    assert (run / "checkpoints" / "latest.pt").is_file()
