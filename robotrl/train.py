@@ -116,6 +116,14 @@ def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = 
         run_data = data.pop("run", {}) or {}
         algo_data = data.pop(algo, None)
         others = [k for k in data if k in algo_registry.ALGORITHMS]
+        tables = sorted(k for k, v in data.items() if isinstance(v, dict) and k not in algo_registry.ALGORITHMS)
+        if tables:  # a misspelt [run] or [ppo]: not an option of the algorithm
+            import difflib
+
+            near = difflib.get_close_matches(tables[0], ["run", algo], n=1)
+            hint = f" (did you mean [{near[0]}]?)" if near else ""
+            raise UserError(f"config file {str(config_file)!r}: unknown table [{tables[0]}]{hint}; the tables are "
+                            f"[run] and [{algo}]")
         if algo_data is None and others:  # e.g. a PPO run's config.json given to `train sac`
             raise UserError(f"config file {str(config_file)!r} holds settings of {others[0]} ([{others[0]}]), not "
                             f"of {algo}: give a [{algo}] table (its settings: robotrl train {algo} --help)")

@@ -15,6 +15,17 @@ import pytest
 
 ROBOTRL = [sys.executable, "-m", "robotrl"]
 
+
+def _one_line_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The CLI's `main` (in this process: the suite must stay fast) refusing `args`: exit 2, one line."""
+    from robotrl.cli import main
+
+    capsys.readouterr()
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
 # -- TensorBoard says what metrics.csv says, however often the run was killed ------------------------------
 
 TINY = {
@@ -105,13 +116,14 @@ def test_tensorboard_says_what_metrics_csv_says_after_kills_and_resumes(tmp_path
     ("sac", ["--buffer-size", "3", "--batch-size", "2"], "4 x num_envs = 4, got 3"),
     ("sac", ["--num-envs", "8", "--buffer-size", "16", "--batch-size", "8"], "4 x num_envs = 32, got 16"),
 ])
-def test_a_replay_buffer_too_small_to_sample_from_is_refused_with_its_bound(algo, flags, bound):
-    r = subprocess.run([*ROBOTRL, "train", algo, "Pendulum-v1", "--dry-run", *flags], capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert r.stderr.startswith("robotrl: error: buffer_size must be at least") and bound in r.stderr, r.stderr
-    help_text = subprocess.run([*ROBOTRL, "train", algo, "--help"], capture_output=True, text=True).stdout
-    assert "at least 4 x num_envs" in " ".join(help_text.split())  # the bound is in --help
+def test_a_replay_buffer_too_small_to_sample_from_is_refused_with_its_bound(algo, flags, bound, capsys):
+    err = _one_line_error(["train", algo, "Pendulum-v1", "--dry-run", *flags], capsys)
+    assert err.startswith("robotrl: error: buffer_size must be at least") and bound in err, err
+    from robotrl.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", algo, "--help"])
+    assert "at least 4 x num_envs" in " ".join(capsys.readouterr().out.split())  # the bound is in --help
 
 
 def test_the_smallest_replay_buffer_trains_and_resumes(tmp_path):
@@ -150,3 +162,61 @@ def test_a_stop_signal_stops_inside_a_long_iteration(tmp_path, algo, flags, sig,
     assert proc.returncode == code, err[-2000:]
     assert "checkpoint saved" in err and "Traceback" not in err, err[-2000:]
     assert (run / "checkpoints" / "latest.pt").is_file()
+
+
+# -- messages name the field, table, file or bound that is wrong -------------------------------------------
+
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["train", "td3", "Pendulum-v1", "--num-envs", "100000", "--dry-run"], "num_envs must be <= 4096, got 100000"),
+    (["train", "sac", "Pendulum-v1", "--envs", "5000", "--dry-run"], "num_envs must be <= 4096, got 5000"),
+    (["train", "ddpg", "Pendulum-v1", "--noise-sigma-final", "-0.1", "--dry-run"],
+     "noise_sigma_final must be >= 0, got -0.1"),
+    (["train", "td3", "Pendulum-v1", "--noise-sigma-final", "0.05", "--dry-run"],
+     "noise_sigma_final needs noise_decay_steps > 0"),
+    (["video", "pretrained:hopper", "--width", "8"], "--width must be a whole number from 16 to 4,096, got '8'"),
+    (["video", "pretrained:hopper", "--height", "5000"], "--height must be a whole number from 16 to 4,096"),
+])
+def test_a_bad_setting_is_named_itself_not_a_field_derived_from_it(args, expected, capsys):
+    assert expected in _one_line_error(args, capsys)
+
+
+@pytest.mark.parametrize("table,hint", [("runn", "did you mean [run]?"), ("ppo_", "did you mean [ppo]?"),
+                                        ("network", "the tables are [run] and [ppo]")])
+def test_a_misspelt_table_of_a_config_file_is_called_an_unknown_table(tmp_path, table, hint, capsys):
+    (tmp_path / "c.toml").write_text(f"[{table}]\nseed = 1\n")
+    err = _one_line_error(["train", "ppo", "Pendulum-v1", "--config", str(tmp_path / "c.toml"), "--dry-run"], capsys)
+    assert f"unknown table [{table}]" in err and hint in err and "PPOConfig" not in err, err
+
+
+def test_plot_names_a_file_given_as_a_run_and_an_empty_metrics_csv(tmp_path, capsys):
+    (tmp_path / "afile").write_text("step\n")
+    assert "is a file, not a run directory" in _one_line_error(["plot", str(tmp_path / "afile")], capsys)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.csv").write_bytes(b"")
+    err = _one_line_error(["plot", str(tmp_path / "run")], capsys)
+    assert "metrics.csv is empty" in err and "episode" not in err, err
+
+
+def test_help_states_the_bounds_each_integer_flag_is_checked_against():
+    """Every flag parsed by the CLI's whole-number parser says its real range in --help (video --width said
+    nothing and was checked against 1 to 1e12, where 16 to 4096 holds)."""
+    import argparse
+
+    from robotrl.cli import build_parser
+
+    checked = []
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            bounds = getattr(action.type, "bounds", None)
+            if bounds is not None:
+                assert f"[{bounds[0]:,} to {bounds[1]:,}]" in action.help, (action.option_strings, action.help)
+                checked.append(action.option_strings[0])
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    walk(child)
+
+    walk(build_parser(["train"]))
+    assert {"--width", "--height", "--episodes", "--steps", "--cpus"} <= set(checked)

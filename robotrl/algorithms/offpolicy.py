@@ -160,8 +160,6 @@ class NoiseConfig(OffPolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.noise_sigma_final is not None and self.noise_decay_steps <= 0:
-            raise ValueError("noise_sigma_final needs noise_decay_steps > 0")
         if self.layer_norm is None:
             self.layer_norm = self.noise == "param"
         check_range(self, "ou_theta", gt=0)
@@ -170,6 +168,9 @@ class NoiseConfig(OffPolicyConfig):
             raise ValueError(f"ou_theta * ou_dt must be < 2, got {self.ou_theta * self.ou_dt}")
         for name in ("ou_sigma", "gaussian_sigma", "noise_sigma_final", "noise_decay_steps"):
             check_range(self, name, ge=0)
+        # after each field's own range, so a negative noise_sigma_final is named as such (issue 31)
+        if self.noise_sigma_final is not None and self.noise_decay_steps <= 0:
+            raise ValueError("noise_sigma_final needs noise_decay_steps > 0")
         check_range(self, "param_noise_initial_std", gt=0)
         check_range(self, "param_noise_desired_std", gt=0)
         check_range(self, "param_noise_alpha", gt=1)
