@@ -437,7 +437,8 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                 metrics["rollout/episodes"] = loop["episodes"]
                 metrics["time/elapsed_s"] = loop_state_elapsed + elapsed
                 metrics["time/steps_per_s"] = (algo.num_steps - start_step) / max(elapsed, 1e-9)
-                if next_eval is not None and algo.num_steps >= next_eval and not stop.requested:
+                final = algo.num_steps >= run.total_steps and run.eval_episodes > 0  # evaluated below, logged once
+                if next_eval is not None and algo.num_steps >= next_eval and not stop.requested and not final:
                     try:  # up to 100,000 episodes: a stop signal ends it at once (nothing of the run's state in it)
                         with _StopNow():
                             ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes or 5, run.seed)

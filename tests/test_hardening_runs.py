@@ -142,6 +142,8 @@ def test_the_smallest_replay_buffer_trains_and_resumes(tmp_path):
              "--hidden-sizes", "8,8", "--buffer-size", "10000"]),
     ("ppo", ["InvertedPendulum-v5", "--num-envs", "1", "--rollout-steps", "2000000", "--minibatch-size", "1000",
              "--hidden-sizes", "8,8"]),
+    ("td3", ["Pendulum-v1", "--iteration-steps", "100", "--learning-starts", "50", "--batch-size", "8",  # in an
+             "--hidden-sizes", "8,8", "--eval-every", "100", "--eval-episodes", "100000"]),  # evaluation of hours
 ])
 def test_a_stop_signal_stops_inside_a_long_iteration(tmp_path, algo, flags, sig, code):
     """An iteration of millions of steps: the signal must not wait for its end."""
@@ -220,3 +222,36 @@ def test_help_states_the_bounds_each_integer_flag_is_checked_against():
 
     walk(build_parser(["train"]))
     assert {"--width", "--height", "--episodes", "--steps", "--cpus"} <= set(checked)
+
+
+def test_sampling_ends_however_few_slots_hold_a_transition():
+    """Rejection sampling over slots could loop for ever on a buffer with no transition start; where starts are
+    rare it now draws from the listed starts, and where there are none it says so."""
+    import numpy as np
+
+    from robotrl.buffers import ReplayBuffer
+
+    buf = ReplayBuffer(100_000, 1, 2, 1)
+    buf.starts[:] = False
+    buf.high, buf.has_transitions = 100_000, True
+    with pytest.raises(ValueError, match="no complete transition"):
+        buf.sample(1, np.random.default_rng(0))
+    buf.starts[77_777, 0] = True
+    buf.obs[77_777, 0], buf.obs[77_778, 0] = 1.0, 2.0
+    b = buf.sample(4, np.random.default_rng(0))
+    assert b.obs[:, 0].tolist() == [1.0] * 4 and b.next_obs[:, 0].tolist() == [2.0] * 4
+
+
+def test_the_last_step_is_evaluated_once_with_eval_every(tmp_path):
+    """--eval-every dividing --steps evaluated the last step twice (periodic and final): two eval points at one
+    step in metrics.csv and TensorBoard."""
+    from robotrl.train import train
+
+    run = train("ppo", "InvertedPendulum-v5", out=tmp_path / "run", progress=False,
+                algo_flags={"num_envs": "2", "rollout_steps": "50", "minibatch_size": "50", "update_epochs": "1",
+                            "hidden_sizes": "8,8"},
+                run_flags={"total_steps": "200", "eval_every": "100", "eval_episodes": "1", "workers": "0"})
+    with (run / "metrics.csv").open(newline="") as f:
+        evals = [int(r["step"]) for r in csv.DictReader(f) if r.get("eval/mean_return")]
+    assert evals == [100, 200]
+    assert _tb_points(run) == (_csv_points(run), 0)
