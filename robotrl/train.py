@@ -4,9 +4,10 @@
     resume("runs/ppo-Hopper-v5-...") -> continues from checkpoints/latest.pt
 
 The loop is the same for every algorithm (see `robotrl.core.Algorithm`). Ctrl-C or SIGTERM stops
-it at the end of the current iteration, writes a checkpoint and returns; a second Ctrl-C aborts at
-once. A run killed outright (SIGKILL, power loss) loses at most the steps since its last periodic
-checkpoint. On resume the envs start fresh episodes, seeded from the restored RNG.
+it within one env step or update epoch (`Algorithm.should_stop`: an iteration can last hours), writes
+a checkpoint and returns; a second Ctrl-C aborts at once. A run killed outright (SIGKILL, power loss)
+loses at most the steps since its last periodic checkpoint. On resume the envs start fresh episodes,
+seeded from the restored RNG.
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ class _StopFlag:
         with contextlib.suppress(OSError):  # BrokenPipeError: nobody reads stderr any more
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             again = "; Ctrl-C again to abort" if signum == signal.SIGINT else ""
-            print(f"\n{name}: stopping after this iteration (a checkpoint will be written){again}",
+            print(f"\n{name}: stopping (a checkpoint will be written){again}",
                   file=sys.stderr, flush=True)
 
     def __enter__(self) -> _StopFlag:
