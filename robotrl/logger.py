@@ -67,6 +67,11 @@ class MetricsLogger:
         if self._tb is not None:
             self._tb.add_scalars(step, _scalars(metrics))
 
+    def logged(self, step: int, key: str) -> bool:
+        """Whether a row at `step` (this session's or a kept one) has a value of `key`: an evaluation of the last
+        step with --eval-every is the final evaluation's twin (same policy, same seeds), recorded once."""
+        return any(int(float(r["step"])) == step and r.get(key) not in (None, "") for r in reversed(self.rows))
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:

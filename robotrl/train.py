@@ -438,8 +438,7 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                 metrics["rollout/episodes"] = loop["episodes"]
                 metrics["time/elapsed_s"] = loop_state_elapsed + elapsed
                 metrics["time/steps_per_s"] = (algo.num_steps - start_step) / max(elapsed, 1e-9)
-                final = algo.num_steps >= run.total_steps and run.eval_episodes > 0  # evaluated below, logged once
-                if next_eval is not None and algo.num_steps >= next_eval and not stop.requested and not final:
+                if next_eval is not None and algo.num_steps >= next_eval and not stop.requested:
                     try:  # up to 100,000 episodes: a stop signal ends it at once (nothing of the run's state in it)
                         with _StopNow():
                             ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes or 5, run.seed)
@@ -487,7 +486,8 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
             final = {"eval/mean_return": ev["mean_return"], "eval/std_return": ev["std_return"]}
             if "success_rate" in ev:
                 final["eval/success_rate"] = ev["success_rate"]
-            logger.log(algo.num_steps, final)
+            if not logger.logged(algo.num_steps, "eval/mean_return"):  # --eval-every's last one: the same figures
+                logger.log(algo.num_steps, final)
             summary += f"; evaluation return {ev['mean_return']:.1f} +- {ev['std_return']:.1f} " \
                        f"over {episode_count(ev['episodes'])}"
             if "success_rate" in ev:

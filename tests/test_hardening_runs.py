@@ -4,6 +4,7 @@ buffers too small to sample from, stop signals during training, and messages tha
 from __future__ import annotations
 
 import csv
+import json
 import math
 import signal
 import subprocess
@@ -243,8 +244,8 @@ def test_sampling_ends_however_few_slots_hold_a_transition():
 
 
 def test_the_last_step_is_evaluated_once_with_eval_every(tmp_path):
-    """--eval-every dividing --steps evaluated the last step twice (periodic and final): two eval points at one
-    step in metrics.csv and TensorBoard."""
+    """--eval-every dividing --steps evaluated the last step twice (periodic and final, the same figures): two eval
+    points at one step in metrics.csv and TensorBoard."""
     from robotrl.train import train
 
     run = train("ppo", "InvertedPendulum-v5", out=tmp_path / "run", progress=False,
@@ -252,6 +253,7 @@ def test_the_last_step_is_evaluated_once_with_eval_every(tmp_path):
                             "hidden_sizes": "8,8"},
                 run_flags={"total_steps": "200", "eval_every": "100", "eval_episodes": "1", "workers": "0"})
     with (run / "metrics.csv").open(newline="") as f:
-        evals = [int(r["step"]) for r in csv.DictReader(f) if r.get("eval/mean_return")]
-    assert evals == [100, 200]
+        evals = [(int(r["step"]), float(r["eval/mean_return"])) for r in csv.DictReader(f) if r.get("eval/mean_return")]
+    assert [s for s, _ in evals] == [100, 200]
+    assert json.loads((run / "eval.json").read_text())["mean_return"] == evals[-1][1]  # the twin had the same figures
     assert _tb_points(run) == (_csv_points(run), 0)
