@@ -29,9 +29,18 @@ class Batch:
     terminated: torch.Tensor  # [B], 1.0 where the transition ended the episode by termination
 
 
+MIN_SLOTS = 4
+"""Slots per env, at least: a step that ends an episode writes its transition's slot and the two after it (the
+final observation, the next episode's first), and a resume writes one more (fresh episodes); with fewer, those
+writes can overwrite every transition start and `sample` would find none (issue 31: it looped for ever)."""
+
+
 class ReplayBuffer:
     def __init__(self, capacity: int, num_envs: int, obs_dim: int, act_dim: int):
-        self.slots = max(2, capacity // num_envs)
+        self.slots = capacity // num_envs
+        if self.slots < MIN_SLOTS:
+            raise ValueError(f"a replay buffer of {capacity} transitions over {num_envs} envs has {self.slots} slots "
+                             f"per env; it needs at least {MIN_SLOTS} (capacity >= {MIN_SLOTS} x num_envs)")
         self.num_envs = num_envs
         S, N = self.slots, num_envs
         self.obs = np.zeros((S, N, obs_dim), dtype=np.float32)
@@ -78,16 +87,26 @@ class ReplayBuffer:
         self._advance(e, next_obs)
 
     def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu") -> Batch:
-        """Uniform over stored transitions (rejection sampling over slots; few slots are not starts)."""
+        """Uniform over stored transitions (rejection sampling over slots; few slots are not starts). Where
+        rejection keeps failing (almost no slot a start), the starts are listed and drawn from directly, so
+        this always ends."""
         if not self.has_transitions:
             raise ValueError("the replay buffer is empty")
         S, N = self.slots, self.num_envs
         ks, es = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        while ks.size < batch_size:
+        for _ in range(64):
             k = rng.integers(0, self.high, size=2 * batch_size)
             e = rng.integers(0, N, size=2 * batch_size)
             ok = self.starts[k, e]
             ks, es = np.concatenate([ks, k[ok]]), np.concatenate([es, e[ok]])
+            if ks.size >= batch_size:
+                break
+        else:
+            ok_k, ok_e = np.nonzero(self.starts)
+            if ok_k.size == 0:
+                raise ValueError("the replay buffer holds no complete transition")
+            i = rng.integers(0, ok_k.size, size=batch_size)
+            ks, es = ok_k[i], ok_e[i]
         ks, es = ks[:batch_size], es[:batch_size]
         nxt = (ks + 1) % S
 

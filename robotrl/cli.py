@@ -61,8 +61,9 @@ class _OneOfAliases(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _positive_int(name: str, most: int = 10**12):
-    """A parser of a positive whole number at most `most`; 1e6 and 2000.0 are whole numbers, 1.5 and 1e400 are not."""
+def _positive_int(name: str, most: int = 10**12, least: int = 1):
+    """A parser of a whole number from `least` to `most`; 1e6 and 2000.0 are whole numbers, 1.5 and 1e400 are not.
+    Its bounds are what `build_parser` writes into the flag's help (`_state_bounds`), so help and check agree."""
 
     def parse(text: str) -> int:
         try:
@@ -74,11 +75,24 @@ def _positive_int(name: str, most: int = 10**12):
                 value = None
         if isinstance(value, float):
             value = int(value) if math.isfinite(value) and value.is_integer() else None
-        if value is None or not 0 < value <= most:
-            raise argparse.ArgumentTypeError(f"{name} must be a whole number from 1 to {most:,}, got {text!r}")
+        if value is None or not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number from {least:,} to {most:,}, got {text!r}")
         return value
 
+    parse.bounds = (least, most)  # type: ignore[attr-defined]
     return parse
+
+
+def _state_bounds(parser: argparse.ArgumentParser) -> None:
+    """Append the accepted range to the help of every flag checked by `_positive_int`, in every sub-command
+    (issue 31: `video --width` was checked against 1 to 1e12 while 16 to 4096 held)."""
+    for action in parser._actions:
+        bounds = getattr(action.type, "bounds", None)
+        if bounds is not None and action.help and action.help != argparse.SUPPRESS:
+            action.help += f" [{bounds[0]:,} to {bounds[1]:,}]".replace("%", "%%")
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _state_bounds(child)
 
 
 def _seed(text: str) -> int:
@@ -286,6 +300,7 @@ def build_parser(argv: Sequence[str]) -> _Parser:
                                              "config still has to say for each task template")
     p.add_argument("model", metavar="MODEL.xml|CONFIG.toml")
     p.add_argument("--config", metavar="FILE", help="the robot config (TOML) to check against the model")
+    _state_bounds(parser)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -17,6 +18,16 @@ class IterationResult:
     episode_lengths: list[int] = field(default_factory=list)
 
 
+class IterationAborted(Exception):
+    """Raised by `iterate()` when `should_stop` turned true while it collected a rollout it cannot use
+    part of (on-policy): nothing was learned from it and `num_steps` did not advance."""
+
+
+def never() -> bool:
+    """The default `should_stop`: outside `robotrl.train`'s loop nothing asks an iteration to end early."""
+    return False
+
+
 class Algorithm(Protocol):
     """A training algorithm as the loop in `robotrl.train` drives it.
 
@@ -27,6 +38,12 @@ class Algorithm(Protocol):
     name: ClassVar[str]
     num_steps: int
     """Environment steps consumed so far (all envs together)."""
+    should_stop: Callable[[], bool]
+    """Set by the loop: true once a stop signal came. Every loop inside `iterate()` that can run long (env
+    steps, gradient steps, epochs) polls it, so that SIGINT/SIGTERM stop a run within one step or epoch,
+    never after an iteration of hours: off-policy ends the iteration after the current env step, PPO and
+    TRPO end their update after the current epoch, and a rollout still being collected is dropped
+    (`IterationAborted`)."""
 
     def iterate(self) -> IterationResult:
         """Collect experience and learn from it; advances `num_steps`."""

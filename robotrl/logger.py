@@ -20,9 +20,10 @@ from robotrl.rundir import atomic_write_bytes, read_metrics
 class MetricsLogger:
     """Appends one row per `log` call to metrics.csv and writes the same scalars to TensorBoard.
 
-    On resume, rows logged after the checkpoint's step are dropped from the CSV and TensorBoard is
-    told to purge them (a session-start event at that step), so the curves continue without a
-    duplicated stretch. The event files are written by `robotrl.tbevents` (no tensorboard import).
+    On resume, rows logged after the checkpoint's step are dropped from the CSV, and the event files
+    are replaced by one holding exactly the rows the CSV keeps (`tbevents.EventWriter`'s `history`),
+    so both continue without a lost or a duplicated stretch, however often the run was killed. The
+    event files are written by `robotrl.tbevents` (no tensorboard import).
     """
 
     def __init__(self, csv_path: Path, tb_dir: Path | None, *, resume_step: int | None = None):
@@ -37,12 +38,11 @@ class MetricsLogger:
         self._file = self.csv_path.open("a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.fields) if self.fields else None
         self._tb = None
-        self._tb_flushed = time.monotonic()
         if tb_dir is not None:
             from robotrl.tbevents import EventWriter
 
-            # TensorBoard drops events at steps >= the purge step; the checkpoint step's row stays
-            self._tb = EventWriter(tb_dir, purge_step=None if resume_step is None else resume_step + 1)
+            history = None if resume_step is None else [(int(float(r["step"])), _scalars(r)) for r in self.rows]
+            self._tb = EventWriter(tb_dir, history=history)
 
     def _rewrite(self) -> None:
         buf = io.StringIO()
@@ -65,16 +65,33 @@ class MetricsLogger:
         self._writer.writerow(row)
         self._file.flush()
         if self._tb is not None:
-            self._tb.add_scalars(step, {k: float(v) for k, v in metrics.items()
-                                        if v is not None and isinstance(v, int | float) and math.isfinite(v)})
-            if time.monotonic() - self._tb_flushed > 10:
-                self._tb.flush()
-                self._tb_flushed = time.monotonic()
+            self._tb.add_scalars(step, _scalars(metrics))
+
+    def logged(self, step: int, key: str) -> bool:
+        """Whether a row at `step` (this session's or a kept one) has a value of `key`: an evaluation of the last
+        step with --eval-every is the final evaluation's twin (same policy, same seeds), recorded once."""
+        return any(int(float(r["step"])) == step and r.get(key) not in (None, "") for r in reversed(self.rows))
 
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _scalars(row: dict[str, Any]) -> dict[str, float]:
+    """The TensorBoard scalars of a row (as logged, or as read back from metrics.csv): every finite
+    number but the step."""
+    out = {}
+    for k, v in row.items():
+        if k == "step" or v is None or v == "" or isinstance(v, bool):
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out[k] = f
+    return out
 
 
 class Progress:

@@ -36,11 +36,16 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEF
     for rd in run_dirs:
         p = Path(rd)
         csv_path = p / "metrics.csv"
+        if p.exists() and not p.is_dir():
+            raise UserError(f"{str(p)!r} is a file, not a run directory (give the folder that holds metrics.csv)")
         if not p.is_dir():
             raise UserError(f"run directory {str(p)!r} does not exist")
         if not csv_path.is_file():
             raise UserError(f"{str(p)!r} has no metrics.csv (not a robotrl run, or it has not logged yet)")
         steps, values, names = read_metric(csv_path, metric)
+        if not names:  # not even a header: a run killed before its first iteration, or a damaged file
+            raise UserError(f"{csv_path} is empty (no header, no rows): the run has logged nothing yet, or the "
+                            "file was damaged")
         curves.append((p.name, steps, values))
         columns.update(names)
     if metric not in columns and metric.startswith("rollout/ep_"):  # written once an episode has ended

@@ -10,8 +10,17 @@ payload) of `tensorflow.Event` protocol-buffer messages, which this module encod
     Summary { repeated Value value = 1; }   Value { string tag = 1; float simple_value = 2; }
 
 TensorBoard reads the files as it reads any others (tests/test_tbevents.py checks with its own
-reader). On resume, a `SessionLog.START` event at the resume step makes TensorBoard drop the
-events a killed run had written after its last checkpoint.
+reader). Every event is flushed to the file as it is written, as metrics.csv's rows are: a run killed
+outright (SIGKILL) keeps in TensorBoard what it kept in the CSV.
+
+On resume the events must say what the truncated metrics.csv says: every row up to the checkpoint
+once, none after it. TensorBoard reads every event file of the folder; leaving the killed run's file
+and relying on a reader's purge of a restarted run (a `SessionLog.START` event at the resume step, as
+before) lost the points a kill left unflushed and let others show twice (issue 31).
+`EventWriter(..., history=ROWS)` instead writes one new file holding exactly ROWS and removes every
+other event file of the folder; that file still
+starts with a `SessionLog.START` at step 0, so a TensorBoard that was watching drops what it had read
+before and takes the new file's points.
 """
 
 from __future__ import annotations
@@ -85,23 +94,54 @@ def _record(data: bytes) -> bytes:
     return header + _masked(header) + data + _masked(data)
 
 
-class EventWriter:
-    """Appends scalar events to a new ``events.out.tfevents.*`` file in `logdir`."""
+def is_event_file(path: Path) -> bool:
+    """What TensorBoard reads as an event file: a name containing ``tfevents``."""
+    return "tfevents" in path.name and path.is_file()
 
-    def __init__(self, logdir: str | Path, *, purge_step: int | None = None):
+
+class EventWriter:
+    """Appends scalar events to a new ``events.out.tfevents.*`` file in `logdir`.
+
+    With `history` (a resumed run: ``[(step, scalars), ...]``, the rows its metrics.csv keeps), the
+    new file starts with exactly those events and replaces every other event file in `logdir`
+    (see the module docstring). It is written under a temporary name TensorBoard does not read and
+    renamed into place before the old files go: a kill in between leaves the old points twice
+    (not lost), and the next resume rewrites them once."""
+
+    def __init__(self, logdir: str | Path, *, history: list[tuple[int, dict[str, float]]] | None = None):
         d = Path(logdir)
         d.mkdir(parents=True, exist_ok=True)
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.robotrl"
         self.path = d / name
+        head = _record(_event(0, file_version="brain.Event:2"))
+        if history is None:
+            self._f = self.path.open("ab")
+            self._f.write(head)
+            self._f.flush()
+            return
+        from robotrl.rundir import create_temporary
+
+        fd, tmp = create_temporary(d / "robotrl-events")  # .robotrl-events.PID.HEX.tmp: no "tfevents"
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(head + _record(_event(0, session_start=True)))
+                f.write(b"".join(_record(_event(step, scalars=sc)) for step, sc in history if sc))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        for old in d.iterdir():
+            if old != self.path and is_event_file(old):
+                old.unlink(missing_ok=True)
         self._f = self.path.open("ab")
-        self._f.write(_record(_event(purge_step or 0, file_version="brain.Event:2")))
-        if purge_step is not None:
-            self._f.write(_record(_event(purge_step, session_start=True)))
-        self._f.flush()
 
     def add_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        """One event of `scalars` at `step`, handed to the operating system at once (a kill loses nothing)."""
         if scalars:
             self._f.write(_record(_event(step, scalars=scalars)))
+            self._f.flush()
 
     def flush(self) -> None:
         self._f.flush()

@@ -4,9 +4,10 @@
     resume("runs/ppo-Hopper-v5-...") -> continues from checkpoints/latest.pt
 
 The loop is the same for every algorithm (see `robotrl.core.Algorithm`). Ctrl-C or SIGTERM stops
-it at the end of the current iteration, writes a checkpoint and returns; a second Ctrl-C aborts at
-once. A run killed outright (SIGKILL, power loss) loses at most the steps since its last periodic
-checkpoint. On resume the envs start fresh episodes, seeded from the restored RNG.
+it within one env step or update epoch (`Algorithm.should_stop`: an iteration can last hours), writes
+a checkpoint and returns; a second Ctrl-C aborts at once. A run killed outright (SIGKILL, power loss)
+loses at most the steps since its last periodic checkpoint. On resume the envs start fresh episodes,
+seeded from the restored RNG.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from robotrl import __version__
 from robotrl import algos as algo_registry
 from robotrl import config as cfgmod
+from robotrl.core import IterationAborted
 from robotrl.envs.sim2real import Sim2Real
 from robotrl.errors import Stopped, UserError
 from robotrl.functional import available_cores
@@ -116,6 +118,14 @@ def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = 
         run_data = data.pop("run", {}) or {}
         algo_data = data.pop(algo, None)
         others = [k for k in data if k in algo_registry.ALGORITHMS]
+        tables = sorted(k for k, v in data.items() if isinstance(v, dict) and k not in algo_registry.ALGORITHMS)
+        if tables:  # a misspelt [run] or [ppo]: not an option of the algorithm
+            import difflib
+
+            near = difflib.get_close_matches(tables[0], ["run", algo], n=1)
+            hint = f" (did you mean [{near[0]}]?)" if near else ""
+            raise UserError(f"config file {str(config_file)!r}: unknown table [{tables[0]}]{hint}; the tables are "
+                            f"[run] and [{algo}]")
         if algo_data is None and others:  # e.g. a PPO run's config.json given to `train sac`
             raise UserError(f"config file {str(config_file)!r} holds settings of {others[0]} ([{others[0]}]), not "
                             f"of {algo}: give a [{algo}] table (its settings: robotrl train {algo} --help)")
@@ -212,7 +222,7 @@ class _StopFlag:
         with contextlib.suppress(OSError):  # BrokenPipeError: nobody reads stderr any more
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             again = "; Ctrl-C again to abort" if signum == signal.SIGINT else ""
-            print(f"\n{name}: stopping after this iteration (a checkpoint will be written){again}",
+            print(f"\n{name}: stopping (a checkpoint will be written){again}",
                   file=sys.stderr, flush=True)
 
     def __enter__(self) -> _StopFlag:
@@ -410,8 +420,15 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
     try:
         early = False
         with _StopFlag() as stop:
+            algo.should_stop = lambda: stop.requested  # long loops inside an iteration poll it (core.Algorithm)
             while algo.num_steps < run.total_steps and not stop.requested and not early:
-                result = algo.iterate()
+                before = algo.num_steps
+                try:
+                    result = algo.iterate()
+                except IterationAborted:  # stopped while collecting a rollout: dropped, nothing learned
+                    break
+                if algo.num_steps == before:  # stopped before its first step: nothing to log
+                    break
                 _check_finite(result.metrics, algo.num_steps)
                 recent_r.extend(result.episode_returns)
                 recent_l.extend(result.episode_lengths)
@@ -424,13 +441,18 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                 metrics["rollout/episodes"] = loop["episodes"]
                 metrics["time/elapsed_s"] = loop_state_elapsed + elapsed
                 metrics["time/steps_per_s"] = (algo.num_steps - start_step) / max(elapsed, 1e-9)
-                if next_eval is not None and algo.num_steps >= next_eval:
-                    ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes or 5, run.seed)
-                    metrics["eval/mean_return"] = ev["mean_return"]
-                    metrics["eval/std_return"] = ev["std_return"]
-                    if "success_rate" in ev:
-                        metrics["eval/success_rate"] = ev["success_rate"]
-                    next_eval += run.eval_every
+                if next_eval is not None and algo.num_steps >= next_eval and not stop.requested:
+                    try:  # up to 100,000 episodes: a stop signal ends it at once (nothing of the run's state in it)
+                        with _StopNow():
+                            ev = _evaluate_record(algo.policy_record(), task, run.eval_episodes or 5, run.seed)
+                    except Stopped as e:
+                        stop.requested, stop.signum = True, stop.signum or e.signum
+                    else:
+                        metrics["eval/mean_return"] = ev["mean_return"]
+                        metrics["eval/std_return"] = ev["std_return"]
+                        if "success_rate" in ev:
+                            metrics["eval/success_rate"] = ev["success_rate"]
+                        next_eval += run.eval_every
                 logger.log(algo.num_steps, metrics)
                 early = callback is not None and bool(callback(algo.num_steps, metrics))
                 postfix = {"return": f"{metrics['rollout/ep_return_mean']:.1f}"} if recent_r else {}
@@ -467,7 +489,8 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
             final = {"eval/mean_return": ev["mean_return"], "eval/std_return": ev["std_return"]}
             if "success_rate" in ev:
                 final["eval/success_rate"] = ev["success_rate"]
-            logger.log(algo.num_steps, final)
+            if not logger.logged(algo.num_steps, "eval/mean_return"):  # --eval-every's last one: the same figures
+                logger.log(algo.num_steps, final)
             summary += f"; evaluation return {ev['mean_return']:.1f} +- {ev['std_return']:.1f} " \
                        f"over {episode_count(ev['episodes'])}"
             if "success_rate" in ev:

@@ -543,10 +543,13 @@ def add_parser(sub: Any, positive_int: Callable[..., Callable[[str], int]], seed
     p.add_argument("--camera", metavar="NAME", default=None,
                    help="track (follows a walker), free (the task's default view) or a camera of the model "
                         "(default: track for walkers, free otherwise)")
-    p.add_argument("--width", metavar="W", type=positive_int("--width"), default=640, help="pixels (default: 640)")
-    p.add_argument("--height", metavar="H", type=positive_int("--height"), default=480, help="pixels (default: 480)")
+    p.add_argument("--width", metavar="W", type=positive_int("--width", MAX_SIDE, 16), default=640,
+                   help="pixels, even for MP4 (default: 640)")
+    p.add_argument("--height", metavar="H", type=positive_int("--height", MAX_SIDE, 16), default=480,
+                   help="pixels, even for MP4 (default: 480)")
     p.add_argument("--fps", metavar="F", type=float, default=None,
-                   help="frames per second of the video (default: real time, about 25 fps)")
+                   help="frames per second of the video, above 0 and at most 240 (a GIF: 100 divided by a whole "
+                        "number, at most 50) (default: real time, about 25 fps)")
     p.add_argument("--seconds", metavar="S", type=float, default=None,
                    help="film only the first S seconds of each episode (the episode still runs to its end)")
     p.add_argument("--no-overlay", action="store_true",

@@ -87,7 +87,8 @@ def test_empty_buffer_refuses_to_sample():
 
 def test_slots_per_env_and_an_empty_checkpoint():
     assert ReplayBuffer(1000, 4, 2, 1).slots == 250
-    assert ReplayBuffer(3, 2, 2, 1).slots == 2  # at least two: a transition needs its next observation
+    with pytest.raises(ValueError, match="needs at least 4"):  # fewer: an episode's end can leave no transition
+        ReplayBuffer(7, 2, 2, 1)
     state = ReplayBuffer(10, 1, 2, 1).state_dict()
     assert state["obs"].shape == (0, 1, 2) and state["high"] == 0 and not state["has_transitions"]
 

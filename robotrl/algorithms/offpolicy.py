@@ -42,9 +42,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from robotrl.buffers import Batch, ReplayBuffer
+from robotrl.buffers import MIN_SLOTS, Batch, ReplayBuffer
 from robotrl.config import MAX_ENVS, check_network, check_range
-from robotrl.core import IterationResult, spec_action_arrays
+from robotrl.core import IterationResult, never, spec_action_arrays
 from robotrl.functional import available_cores, polyak_update
 from robotrl.noise import AdaptiveParamNoise, GaussianNoise, OrnsteinUhlenbeckNoise
 from robotrl.optim import Adam
@@ -68,7 +68,9 @@ class OffPolicyConfig:
     num_envs: int = 1
     """Environments stepped in parallel; each env step is followed by updates_per_step updates."""
     buffer_size: int = 1_000_000
-    """Replay capacity in transitions (all envs together)."""
+    """Replay capacity in transitions (all envs together), at least 4 x num_envs: each env keeps a ring of
+    buffer_size // num_envs observations, which must hold a transition, its episode's final observation and the
+    next episode's first, and keep it across a resume."""
     batch_size: int = 256
     """Transitions per gradient step."""
     learning_starts: int = 10_000
@@ -101,6 +103,11 @@ class OffPolicyConfig:
     def __post_init__(self) -> None:
         if self.num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
+        check_range(self, "num_envs", le=MAX_ENVS)
+        if self.buffer_size < MIN_SLOTS * self.num_envs:
+            raise ValueError(f"buffer_size must be at least {MIN_SLOTS} x num_envs = {MIN_SLOTS * self.num_envs}, got "
+                             f"{self.buffer_size}: each env's share of the replay buffer must hold a transition, its "
+                             f"episode's final observation and the next episode's first")
         if self.batch_size < 1 or self.buffer_size < self.batch_size:
             raise ValueError(f"need 1 <= batch_size <= buffer_size, got {self.batch_size} and {self.buffer_size}")
         if not 0 < self.tau <= 1:
@@ -153,8 +160,6 @@ class NoiseConfig(OffPolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.noise_sigma_final is not None and self.noise_decay_steps <= 0:
-            raise ValueError("noise_sigma_final needs noise_decay_steps > 0")
         if self.layer_norm is None:
             self.layer_norm = self.noise == "param"
         check_range(self, "ou_theta", gt=0)
@@ -163,6 +168,9 @@ class NoiseConfig(OffPolicyConfig):
             raise ValueError(f"ou_theta * ou_dt must be < 2, got {self.ou_theta * self.ou_dt}")
         for name in ("ou_sigma", "gaussian_sigma", "noise_sigma_final", "noise_decay_steps"):
             check_range(self, name, ge=0)
+        # after each field's own range, so a negative noise_sigma_final is named as such (issue 31)
+        if self.noise_sigma_final is not None and self.noise_decay_steps <= 0:
+            raise ValueError("noise_sigma_final needs noise_decay_steps > 0")
         check_range(self, "param_noise_initial_std", gt=0)
         check_range(self, "param_noise_desired_std", gt=0)
         check_range(self, "param_noise_alpha", gt=1)
@@ -310,6 +318,7 @@ class OffPolicyAlgorithm:
         self.num_steps = 0
         self.iteration = 0
         self.updates = 0
+        self.should_stop: Callable[[], bool] = never
         if envs.num_envs != cfg.num_envs:
             raise ValueError(f"envs has {envs.num_envs} envs, config asks for {cfg.num_envs}")
         self.rng = np.random.default_rng(seed)
@@ -446,7 +455,7 @@ class OffPolicyAlgorithm:
         ep_lengths: list[int] = []
         stats: dict[str, list[torch.Tensor]] = {}
         target = self.num_steps + cfg.iteration_steps
-        while self.num_steps < target:
+        while self.num_steps < target and not self.should_stop():
             if self.noise is not None:
                 self.noise.set_step(self.num_steps)
             action = self._act(self._normalize(self._obs))
@@ -467,6 +476,8 @@ class OffPolicyAlgorithm:
             if self.num_steps > cfg.learning_starts:
                 t_learn = time.perf_counter()
                 for _ in range(cfg.num_envs * cfg.updates_per_step):
+                    if self.should_stop():  # up to 4096 envs x 1000 updates per step
+                        break
                     for k, v in self.update().items():
                         stats.setdefault(k, []).append(v)
                 if self.noise is not None and self.noise.due(before, self.num_steps):

@@ -13,6 +13,7 @@ final observation; only termination means "no future".
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from robotrl.config import MAX_BATCH, MAX_ENVS, check_network, check_range
-from robotrl.core import IterationResult, spec_action_arrays
+from robotrl.core import IterationAborted, IterationResult, never, spec_action_arrays
 from robotrl.functional import compute_gae, gaussian_log_prob
 from robotrl.policies import GaussianActor, RunningMeanStd, ValueCritic, make_record
 from robotrl.spec import TaskSpec
@@ -130,6 +131,7 @@ class OnPolicyAlgorithm:
         self.device = torch.device(device)
         self.num_steps = 0
         self.iteration = 0
+        self.should_stop: Callable[[], bool] = never
         obs_dim, act_dim = spec.obs_dim, spec.act_dim
         if envs.num_envs != cfg.num_envs:
             raise ValueError(f"envs has {envs.num_envs} envs, config asks for {cfg.num_envs}")
@@ -184,6 +186,9 @@ class OnPolicyAlgorithm:
         buf.trunc_index.clear()
         buf.trunc_obs.clear()
         for t in range(cfg.rollout_steps):
+            if self.should_stop():  # a rollout may be 2**24 steps: drop it rather than finish it
+                self._obs = None  # the envs are mid-episode in a rollout nobody learns from: start afresh
+                raise IterationAborted
             obs_n = self._normalize_obs(obs, update=True)
             with torch.inference_mode():
                 mean = self.actor(torch.from_numpy(obs_n).to(self.device)).cpu()

@@ -182,6 +182,8 @@ class PPO(OnPolicyAlgorithm):
             epochs_done += 1
             if cfg.target_kl is not None and float(approx_kl.mean()) > cfg.target_kl:
                 break
+            if self.should_stop():  # a stop signal: the epochs done so far are the update (as target_kl ends it)
+                break
 
         metrics = {f"train/{k}": float(torch.cat([x.reshape(-1) for x in v]).mean()) for k, v in stats.items()}
         if cfg.objective == "kl_penalty":

@@ -153,6 +153,8 @@ class TRPO(OnPolicyAlgorithm):
                 value_loss.backward()
                 self.critic_optimizer.step()
                 value_losses.append(value_loss.detach())
+            if self.should_stop():  # a stop signal: the critic epochs done so far are its update
+                break
 
         return {
             "train/surrogate_improvement": improvement,
