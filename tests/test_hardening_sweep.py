@@ -232,6 +232,9 @@ def test_an_unwritable_folder_is_refused_before_ray(tmp_path):
     ({"ppo": "learning_rate = -1.0"}, "[ppo] learning_rate must be > 0, got -1.0", "learning_rate"),
     ({"ppo": "learning_rat = 0.1"}, "[ppo] unknown key 'learning_rat': not a hyper-parameter of ppo (did you "
                                     "mean 'learning_rate'?)", "learning_rat'"),
+    ({"space": "learning_rat = [1e-3]"}, "[space] learning_rat: not a hyper-parameter of ppo (did you mean "
+                                         "'learning_rate'?)", "learning_rat:"),
+    ({"space": '"run.stepz" = [1]'}, "[space] run.stepz: not a run setting", "stepz"),
     ({"run": "eval_every = -3"}, "[run] eval_episodes and eval_every must be >= 0", "eval_every"),
     ({"run": "obs_noise = -1.0"}, "[run] obs_noise must be >= 0, got -1.0", "obs_noise"),
     ({"space": '"run.obs_noise" = ["a"]'}, "[space] run.obs_noise: expected float, got 'a'", "obs_noise"),
@@ -387,7 +390,7 @@ class _Hang(BaseException):
     """Raised by the alarm in a case that runs past its time: not an Exception, so robotrl cannot catch it."""
 
 
-@settings(max_examples=max(150, CASES), derandomize=not CASES, database=None, deadline=None,
+@settings(max_examples=max(400, CASES), derandomize=not CASES, database=None, deadline=None,
           suppress_health_check=list(HealthCheck), print_blob=True)
 @given(text=_study_text())
 def test_random_study_files_are_a_study_or_one_line(text, tmp_path_factory):

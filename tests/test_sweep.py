@@ -101,7 +101,8 @@ def last_step(run_dir: Path) -> int:
     ({"study": "seeds = 2\nsampler = \"grids\""}, "[study] sampler"),
     ({"study": "seeds = 2\nbudget = 3"}, "[study] unknown key 'budget'"),
     ({"study": "seeds = 0"}, "[study] seeds"),
-    ({"space": "learning_rat = [1e-3]"}, "[space] learning_rat: ppo has no hyper-parameter"),
+    ({"space": "learning_rat = [1e-3]"}, "[space] learning_rat: not a hyper-parameter of ppo (did you mean "
+                                         "'learning_rate'?)"),
     ({"space": "learning_rate = [1e-3, -1.0]"}, "[space] learning_rate"),
     ({"space": "learning_rate = { log_uniform = [1e-5, 1e-3] }"}, "a range cannot be a grid axis"),
     ({"space": "total_steps = [1000]"}, 'write "run.total_steps"'),

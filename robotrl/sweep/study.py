@@ -143,7 +143,7 @@ class Study:
         _, Config = algo_registry.get(algo).load()
         run0, cfg0 = self._base(algo, task)
         dims = [d for d in self.space if d.key in params]
-        if len(params) == 1 and dims:  # one value of one setting: a message about that setting names it as the study does
+        if len(params) == 1 and dims:  # one value of one setting: a message about it names it as the study does
             given, note = {d.name: d.key for d in dims}, f"{dims[0].key} = {brief_json(params[dims[0].key])}"
         else:  # a combination: the message says which
             given, note = {}, "{" + ", ".join(f"{k} = {brief_json(v)}" for k, v in params.items()) + "}"
@@ -425,15 +425,20 @@ def _space(p: Path, space: dict[str, Any], algos: list[str], sampler: str) -> li
         if key.startswith("run."):
             section, name = "run", key[4:]
             if name not in run_fields:
-                raise _err(p, f"{where}: {name!r} is not a run setting ({', '.join(sorted(run_fields))})")
+                hint = difflib.get_close_matches(name, sorted(run_fields), n=1)
+                raise _err(p, f"{where}: not a run setting " + (f"(did you mean 'run.{hint[0]}'?)" if hint else
+                                                                 f"({', '.join(sorted(run_fields))})"))
             if name == "seed":
                 raise _err(p, f"{where}: the seeds are [study] seeds, not a searched setting")
         else:
             section, name = "algo", key
             missing = [a for a, fields in zip(algos, algo_fields, strict=True) if name not in fields]
             if missing:
-                hint = " (a run setting: write \"run." + name + "\")" if name in run_fields else ""
-                raise _err(p, f"{where}: {missing[0]} has no hyper-parameter {name!r}{hint}")
+                close = difflib.get_close_matches(name, sorted(algo_fields[algos.index(missing[0])]), n=1)
+                hint = (f"; a run setting: write \"run.{name}\"" if name in run_fields else
+                        f" (did you mean {close[0]!r}?)" if close else
+                        f" ('robotrl train {missing[0]} --help' lists them)")
+                raise _err(p, f"{where}: not a hyper-parameter of {missing[0]}{hint}")
         if isinstance(spec, list):
             if not spec:
                 raise _err(p, f"{where}: an empty list")
