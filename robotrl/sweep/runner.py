@@ -573,8 +573,6 @@ def _init_ray(ray: Any, address: str | None, cpus: int | None) -> bool:
     Without `address` the Ray is this driver's own (``address="local"``), whatever runs on the machine: plain
     ``ray.init()`` would join a cluster that ``ray start --head`` or RAY_ADDRESS left here instead (and refuse
     `num_cpus` there). The private Ray takes its own ports, so it does not disturb that cluster."""
-    import logging
-
     _quiet_token_notice()
     kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
     if address and address != "auto":
