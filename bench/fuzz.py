@@ -1,4 +1,6 @@
-"""The fuzz suite (tests/test_fuzz.py) with more, fresh random cases than CI runs; a table of cases and times.
+"""The fuzz suite with more, fresh random cases than CI runs; a table of cases and times.
+
+tests/test_fuzz.py, and the study files' property of tests/test_hardening_sweep.py (issue 31).
 
     python bench/fuzz.py                 # 1000 random cases per property
     python bench/fuzz.py --cases 5000 -k damaged
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+STUDY_PROPERTY = "test_random_study_files_are_a_study_or_one_line"
 
 
 def main() -> int:
@@ -30,6 +33,7 @@ def main() -> int:
     args = ap.parse_args()
     env = {**os.environ, "ROBOTRL_FUZZ_CASES": str(args.cases)}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_fuzz.py"),
+           f"{ROOT / 'tests' / 'test_hardening_sweep.py'}::{STUDY_PROPERTY}",  # study files (issue 31)
            "--hypothesis-show-statistics", "--durations=0", "--durations-min=0"]
     if args.k:
         cmd += ["-k", args.k]
@@ -40,7 +44,7 @@ def main() -> int:
     rows: dict[str, dict[str, float]] = {}
     current = None
     for line in text.splitlines():
-        m = re.match(r"^tests/test_fuzz\.py::(\w+):$", line.strip())
+        m = re.match(r"^tests/test_(?:fuzz|hardening_sweep)\.py::(\w+):$", line.strip())
         if m:
             current = m.group(1)
             rows.setdefault(current, {"passing": 0, "failing": 0, "invalid": 0, "seconds": 0.0})
@@ -49,7 +53,7 @@ def main() -> int:
         if m and current:
             for key, value in zip(("passing", "failing", "invalid"), m.groups(), strict=True):
                 rows[current][key] += int(value)
-        m = re.match(r"^\s*([\d.]+)s call\s+tests/test_fuzz\.py::(\w+)", line)
+        m = re.match(r"^\s*([\d.]+)s call\s+tests/test_(?:fuzz|hardening_sweep)\.py::(\w+)", line)
         if m and m.group(2) in rows:
             rows[m.group(2)]["seconds"] = float(m.group(1))
     print(f"{'property':40s} {'cases':>7s} {'failing':>8s} {'seconds':>8s} {'ms/case':>8s}")

@@ -207,7 +207,7 @@ def task_spec(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, *
     """The observation/action spec of `task_id`; the sim-to-real settings, if any, in ``extras``."""
     import dataclasses
 
-    env = make(task_id, **kwargs)
+    env = make(task_id, sim2real=sim2real, **kwargs)  # with its wrappers: a setting the task cannot have fails now
     try:
         try:
             spec = env.get_wrapper_attr("task_spec")

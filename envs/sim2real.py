@@ -67,7 +67,15 @@ class DomainRandomization(gym.Wrapper):
     def __init__(self, env: gym.Env, settings: Sim2Real):
         super().__init__(env)
         self.settings = settings
-        m = env.unwrapped.model
+        import mujoco
+
+        from robotrl.errors import UserError
+
+        m = getattr(env.unwrapped, "model", None)
+        if not isinstance(m, mujoco.MjModel):  # Pendulum-v1 and other non-MuJoCo tasks have no masses to scale
+            task = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+            raise UserError(f"domain randomisation (randomize_mass, _friction, _damping, _gain) scales a MuJoCo "
+                            f"model's parameters; task {task!r} is not simulated in MuJoCo")
         self._model = m
         self._nominal = {name: getattr(m, name).copy() for name in
                          ("body_mass", "body_inertia", "geom_friction", "dof_damping", "actuator_gainprm",

@@ -5,7 +5,7 @@
     robotrl plot RUN_DIR... [-o OUT.png] [--metric NAME]
     robotrl resume RUN_DIR [--steps N] [--device cpu|cuda[:N]]
     robotrl video RUN_DIR | FILE.onnx | pretrained:NAME [-o FILE.mp4|.gif] [--episodes N] [--camera NAME] ...
-    robotrl sweep STUDY.toml [--out DIR] [--address auto|HOST:PORT] [--cpus N] | robotrl sweep --resume DIR
+    robotrl sweep STUDY.toml [--out DIR] [--address auto|HOST:PORT] [--cpus N] [--dry-run] | robotrl sweep --resume DIR
 
 User mistakes print one line, ``robotrl: error: ...``, and exit with status 2; a stopped run exits with 128 + the
 signal (Ctrl-C 130, SIGTERM 143, SIGHUP 129).
@@ -283,10 +283,16 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("--resume", metavar="DIR", help="continue the study in DIR (a killed driver): finished trials "
                                                    "are kept, interrupted ones continue from their checkpoints")
     p.add_argument("--out", metavar="DIR", help="the study's folder (default: runs/sweep-STUDY)")
-    p.add_argument("--address", metavar="auto|HOST:PORT", help="a running Ray cluster (ray start --head); "
-                                                               "default: start a local Ray on this machine")
+    p.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="join a running Ray cluster: auto finds the one this machine belongs to (ray start --head, "
+                        "RAY_ADDRESS); default: start a private Ray of this command's own, even when a cluster runs "
+                        "here (it does not join or disturb it)")
     p.add_argument("--cpus", type=_positive_int("--cpus", 10**5), default=None,
-                   help="CPUs of the local Ray (default: all); a trial takes one")
+                   help="CPUs of the private local Ray (default: all); a trial takes one. Not with --address: a "
+                        "cluster has the CPUs its nodes give it ([study] max_concurrent limits trials at once)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the study (every setting of every trial, on its task) and the folder, print the "
+                        "trials it would run, and stop: no Ray, nothing written")
 
     from robotrl.video import add_parser as add_video_parser
 
@@ -620,8 +626,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.address and args.cpus:
         raise UserError("--cpus sizes a local Ray; a cluster (--address) has the CPUs its nodes give it")
     from robotrl.sweep.results import markdown
-    from robotrl.sweep.runner import run
+    from robotrl.sweep.runner import describe, prepare, run
 
+    if args.dry_run:
+        print(describe(*prepare(args.study, resume_dir=args.resume, out=args.out, address=args.address)), end="")
+        return 0
     folder, rows = run(args.study, resume_dir=args.resume, out=args.out, address=args.address, cpus=args.cpus)
     print(markdown(rows), end="")
     curves = "curves.png" if (folder / "curves.png").is_file() else "no curves.png (no trial logged its curve column)"

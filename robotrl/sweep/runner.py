@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -278,7 +279,7 @@ class _Driver:
         trial = ost.ask()
         params = {d.key: d.suggest(trial) for d in self.study.space}
         try:
-            self.study.settings(*pair, params, source=f"{self.study.path} [space] {params}")
+            self.study.settings(*pair, params)
         except UserError as e:  # a combination the cross-field rules refuse: a failed trial for TPE
             import optuna
 
@@ -422,11 +423,11 @@ def _lock(folder: Path) -> int:
     return fd
 
 
-def run(study_file: str | Path | None = None, *, resume_dir: str | Path | None = None,
-        out: str | Path | None = None, address: str | None = None, cpus: int | None = None,
-        progress_every: float = 10.0, log: Any = None) -> tuple[Path, list[dict[str, Any]]]:
-    """Run a study (or continue the one in `resume_dir`) to the end; returns (its folder, its table)."""
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+def prepare(study_file: str | Path | None = None, *, resume_dir: str | Path | None = None,
+            out: str | Path | None = None, address: str | None = None) -> tuple[Study, Path, dict[str, Any]]:
+    """Everything checked before Ray starts, writing nothing: the study file (every trial's settings, on its
+    task), the study's folder (free for a new study, a study to continue, writable either way) and, for a local
+    Ray, the trials' learner device. Returns (study, its folder, its state)."""
     if resume_dir is not None:
         folder = Path(resume_dir)
         if not (folder / "study.json").is_file() or not (folder / "study.toml").is_file():
@@ -434,11 +435,12 @@ def run(study_file: str | Path | None = None, *, resume_dir: str | Path | None =
         study = load(folder / "study.toml")
         try:
             state = json.loads((folder / "study.json").read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{folder / 'study.json'} is malformed: {e}") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or not isinstance(
                 state.get("configs"), list):
             raise UserError(f"{folder / 'study.json'}: not a {STATE_FORMAT} file")
+        _check_writable(folder, "--resume")
     else:
         study = load(study_file)
         folder = Path(out) if out is not None else Path("runs") / f"sweep-{Path(study_file).stem}"
@@ -447,7 +449,80 @@ def run(study_file: str | Path | None = None, *, resume_dir: str | Path | None =
                             f"'robotrl sweep --resume {folder}' or choose another --out")
         if folder.exists() and not folder.is_dir():
             raise UserError(f"--out {str(folder)!r} is a file, not a folder")
+        _check_writable(folder, "--out" if out is not None else "the study's folder")
         state = {"format": STATE_FORMAT, "configs": [], "failed": {}}
+    if address is None:  # a local Ray: the trials' learners run on this machine's devices
+        from robotrl.train import check_device
+
+        devices = {study.settings(algo, task, {})[0].device for algo, task in study.pairs}
+        devices |= {v for d in study.space if d.key == "run.device" for v in d.values}
+        for device in sorted(devices):
+            try:
+                check_device(device, hint="use device = \"cpu\" in the study's [run], or a cluster with --address")
+            except UserError as e:
+                raise UserError(f"study file {str(study.path)!r}: device {device!r}: "
+                                f"{str(e).split(': ', 1)[-1]}") from None
+    return study, folder, state
+
+
+def describe(study: Study, folder: Path, state: dict[str, Any]) -> str:
+    """What `robotrl sweep` would run (its --dry-run): each configuration with its settings and steps, the seeds,
+    the folder; for a study to continue, which trials are finished. Ray is neither needed nor started."""
+    seeds = ", ".join(map(str, study.seeds))
+    configs = state["configs"] or [{"id": f"c{i:03d}", "algo": a, "task": t, "params": params}
+                                   for i, (a, t, params) in enumerate(
+                                       (a, t, params) for a, t in study.pairs for params in study.configurations(a, t))]
+    lines = []
+    for c in configs:
+        steps = study.settings(c["algo"], c["task"], c["params"] if "run.total_steps" in c["params"] else {}
+                               )[0].total_steps
+        done = sum(results.trial_result(folder / "trials" / f"{c['id']}-s{s}") is not None for s in study.seeds)
+        lines.append(f"{c['id']}  {c['algo']} {c['task']}  {results.fmt_params(c['params'])}  ({steps:,} steps)"
+                     + (f"  {done}/{len(study.seeds)} seeds finished" if state["configs"] else ""))
+    if study.sampler == "tpe":
+        space = "; ".join(f"{d.key} one of {list(d.values)}" if d.kind == "choice" else
+                          f"{d.key} {d.kind} [{d.low:g}, {d.high:g}]" for d in study.space)
+        pairs = ", ".join(map("/".join, study.pairs))
+        head = (f"tpe: {study.trials} configuration(s) per (algo, task) pair ({pairs}), asked from Optuna as trials "
+                f"finish, from: {space or '(no [space])'}")
+        lines = [head, *(["asked so far:", *lines] if lines else [])]
+    else:
+        lines.insert(0, f"{study.sampler}: {len(configs)} configuration(s) x {len(study.seeds)} seed(s) = "
+                        f"{len(configs) * len(study.seeds)} trials")
+    es = study.early_stop
+    return "\n".join([
+        f"study {study.path} -> {folder}", *lines, f"seeds: {seeds}; {study.cpus_per_trial()} CPU per trial"
+        + (f"; early stop at {', '.join(f'{r:,}' for r in es.rungs(10**15)[:4])}... steps (ASHA, keep 1/{es.reduction})"
+           if es else ""),
+        "dry run: every setting of every trial checked; nothing started or written"]) + "\n"
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """The study's folder, or the nearest folder above it that exists (where it will be made), must take new
+    files: found out now, not after Ray has started (a read-only or someone else's folder)."""
+    import errno
+    import tempfile
+
+    place = folder
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise UserError(f"{what} {str(folder)!r}: {str(place)!r} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".robotrl-probe-", dir=place))
+    except OSError as e:
+        hint = "choose a writable location" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else \
+            "choose another location"
+        raise UserError(f"{what} {str(folder)!r}: cannot write in {str(place)!r} "
+                        f"({e.strerror or type(e).__name__}); {hint}") from None
+
+
+def run(study_file: str | Path | None = None, *, resume_dir: str | Path | None = None,
+        out: str | Path | None = None, address: str | None = None, cpus: int | None = None,
+        progress_every: float = 10.0, log: Any = None) -> tuple[Path, list[dict[str, Any]]]:
+    """Run a study (or continue the one in `resume_dir`) to the end; returns (its folder, its table)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    study, folder, state = prepare(study_file, resume_dir=resume_dir, out=out, address=address)
     ray = require("ray")
     if study.sampler == "tpe":
         require("optuna")
@@ -492,10 +567,13 @@ def run(study_file: str | Path | None = None, *, resume_dir: str | Path | None =
 
 
 def _init_ray(ray: Any, address: str | None, cpus: int | None) -> bool:
-    """Connect to a running cluster (`address`: auto or HOST:PORT), or start a local Ray with `cpus` CPUs
-    (default: all); returns whether it was started here."""
-    import logging
+    """Connect to a running cluster (`address`: auto or HOST:PORT), or start a private local Ray with `cpus` CPUs
+    (default: all); returns whether it was started here.
 
+    Without `address` the Ray is this driver's own (``address="local"``), whatever runs on the machine: plain
+    ``ray.init()`` would join a cluster that ``ray start --head`` or RAY_ADDRESS left here instead (and refuse
+    `num_cpus` there). The private Ray takes its own ports, so it does not disturb that cluster."""
+    _quiet_token_notice()
     kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
     if address and address != "auto":
         _check_reachable(address)
@@ -508,8 +586,23 @@ def _init_ray(ray: Any, address: str | None, cpus: int | None) -> bool:
         return False
     from robotrl.functional import available_cores
 
-    ray.init(num_cpus=cpus or available_cores(), include_dashboard=False, **kwargs)
+    ray.init(address="local", num_cpus=cpus or available_cores(), include_dashboard=False, **kwargs)
     return True
+
+
+class _TokenNotice(logging.Filter):
+    """Drops Ray's notice that token authentication is on (Ray's default for a new local Ray, and for joining one
+    with a token on this machine): the state it reports is the secure default, and printed by every sweep it
+    buried our own lines. Ray's other messages, and its warning that authentication is off, pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _quiet_token_notice() -> None:
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _TokenNotice) for f in log.filters):
+        log.addFilter(_TokenNotice())
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

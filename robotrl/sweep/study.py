@@ -32,17 +32,19 @@ on top of the per-task defaults), and every message names the study file and the
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import itertools
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from robotrl import algos as algo_registry
 from robotrl import config as cfgmod
-from robotrl.errors import UserError
+from robotrl.errors import UserError, brief_json
 from robotrl.spec import finite_number
 
 SAMPLERS = ("grid", "random", "tpe")
@@ -116,6 +118,7 @@ class Study:
     space: list[Dim]
     early_stop: EarlyStop | None
     raw: dict[str, Any] = field(default_factory=dict)
+    _bases: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -131,26 +134,48 @@ class Study:
             return [{d.key: d.sample(rng) for d in self.space} for _ in range(self.trials)]
         return []
 
-    def settings(self, algo: str, task: str, params: dict[str, Any], *, source: str) -> tuple[Any, Any]:
-        """(RunConfig, algorithm config) of one configuration, checked as `robotrl train --config` checks."""
+    def settings(self, algo: str, task: str, params: dict[str, Any]) -> tuple[Any, Any]:
+        """(RunConfig, algorithm config) of one configuration, checked as `robotrl train --config` checks it and
+        against its task (`check_on_task`): what passes here is a trial that starts. Errors name the study file
+        and the field once, as the study writes it ("[space] run.obs_noise must be >= 0, got -1.0")."""
         from robotrl.train import RunConfig
 
         _, Config = algo_registry.get(algo).load()
-        default_steps, overrides = algo_registry.task_defaults(algo, task)
-        cfg = cfgmod.from_dict(Config, overrides, source=f"per-task defaults of {task}")
-        cfg = cfgmod.from_dict(Config, self.fixed.get(algo, {}), base=cfg, source=f"{self.path} [{algo}]")
-        run = cfgmod.from_dict(RunConfig, self.run_settings(), base=RunConfig(total_steps=default_steps),
-                               source=f"{self.path} [run]")
-        algo_p = {d.name: params[d.key] for d in self.space if d.section == "algo" and d.key in params}
-        run_p = {d.name: params[d.key] for d in self.space if d.section == "run" and d.key in params}
-        cfg = cfgmod.from_dict(Config, algo_p, base=cfg, source=source)
-        run = cfgmod.from_dict(RunConfig, run_p, base=run, source=source)
-        if hasattr(cfg, "check_spec"):  # settings that depend on the task, as robotrl train checks them
-            try:
-                cfg.check_spec(_task_spec(task))
-            except UserError as e:
-                raise UserError(f"{source}: {e}") from None
+        run0, cfg0 = self._base(algo, task)
+        dims = [d for d in self.space if d.key in params]
+        if len(params) == 1 and dims:  # one value of one setting: a message about it names it as the study does
+            given, note = {d.name: d.key for d in dims}, f"{dims[0].key} = {brief_json(params[dims[0].key])}"
+        else:  # a combination: the message says which
+            given, note = {}, "{" + ", ".join(f"{k} = {brief_json(v)}" for k, v in params.items()) + "}"
+        algo_p = {d.name: params[d.key] for d in dims if d.section == "algo"}
+        run_p = {d.name: params[d.key] for d in dims if d.section == "run"}
+        cfg = _build(self.path, "[space]", Config, algo_p, cfg0, given, note)
+        run = _build(self.path, "[space]", RunConfig, run_p, run0, given, note)
+        try:
+            check_on_task(algo, task, run, cfg)
+        except UserError as e:
+            if params:
+                raise _err(self.path, _place("[space]", str(e), given, note)) from None
+            lead = _LEAD.match(str(e))  # the fixed tables: the one that set the setting the message is about
+            table = next((t for t, keys in (("[run]", self.run), (f"[{algo}]", self.fixed.get(algo, {})))
+                          if lead and lead[0] in keys), "")
+            raise _err(self.path, _place(table, str(e), {lead[0]: lead[0]} if table and lead else None)) from None
         return run, cfg
+
+    def _base(self, algo: str, task: str) -> tuple[Any, Any]:
+        """The settings every configuration of (algo, task) starts from: defaults < per-task defaults < the
+        study's [ALGO] and [run] tables; computed once (a grid checks each of its combinations on it)."""
+        key = (algo, task)
+        if key not in self._bases:
+            from robotrl.train import RunConfig
+
+            _, Config = algo_registry.get(algo).load()
+            default_steps, overrides = algo_registry.task_defaults(algo, task)
+            cfg = cfgmod.from_dict(Config, overrides, source=f"per-task defaults of {task}")
+            cfg = _build(self.path, f"[{algo}]", Config, self.fixed.get(algo, {}), cfg)
+            run = _build(self.path, "[run]", RunConfig, self.run_settings(), RunConfig(total_steps=default_steps))
+            self._bases[key] = (run, cfg)
+        return self._bases[key]
 
     def run_settings(self) -> dict[str, Any]:
         """The [run] table with the trial defaults: no env worker processes (one trial per core)."""
@@ -158,7 +183,7 @@ class Study:
 
     def config_file(self, algo: str, task: str, params: dict[str, Any]) -> dict[str, Any]:
         """A configuration as a `robotrl train --config` file: [run] and [ALGO] tables (no seed)."""
-        run, cfg = self.settings(algo, task, params, source=f"{self.path} [space]")
+        run, cfg = self.settings(algo, task, params)
         run_d = cfgmod.to_dict(run)
         run_d.pop("seed")
         return {"algo": algo, "task": task, "run": run_d, algo: cfgmod.to_dict(cfg)}
@@ -170,6 +195,73 @@ class Study:
 
 def _err(path: Path, msg: str) -> UserError:
     return UserError(f"study file {str(path)!r}: {msg}")
+
+
+_SOURCE = "\x00study"  # the `source` given to cfgmod.from_dict, replaced by the study's own words in _place
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
+_FIELD_OF_FLAG = {flag: name for name, flag in cfgmod.FLAG_NAMES.items()}
+_LEAD = re.compile(r"[A-Za-z_]\w*(?=[: ]|$)")
+
+
+def _place(table: str, msg: str, given: dict[str, str] | None = None, note: str = "") -> str:
+    """A settings message in the study's words, naming each field once and as the study file writes it.
+
+    `msg` comes from the config dataclasses (written for the command line too): it starts with the field
+    ("learning_rate must be > 0, got -1.0", "obs_noise: expected float, got 'a'") and may name flags
+    (--steps). `given`: field -> its name in the study, for the fields this table set (run.obs_noise for
+    obs_noise); a message about one of them reads "[space] run.obs_noise must be >= 0, got -1.0", any other
+    "[space] num_envs = 3: minibatch_size 64 must divide ...", with `note` saying which value was tried."""
+    msg = _FLAG.sub(lambda m: _FIELD_OF_FLAG.get(f"--{m[1]}", m[1].replace("-", "_")), msg)
+    lead = _LEAD.match(msg)
+    if lead and given and lead[0] in given:
+        return f"{table} {given[lead[0]]}{msg[lead.end():]}"
+    head = " ".join(x for x in (table, note) if x)
+    return f"{head}: {msg}" if head else msg
+
+
+def _build(path: Path, table: str, cls: type, data: dict[str, Any], base: Any,
+           given: dict[str, str] | None = None, note: str = "") -> Any:
+    """`cfgmod.from_dict` (the checks of `robotrl train --config`) with messages in the study's words; a fixed
+    table ([run], [ppo]: `given` None) also has its keys checked here, with a suggestion for a misspelt one."""
+    if given is None:
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        unknown = sorted(set(data) - set(names), key=str)
+        if unknown:
+            hint = difflib.get_close_matches(str(unknown[0]), names, n=1)
+            what = "a run setting" if table == "[run]" else f"a hyper-parameter of {table.strip('[]')}"
+            raise _err(path, f"{table} unknown key {unknown[0]!r}: not {what}"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else
+                                f" ('robotrl train {table.strip('[]') if table != '[run]' else 'ALGO'} --help' "
+                                "lists them)"))
+        given = {k: k for k in data}
+    try:
+        return cfgmod.from_dict(cls, data, base=base, source=_SOURCE)
+    except UserError as e:
+        raise _err(path, _place(table, str(e).removeprefix(f"{_SOURCE}: "), given, note)) from None
+
+
+def check_on_task(algo: str, task: str, run: Any, cfg: Any) -> None:
+    """What `robotrl train` checks of a run's settings against its task and this machine (`robotrl.train.plan`),
+    for a trial before Ray starts: the task builds with the run's sim-to-real settings, the algorithm's settings
+    that depend on the task (SAC's target entropy), a warm-up that ends before the run does, a video this
+    machine can record. Raises UserError naming the setting."""
+    s2r = run.sim2real()
+    on = tuple(f.name for f in dataclasses.fields(s2r) if getattr(s2r, f.name))
+    try:
+        spec = _spec_with(task, on, s2r)
+    except UserError as e:  # the task itself built without them (load): one of its sim-to-real settings failed
+        raise UserError(f"{on[0]}: {e}" if on else str(e)) from None
+    if hasattr(cfg, "check_spec"):
+        cfg.check_spec(spec)
+    starts = getattr(cfg, "learning_starts", None)  # off-policy: random actions before the first update
+    if starts is not None and starts >= run.total_steps:
+        raise UserError(f"learning_starts {starts:,} is not below total_steps {run.total_steps:,}: a trial would "
+                        f"end before its first update; lower [{algo}] learning_starts or raise [run] total_steps")
+    if run.video:
+        try:
+            _can_record(task)
+        except UserError as e:
+            raise UserError(f"video: {e}") from None
 
 
 def _str_list(path: Path, key: str, value: Any) -> list[str]:
@@ -219,11 +311,12 @@ def load(path: str | Path) -> Study:
     tasks = _str_list(p, "task", st["task"])
     from robotrl.envs import canonical_task, check_task
 
-    for t in tasks:
+    for t in tasks:  # the task builds, with actions robotrl can train (continuous), a robot config that loads
         try:
             check_task(t)
+            _task_spec(canonical_task(t))
         except UserError as e:
-            raise _err(p, f"[study] task: {e}") from None
+            raise _err(p, _place("[study]", str(e), {"task": "task"}, "task")) from None
     tasks = [canonical_task(t) for t in tasks]
     seeds_v = st.get("seeds", 1)
     if isinstance(seeds_v, int) and not isinstance(seeds_v, bool):
@@ -269,20 +362,19 @@ def load(path: str | Path) -> Study:
         study.early_stop = _early_stop(p, data["early_stop"])
     # every fixed setting, and every value or bound of the space, checked on every (algo, task) now
     for algo, task in study.pairs:
-        run, _ = study.settings(algo, task, {}, source=f"{p} [space]")
+        run, _ = study.settings(algo, task, {})
         for d in study.space:
             for v in (d.values if d.kind == "choice" else (d.low, d.high)):
-                v = int(v) if d.kind == "int_uniform" else v
-                study.settings(algo, task, {d.key: v}, source=f"{p} [space] {d.key}")
+                study.settings(algo, task, {d.key: int(v) if d.kind == "int_uniform" else v})
         if study.early_stop is not None and run.eval_every <= 0:
             raise _err(p, "[early_stop] needs evaluations during training: set [run] eval_every (steps)")
         if study.early_stop is not None and not study.early_stop.rungs(run.total_steps):
             raise _err(p, f"[early_stop] min_steps {study.early_stop.min_steps:,} is not below [run] total_steps "
                           f"{run.total_steps:,}: no trial would ever be judged")
-    if sampler == "grid":
-        for algo, task in study.pairs:  # cross-field rules (a minibatch dividing a batch) of each combination
+    if sampler in ("grid", "random"):  # cross-field rules (a minibatch dividing a batch) of every configuration
+        for algo, task in study.pairs:
             for params in study.configurations(algo, task):
-                study.settings(algo, task, params, source=f"{p} [space] {params}")
+                study.settings(algo, task, params)
     return study
 
 
@@ -299,6 +391,29 @@ def _task_spec(task: str) -> Any:
     return task_spec(task)
 
 
+_SPECS: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def _spec_with(task: str, on: tuple[str, ...], s2r: Any) -> Any:
+    """The task's spec, its env built with the sim-to-real wrappers a trial would use. Which wrappers a task gets
+    depends only on which settings are on (`on`), their values being checked on their own: one env build per
+    task and set of wrappers, not one per value (a random search of obs_noise has a new value every trial)."""
+    if not on:
+        return _task_spec(task)
+    if (task, on) not in _SPECS:
+        from robotrl.envs import task_spec
+
+        _SPECS[task, on] = task_spec(task, sim2real=s2r)
+    return _SPECS[task, on]
+
+
+@functools.cache
+def _can_record(task: str) -> None:
+    from robotrl.video import check_can_record
+
+    check_can_record(task)
+
+
 def _space(p: Path, space: dict[str, Any], algos: list[str], sampler: str) -> list[Dim]:
     from robotrl.train import RunConfig
 
@@ -310,15 +425,20 @@ def _space(p: Path, space: dict[str, Any], algos: list[str], sampler: str) -> li
         if key.startswith("run."):
             section, name = "run", key[4:]
             if name not in run_fields:
-                raise _err(p, f"{where}: {name!r} is not a run setting ({', '.join(sorted(run_fields))})")
+                hint = difflib.get_close_matches(name, sorted(run_fields), n=1)
+                raise _err(p, f"{where}: not a run setting " + (f"(did you mean 'run.{hint[0]}'?)" if hint else
+                                                                 f"({', '.join(sorted(run_fields))})"))
             if name == "seed":
                 raise _err(p, f"{where}: the seeds are [study] seeds, not a searched setting")
         else:
             section, name = "algo", key
             missing = [a for a, fields in zip(algos, algo_fields, strict=True) if name not in fields]
             if missing:
-                hint = " (a run setting: write \"run." + name + "\")" if name in run_fields else ""
-                raise _err(p, f"{where}: {missing[0]} has no hyper-parameter {name!r}{hint}")
+                close = difflib.get_close_matches(name, sorted(algo_fields[algos.index(missing[0])]), n=1)
+                hint = (f"; a run setting: write \"run.{name}\"" if name in run_fields else
+                        f" (did you mean {close[0]!r}?)" if close else
+                        f" ('robotrl train {missing[0]} --help' lists them)")
+                raise _err(p, f"{where}: not a hyper-parameter of {missing[0]}{hint}")
         if isinstance(spec, list):
             if not spec:
                 raise _err(p, f"{where}: an empty list")
