@@ -72,6 +72,8 @@ class Worlds:
         self._datas = [data] + [mujoco.MjData(model) for _ in range(max(self.threads, 1) - 1)]
         self._models = [model] * n
         self._rollout = rollout.Rollout(nthread=self.threads)
+        self.diverged = np.zeros(n, dtype=bool)
+        """after `step`: the worlds whose simulation became unstable in it (MuJoCo reset them)"""
         self._out: np.ndarray | None = None
         self._sens: np.ndarray | None = None
         self._ctrl: np.ndarray | None = None
@@ -83,10 +85,14 @@ class Worlds:
             self._sens = np.zeros((self.n, nsub, self.model.nsensordata))
             self._ctrl = np.zeros((self.n, nsub, self.model.nu))
         self._ctrl[:] = np.asarray(ctrl, dtype=np.float64)[:, None, :]
+        t0 = self.state[:, 0].copy()
         self._rollout.rollout(self._models, self._datas, self.state, self._ctrl, control_spec=_CTRL, nstep=nsub,
                               state=self._out, sensordata=self._sens, skip_checks=True)
         self.state[:] = self._out[:, -1]
         self.sensordata[:] = self._sens[:, -1]
+        # MuJoCo resets a world whose simulation became unstable (NaN, Inf or huge accelerations) to its initial
+        # state, clock included: its time did not advance by nsub steps
+        self.diverged = np.abs(self.state[:, 0] - (t0 + nsub * self.model.opt.timestep)) > 0.5 * self.model.opt.timestep
 
     def load(self, i: int, data: mujoco.MjData) -> None:
         """Copy world i's state into `data` and compute its kinematics and sensors (for rendering, or for a reader

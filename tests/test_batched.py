@@ -126,3 +126,15 @@ def test_make_vector_batches_template_tasks_only():
     vec = make_vector(f"legged:{ASSETS / 'critter.toml'}", 3)
     assert vec.num_envs == 3 and vec.observation_space.shape[0] == 3
     vec.close()
+
+
+def test_a_world_whose_simulation_diverges_is_named_and_the_others_go_on():
+    model = make("robotrl/Quadruped-v0").unwrapped.model
+    worlds = Worlds(model, 3, threads=0)
+    worlds.step(np.zeros((3, model.nu)), 4)
+    assert not worlds.diverged.any()
+    worlds.qvel[1, 6:] = 1e12  # joint speeds no physics survives: MuJoCo resets world 1
+    before = worlds.state[[0, 2]].copy()
+    worlds.step(np.zeros((3, model.nu)), 4)
+    assert worlds.diverged.tolist() == [False, True, False]
+    assert worlds.state[0, 0] == pytest.approx(before[0, 0] + 4 * model.opt.timestep)
