@@ -108,6 +108,8 @@ class LeggedVelocityEnv(gym.Env):
                   "push_velocity must be in [0, 10] m/s (a push is a change of the base's velocity)":
                       0 <= push_velocity <= 10,
                   f"episode_s must be at least one control period ({self.dt:g} s)": episode_s >= self.dt,
+                  f"episode_s must be at most 100,000 control steps ({1e5 * self.dt:g} s at the control period "
+                  f"{self.dt:g} s; evaluation runs whole episodes)": episode_s <= 1e5 * self.dt,
                   f"push_interval_s must be 0 (no pushes) or at least one control period ({self.dt:g} s)":
                       push_interval_s == 0 or push_interval_s >= self.dt}
         for what, ok in checks.items():

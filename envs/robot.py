@@ -54,6 +54,7 @@ import tomllib
 
 from robotrl.errors import UserError, shorten_numbers
 from robotrl.spec import PHYSICS_FIELDS, finite_number
+from robotrl.userfile import file_problem, one_toml_in, read_text
 
 JOINT_FIELDS = {
     "default": "the standing / home position [rad or m]",
@@ -70,6 +71,11 @@ JOINT_FIELD_MAX = {  # beyond these a value is a typo (MuJoCo's arithmetic overf
     "action_scale": (100.0, "rad or m"),
 }
 MAX_REWARD_WEIGHT = 1e6
+# the physics step: start-up (settling, the stability probe, inspect's trial) simulates seconds, so its work
+# grows as 1 / timestep; below 0.1 ms a second is over 10,000 steps per environment, and published models use
+# 0.5 to 10 ms. Above 50 ms a servo's PD loop diverges at any useful gain.
+MIN_TIMESTEP, MAX_TIMESTEP = 1e-4, 0.05
+TIMESTEP_WHY = "(published models use 0.001 to 0.01)"
 TOP_FIELDS = ("model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints",
               "legged", "reach")
 TEMPLATES = {
@@ -83,6 +89,18 @@ _HINGE, _SLIDE, _FREE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.m
 
 class RobotConfigError(UserError):
     """The model or the robot config is unusable; the message names the file and the field."""
+
+
+PROBE_S, PROBE_STEPS = 1.0, 200  # `Robot.probe`: a second of random actions, and at least 200 of them,
+PROBE_PHYSICS_STEPS = 20_000  # but no more than 20,000 physics steps (a few tens of ms for a quadruped)
+_INSTABILITY = tuple(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
+                                      mujoco.mjtWarning.mjWARN_BADQPOS))
+
+
+def is_unstable(data: mujoco.MjData) -> bool:
+    """MuJoCo found NaN, Inf or a huge value in the positions, velocities or accelerations of `data` since its last
+    reset (it then resets the state itself and counts the event: the counters survive that reset)."""
+    return any(int(data.warning[w].number) for w in _INSTABILITY)
 
 
 def _names(model: mujoco.MjModel, objtype: mujoco.mjtObj, n: int) -> list[str]:
@@ -117,18 +135,17 @@ class RobotConfig:
     def load(cls, path: str | Path) -> RobotConfig:
         p = Path(path)
         where = f"robot config {p}"
-        if p.is_dir():
-            raise RobotConfigError(f"{where}: is a directory; give the robot config file (TOML)")
-        if not p.is_file():
+        problem = file_problem(p)
+        if problem == "is a directory":
+            inside = one_toml_in(p)
+            raise RobotConfigError(f"{where}: is a directory; give the robot config file (TOML)"
+                                   + (f" in it: {str(inside)!r}" if inside else ""))
+        if problem == "does not exist":
             raise RobotConfigError(f"{where}: no such file")
         try:
-            doc = tomllib.loads(p.read_text())
-        except UnicodeDecodeError:
-            raise RobotConfigError(f"{where}: not a text file") from None
+            doc = tomllib.loads(read_text(p, where, error=RobotConfigError))
         except tomllib.TOMLDecodeError as e:
             raise RobotConfigError(f"{where}: not valid TOML ({e})") from None
-        except OSError as e:
-            raise RobotConfigError(f"{where}: cannot read ({e.strerror})") from None
         unknown = sorted(set(doc) - set(TOP_FIELDS))
         if unknown:
             raise RobotConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(TOP_FIELDS)}")
@@ -163,8 +180,9 @@ class RobotConfig:
                                    "for every hinge and slide joint, or give patterns like [\"*_hip\", \"*_knee\"])")
         if "timestep" in doc:
             v = doc["timestep"]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 0.05:
-                raise RobotConfigError(f"{where}: timestep must be seconds in (0, 0.05], got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not MIN_TIMESTEP <= v <= MAX_TIMESTEP:
+                raise RobotConfigError(f"{where}: timestep must be seconds in [{MIN_TIMESTEP:g}, {MAX_TIMESTEP:g}] "
+                                       f"{TIMESTEP_WHY}, got {v!r}")
             kw["timestep"] = float(v)
         if "decimation" in doc:
             v = doc["decimation"]
@@ -214,10 +232,15 @@ class RobotConfig:
 
 def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
     path = config.model
-    if path.is_dir():
-        raise RobotConfigError(f"{config.where}: model {str(path)!r} is a directory; give the MJCF file (.xml)")
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "is a directory":
+        inside = one_toml_in(path) if config.path is None else None  # `robot inspect DIR`
+        raise RobotConfigError(f"{config.where}: model {str(path)!r} is a directory; give the MJCF file (.xml)"
+                               + (f" or the robot config in it: {str(inside)!r}" if inside else ""))
+    if problem == "does not exist":
         raise RobotConfigError(f"{config.where}: model file {str(path)!r} not found")
+    if problem is not None:  # a pipe or a device: MuJoCo's reader would block on it or read it for ever
+        raise RobotConfigError(f"{config.where}: model {str(path)!r} {problem}")
     try:
         return mujoco.MjSpec.from_file(str(path))
     except Exception as e:  # MuJoCo's parser: ValueError / mujoco.FatalError with the line number
@@ -309,6 +332,10 @@ class Robot:
             self._check_commands()
         if config.timestep is not None:
             spec.option.timestep = config.timestep
+        elif template is not None and not MIN_TIMESTEP <= raw.opt.timestep <= MAX_TIMESTEP:  # the MJCF's own
+            raise RobotConfigError(f"{where}: the model's <option timestep=\"{raw.opt.timestep:g}\"> is outside "
+                                   f"[{MIN_TIMESTEP:g}, {MAX_TIMESTEP:g}] s {TIMESTEP_WHY}; give timestep = ... in the "
+                                   "robot config (or fix the MJCF)")
         if template == "legged":
             _add_floor(spec, raw)
         if template == "reach":
@@ -660,14 +687,39 @@ class Robot:
             env.close()
         return None, notes
 
-    def unstable(self, data: mujoco.MjData, why: str) -> str | None:
-        """What to say where MuJoCo found the simulation of `data` unstable (NaN, Inf or huge accelerations: it
-        then resets the state), else None. `why` follows MuJoCo's words in the parentheses."""
-        if int(data.warning[int(mujoco.mjtWarning.mjWARN_BADQACC)].number) == 0:
+    def unstable(self, data: mujoco.MjData, why: str, doing: str = "holding the default pose") -> str | None:
+        """What to say where MuJoCo found the simulation of `data` unstable (NaN, Inf or huge positions, velocities
+        or accelerations: it then resets the state), else None. `why` follows MuJoCo's words in the parentheses."""
+        if not is_unstable(data):
             return None
-        return (f"the simulation is unstable holding the default pose (MuJoCo: NaN, Inf or huge accelerations{why}): "
+        return (f"the simulation is unstable {doing} (MuJoCo: NaN, Inf or huge accelerations{why}): "
                 f"lower kp and kd (largest {np.nanmax(self.kp):g}, {np.nanmax(self.kd):g}) or the timestep "
                 f"({self.model.opt.timestep:g} s)")
+
+    def probe(self, qpos: np.ndarray, seed: int = 0) -> str | None:
+        """Whether the simulation stays stable under actions a policy can send, from the start state `qpos`:
+        `PROBE_S` seconds (at least `PROBE_STEPS` control steps) of random position targets within the action
+        bounds, a new one each control step, as exploration sends them. What `unstable` says if it does not, else
+        None. A timestep too large for the gains shows here at build time, not as a training that learns from
+        reset states."""
+        import warnings
+
+        m = self.model
+        d = mujoco.MjData(m)
+        d.qpos[:] = qpos
+        mujoco.mj_forward(m, d)
+        rng = np.random.default_rng(seed)
+        steps = max(PROBE_STEPS, round(PROBE_S / self.control_period))
+        steps = min(steps, max(PROBE_STEPS, PROBE_PHYSICS_STEPS // self.config.decimation))
+        with warnings.catch_warnings():  # MuJoCo's own warning: said below, in one line
+            warnings.simplefilter("ignore")
+            for _ in range(steps):
+                d.ctrl[self.actuator] = rng.uniform(self.action_low, self.action_high)
+                mujoco.mj_step(m, d, self.config.decimation)
+                if is_unstable(d):
+                    break
+        return self.unstable(d, "; it resets the state and training would learn from that",
+                             "under the policy's actions (random targets within the action bounds)")
 
     def inspect(self) -> str:
         """What `robotrl robot inspect` prints: the model as robotrl sees it, and what each template lacks."""
@@ -680,9 +732,11 @@ class Robot:
         ``end_effector``) and that still lacks something. `robotrl robot inspect` exits 2 when there are any,
         so that a script can check a config."""
         m, c = self.raw_model, self.config
+        step = c.timestep or m.opt.timestep
         out = [f"model     {c.model}  (timestep {m.opt.timestep:g} s"
                + (f", config: {c.timestep:g} s" if c.timestep else "") + f", decimation {c.decimation}: control "
-               f"{1.0 / ((c.timestep or m.opt.timestep) * c.decimation):.0f} Hz)"]
+               + (f"{1.0 / (step * c.decimation):.0f} Hz)" if MIN_TIMESTEP <= step <= MAX_TIMESTEP else
+                  f"rate undefined: robotrl needs a timestep in [{MIN_TIMESTEP:g}, {MAX_TIMESTEP:g}] s)")]
         if c.path:
             out[0] += f"\nconfig    {c.path}"
         if self._degrees and any(int(t) == _HINGE for t in m.jnt_type):

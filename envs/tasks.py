@@ -21,6 +21,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from robotrl.envs.robot import is_unstable
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
 _AX = ("x", "y", "z")
@@ -136,7 +137,21 @@ class JointSpaceEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         ctrl = np.asarray(action, dtype=np.float64) * self._to_ctrl
-        return self.env.step(ctrl)
+        out = self.env.step(ctrl)
+        robot = getattr(self.env.unwrapped, "robot", None)
+        if robot is not None and is_unstable(self.env.unwrapped.data):
+            self._unstable(robot)
+        return out
+
+    def _unstable(self, robot: Any) -> None:
+        """A robot template's simulation diverged in an episode although the build-time probe passed: stop. MuJoCo
+        has reset the state, so the episode goes on from a state the robot never had, and a policy trained on
+        such steps (or a return measured on them) is not one to put on a robot; the fix is in the robot config."""
+        from robotrl.errors import UserError
+
+        text = robot.unstable(self.env.unwrapped.data, "; it resets the state, and training on that learns "
+                              "nothing", "in an episode")
+        raise UserError(f"{robot.config.where}: {text}")
 
 
 def _build_spec(task_id: str, env: gym.Env, observation: Any, max_steps: int | None
@@ -223,9 +238,18 @@ def template_env(template: str, config: Any, task_id: str, **kwargs: Any) -> gym
         from robotrl.envs.reach import ReachEnv as Env
     settings = robot.template_settings(template, Env)  # the config's [legged] / [reach] table, checked
     try:
-        return Env(robot, task_id=task_id, **{**settings, **kwargs})
+        env = Env(robot, task_id=task_id, **{**settings, **kwargs})
     except ValueError as e:
         raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
+    start = getattr(env, "_rest_qpos", None)  # legged: settled on the floor; reach: the home pose
+    if start is None:
+        start = robot.model.qpos0.copy()
+        start[robot.qpos_adr] = robot.default
+    unstable = robot.probe(start)
+    if unstable:
+        env.close()
+        raise RobotConfigError(f"{robot.config.where}: {unstable}")
+    return env
 
 
 def robot_task(template: str, config: str | Path, task_id: str):
