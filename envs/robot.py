@@ -241,10 +241,21 @@ def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
         raise RobotConfigError(f"{config.where}: model file {str(path)!r} not found")
     if problem is not None:  # a pipe or a device: MuJoCo's reader would block on it or read it for ever
         raise RobotConfigError(f"{config.where}: model {str(path)!r} {problem}")
+    import warnings
+
     try:
-        return mujoco.MjSpec.from_file(str(path))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            spec = mujoco.MjSpec.from_file(str(path))
     except Exception as e:  # MuJoCo's parser: ValueError / mujoco.FatalError with the line number
         raise RobotConfigError(f"{config.where}: MuJoCo cannot load {str(path)!r} ({_mujoco_message(e)})") from None
+    for w in said:  # the parser's own warnings: a NaN in a number is a mistake, said as one
+        text = str(w.message)
+        if "NaN" in text:
+            raise RobotConfigError(f"{config.where}: {str(path)!r} has 'nan' where MuJoCo expects a number "
+                                   f"({text.removeprefix('MuJoCo: ')})")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return spec
 
 
 def _compile(spec: mujoco.MjSpec, config: RobotConfig) -> mujoco.MjModel:
