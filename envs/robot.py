@@ -241,6 +241,7 @@ def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
         raise RobotConfigError(f"{config.where}: model file {str(path)!r} not found")
     if problem is not None:  # a pipe or a device: MuJoCo's reader would block on it or read it for ever
         raise RobotConfigError(f"{config.where}: model {str(path)!r} {problem}")
+    _check_model_files(path, config.where)
     import warnings
 
     try:
@@ -256,6 +257,38 @@ def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
                                    f"({text.removeprefix('MuJoCo: ')})")
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return spec
+
+
+_FILE_ATTRIBUTES = ("file", "fileright", "fileleft", "fileup", "filedown", "filefront", "fileback")
+
+
+def _check_model_files(path: Path, where: str, depth: int = 0) -> None:
+    """Every file the MJCF names (``<include>``, meshes, height fields, textures, skins) that exists must be a regular
+    file: MuJoCo reads them as it parses and compiles, and would block on a named pipe or read a device for ever.
+    A missing file is left to MuJoCo's own error; so is an MJCF that does not parse."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError, ValueError, RecursionError):
+        return
+    folder = path.parent
+    dirs = {folder}
+    for c in root.iter("compiler"):
+        for key in ("assetdir", "meshdir", "texturedir"):
+            if c.get(key):
+                dirs.add(folder / c.get(key))
+    for el in root.iter():
+        for key in _FILE_ATTRIBUTES:
+            name = el.get(key)
+            if not name:
+                continue
+            for candidate in sorted({d / name for d in dirs}):
+                problem = file_problem(candidate)
+                if problem is not None and not problem.startswith("does not exist"):
+                    raise RobotConfigError(f"{where}: {str(path)!r} names {key}={name!r} ({el.tag}), which {problem}")
+                if problem is None and el.tag == "include" and depth < 8:
+                    _check_model_files(candidate, where, depth + 1)
 
 
 def _compile(spec: mujoco.MjSpec, config: RobotConfig) -> mujoco.MjModel:

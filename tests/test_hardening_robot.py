@@ -288,6 +288,18 @@ def test_a_fifo_or_a_device_is_not_a_regular_file_and_is_never_read(tmp_path, ki
         _one_error(*_cli_limited(*argv)[::2], needle)
 
 
+def test_a_file_the_mjcf_names_must_be_a_regular_file(tmp_path):
+    """MuJoCo reads <include> files as it parses and meshes as it compiles: an included FIFO blocked it for ever."""
+    os.mkfifo(tmp_path / "parts.xml")
+    os.mkfifo(tmp_path / "leg.stl")
+    for tag, needle in (('<include file="parts.xml"/>', "names file='parts.xml' (include), which is a named pipe"),
+                        ('<asset><mesh name="leg" file="leg.stl"/></asset>', "names file='leg.stl' (mesh), which is a "
+                                                                             "named pipe (FIFO), not a regular file"),
+                        ('<asset><mesh name="z" file="/dev/zero"/></asset>', "which is a character device")):
+        cfg = _quadruped(tmp_path, xml_edit={"<worldbody>": f"{tag}\n  <worldbody>"})
+        _one_error(*_cli_limited("train", "ppo", f"legged:{cfg}", "--dry-run")[::2], needle)
+
+
 def test_the_reader_refuses_a_fifo_and_a_huge_file_without_reading_them(tmp_path):
     from robotrl.userfile import read_text
 
