@@ -338,6 +338,12 @@ class Robot:
                 raise RobotConfigError(f"{where}: actuated pattern {pattern!r} matches no hinge or slide joint of "
                                        f"the model ({_listing(movable)})")
         self.joints = [n for n in movable if any(fnmatch.fnmatchcase(n, p) for p in config.actuated)]
+        if "" in self.joints:  # the card, the spec and the robot side know a joint by its name
+            j = next(i for i, n in enumerate(joint_names) if n == "" and int(raw.jnt_type[i]) in (_HINGE, _SLIDE))
+            body = mujoco.mj_id2name(raw, mujoco.mjtObj.mjOBJ_BODY, int(raw.jnt_bodyid[j])) or f"#{raw.jnt_bodyid[j]}"
+            raise RobotConfigError(f"{where}: joint #{j} (on body {body!r}) has no name, and 'actuated' takes it: "
+                                   "robotrl knows each commanded joint by its name (the policy's card, the robot's "
+                                   "JointState): give it a name in the MJCF, or 'actuated' patterns that leave it out")
         for pattern, _ in config.joints:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in joint_names):
                 raise RobotConfigError(f"{where}: joints.{pattern!r} matches no joint of the model "
@@ -437,6 +443,10 @@ class Robot:
                 raise RobotConfigError(f"{where}: base body {self.config.base!r} has no free joint (the free joint "
                                        f"is on body {mujoco.mj_id2name(raw, mujoco.mjtObj.mjOBJ_BODY, owner)!r})")
             self.free_joint = joint_names[jnts[0]]
+            if not self.free_joint:
+                raise RobotConfigError(f"{where}: the free joint of base body {self.config.base!r} has no name; "
+                                       "robotrl names the base's observations after it: give it one in the MJCF "
+                                       "(<freejoint name=\"root\"/>)")
             if self.config.imu_site is not None:
                 s = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_SITE, self.config.imu_site)
                 q = raw.site_quat[s]

@@ -226,6 +226,9 @@ _add(TaskDef("robotrl/ArmReachHard-v0", _arm(True),
 QUADRUPED_CONFIG = Path(__file__).resolve().parent / "assets" / "quadruped.toml"
 
 
+_PROBED: dict[tuple, str | None] = {}  # `Robot.probe`'s answers by robot (its whole model, bounds, start)
+
+
 def template_env(template: str, config: Any, task_id: str, **kwargs: Any) -> gym.Env:
     """The template's env for the robot `config` (a `RobotConfig`); every refusal a `RobotConfigError` naming
     the file and the field. `robotrl robot inspect` calls a template ready only when this succeeds."""
@@ -245,7 +248,15 @@ def template_env(template: str, config: Any, task_id: str, **kwargs: Any) -> gym
     if start is None:
         start = robot.model.qpos0.copy()
         start[robot.qpos_adr] = robot.default
-    unstable = robot.probe(start)
+    import hashlib
+
+    saved = np.zeros(mujoco.mj_sizeModel(robot.model), np.uint8)  # the whole compiled model, every option
+    mujoco.mj_saveModel(robot.model, None, saved)
+    key = (hashlib.sha256(saved.tobytes()).hexdigest(), robot.config.decimation, robot.action_low.tobytes(),
+           robot.action_high.tobytes(), start.tobytes())
+    if key not in _PROBED:  # once per robot and process: a vector env builds many copies of one robot
+        _PROBED[key] = robot.probe(start)
+    unstable = _PROBED[key]
     if unstable:
         env.close()
         raise RobotConfigError(f"{robot.config.where}: {unstable}")

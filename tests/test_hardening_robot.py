@@ -312,3 +312,17 @@ def test_the_reader_refuses_a_fifo_and_a_huge_file_without_reading_them(tmp_path
         f.truncate(17 * 2**20)
     with pytest.raises(UserError, match=r"is 17,825,792 bytes; a text file of at most"):
         read_text(big, "x")
+
+
+# -- 4. found by the fuzz suite's MJCF edits ---------------------------------------------------------------------
+
+def test_an_unnamed_free_joint_or_actuated_joint_is_named_as_the_problem(tmp_path):
+    """An unnamed free joint was looked up as '' (index -1: an IndexError in settling); an unnamed hinge was taken by
+    'actuated = ["*"]' and failed later as "a default pose for none" or a servo without a target."""
+    cfg = _quadruped(tmp_path, xml_edit={'<freejoint name="root"/>': '<freejoint name=""/>'})
+    code, _, err = _cli("tasks", "--spec", f"legged:{cfg}")
+    _one_error(code, err, "the free joint of base body 'trunk' has no name")
+    cfg = _quadruped(tmp_path, xml_edit={'<joint name="FL_hip_joint" class="hip"/>': '<joint class="hip"/>'})
+    for argv in (["tasks", "--spec", f"legged:{cfg}"], ["robot", "inspect", cfg]):
+        code, _, err = _cli(*argv)
+        _one_error(code, err, "joint #1 (on body 'FL_hip') has no name, and 'actuated' takes it")
