@@ -528,7 +528,7 @@ def _judge_robot(argv: list[Any], data: Any) -> None:
     assert not raw, f"{argv}: MuJoCo's own warnings reached the user: {raw}"
 
 
-@_settings(25, share=0.2)
+@_settings(25, share=0.5)
 @given(data=st.data())
 def test_random_robot_config_mutations(data, tmp_path_factory):
     """Random edits of a valid robot config (values, keys, types, tables, deletions), checked by `robot inspect`
@@ -544,7 +544,7 @@ def test_random_robot_config_mutations(data, tmp_path_factory):
     _judge_robot(argv, data)
 
 
-@_settings(25, share=0.2)
+@_settings(25, share=0.5)
 @given(data=st.data())
 def test_random_mjcf_mutations(data, tmp_path_factory):
     """Random edits of a valid MJCF model (attribute values, numbers, removed attributes and elements) under its
