@@ -52,7 +52,7 @@ def _quiet_known_mujoco_warnings() -> None:
     def handler(msg: str) -> None:
         if "settotalmass" in msg or msg.startswith(UNSTABLE):
             return
-        key = re.sub(r"[-+0-9.e]+", "#", msg)  # "... at DOF 3 ... Time = 0.5500.": once per kind, not per time
+        key = re.sub(r"-?\d[\d.e+-]*", "#", msg)  # "... at DOF 3 ... Time = 0.5500.": once per kind, not per time
         if key in seen:
             return
         seen.add(key)
