@@ -242,20 +242,20 @@ def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
     if problem is not None:  # a pipe or a device: MuJoCo's reader would block on it or read it for ever
         raise RobotConfigError(f"{config.where}: model {str(path)!r} {problem}")
     _check_model_files(path, config.where)
-    import warnings
-
+    said: list[str] = []
+    before = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(said.append)  # the parser's own warnings, every time (the usual handler says each once)
     try:
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always")
-            spec = mujoco.MjSpec.from_file(str(path))
+        spec = mujoco.MjSpec.from_file(str(path))
     except Exception as e:  # MuJoCo's parser: ValueError / mujoco.FatalError with the line number
         raise RobotConfigError(f"{config.where}: MuJoCo cannot load {str(path)!r} ({_mujoco_message(e)})") from None
-    for w in said:  # the parser's own warnings: a NaN in a number is a mistake, said as one
-        text = str(w.message)
-        if "NaN" in text:
-            raise RobotConfigError(f"{config.where}: {str(path)!r} has 'nan' where MuJoCo expects a number "
-                                   f"({text.removeprefix('MuJoCo: ')})")
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    finally:
+        mujoco.set_mju_user_warning(before)
+    for text in said:
+        if "NaN" in text:  # a NaN in a number is a mistake: said as one
+            raise RobotConfigError(f"{config.where}: {str(path)!r} has 'nan' where MuJoCo expects a number ({text})")
+        if before is not None:
+            before(text)
     return spec
 
 

@@ -332,3 +332,17 @@ def test_an_unnamed_free_joint_or_actuated_joint_is_named_as_the_problem(tmp_pat
     for argv in (["tasks", "--spec", f"legged:{cfg}"], ["robot", "inspect", cfg]):
         code, _, err = _cli(*argv)
         _one_error(code, err, "joint #1 (on body 'FL_hip') has no name, and 'actuated' takes it")
+
+
+def test_a_nan_in_the_mjcf_is_refused_every_time_not_passed_on_as_mujocos_warning(tmp_path):
+    """MuJoCo's parser warns "XML contains a 'NaN'" and goes on; the warning reached the user raw (and only once per
+    process, so a second such model in one process passed silently)."""
+    import warnings
+
+    cfg = _quadruped(tmp_path, xml_edit={'mass="6.0"': 'mass="nan"'})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            code, _, err = _cli("tasks", "--spec", f"legged:{cfg}")
+            _one_error(code, err, "'quadruped.xml' has 'nan' where MuJoCo expects a number")
+    assert not [w for w in caught if "MuJoCo" in str(w.message)]
