@@ -344,5 +344,5 @@ def test_a_nan_in_the_mjcf_is_refused_every_time_not_passed_on_as_mujocos_warnin
         warnings.simplefilter("always")
         for _ in range(2):
             code, _, err = _cli("tasks", "--spec", f"legged:{cfg}")
-            _one_error(code, err, "'quadruped.xml' has 'nan' where MuJoCo expects a number")
+            _one_error(code, err, "quadruped.xml' has 'nan' where MuJoCo expects a number")
     assert not [w for w in caught if "MuJoCo" in str(w.message)]
