@@ -45,7 +45,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robotrl.envs.robot import Robot, RobotConfigError
+from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot, RobotConfigError
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
 AXES = ("x", "y", "yaw")
@@ -110,6 +110,10 @@ class LeggedVelocityEnv(gym.Env):
                   f"episode_s must be at least one control period ({self.dt:g} s)": episode_s >= self.dt,
                   f"episode_s must be at most 100,000 control steps ({1e5 * self.dt:g} s at the control period "
                   f"{self.dt:g} s; evaluation runs whole episodes)": episode_s <= 1e5 * self.dt,
+                  f"episode_s must be at most {MAX_EPISODE_PHYSICS_STEPS:,} physics steps "
+                  f"({MAX_EPISODE_PHYSICS_STEPS * self.model.opt.timestep:g} s at the timestep "
+                  f"{self.model.opt.timestep:g} s; evaluation runs whole episodes)":
+                      episode_s <= MAX_EPISODE_PHYSICS_STEPS * self.model.opt.timestep,
                   f"push_interval_s must be 0 (no pushes) or at least one control period ({self.dt:g} s)":
                       push_interval_s == 0 or push_interval_s >= self.dt}
         for what, ok in checks.items():

@@ -93,6 +93,7 @@ class RobotConfigError(UserError):
 
 PROBE_S, PROBE_STEPS = 1.0, 200  # `Robot.probe`: a second of random actions, and at least 200 of them,
 PROBE_PHYSICS_STEPS = 20_000  # but no more than 20,000 physics steps (a few tens of ms for a quadruped)
+MAX_EPISODE_PHYSICS_STEPS = 1_000_000  # an episode (evaluation runs whole ones): ~20 s of our quadruped's physics
 _INSTABILITY = tuple(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
                                       mujoco.mjtWarning.mjWARN_BADQPOS))
 
@@ -752,10 +753,10 @@ class Robot:
 
     def probe(self, qpos: np.ndarray, seed: int = 0) -> str | None:
         """Whether the simulation stays stable under actions a policy can send, from the start state `qpos`:
-        `PROBE_S` seconds (at least `PROBE_STEPS` control steps) of random position targets within the action
-        bounds, a new one each control step, as exploration sends them. What `unstable` says if it does not, else
-        None. A timestep too large for the gains shows here at build time, not as a training that learns from
-        reset states."""
+        `PROBE_S` seconds (at least `PROBE_STEPS` control steps, at most `PROBE_PHYSICS_STEPS` physics steps) of
+        random position targets within the action bounds, a new one each control step, as exploration sends them.
+        What `unstable` says if it does not, else None. A timestep too large for the gains shows here at build
+        time, not as a training that learns from reset states."""
         import warnings
 
         m = self.model
@@ -764,7 +765,7 @@ class Robot:
         mujoco.mj_forward(m, d)
         rng = np.random.default_rng(seed)
         steps = max(PROBE_STEPS, round(PROBE_S / self.control_period))
-        steps = min(steps, max(PROBE_STEPS, PROBE_PHYSICS_STEPS // self.config.decimation))
+        steps = min(steps, max(1, PROBE_PHYSICS_STEPS // self.config.decimation))
         with warnings.catch_warnings():  # MuJoCo's own warning: said below, in one line
             warnings.simplefilter("ignore")
             for _ in range(steps):

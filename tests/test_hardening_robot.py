@@ -118,12 +118,19 @@ def test_the_models_own_timestep_is_bounded_too(tmp_path):
     assert "template legged  refused: the model's <option timestep=\"0\">" in out, out
 
 
-def test_an_episode_of_more_than_100000_control_steps_is_refused(tmp_path):
+def test_an_episode_of_more_than_100000_control_steps_or_a_million_physics_steps_is_refused(tmp_path):
     """episode_s is bounded in seconds (3600); at a 0.1 ms control period that is 36M steps of evaluation."""
     cfg = _quadruped(tmp_path, edit={"timestep = 0.005 ": "timestep = 0.0001 ", "decimation = 4 ": "decimation = 1 "})
     code, _, err = _cli("train", "ppo", f"legged:{cfg}", "--dry-run")
     _one_error(code, err, "[legged]: episode_s must be at most 100,000 control steps (10 s at the control period "
                           "0.0001 s")
+    cfg = _quadruped(tmp_path, "physics.toml", extra="\n[legged]\nepisode_s = 200.0\n",
+                     edit={"timestep = 0.005 ": "timestep = 0.0001 ", "decimation = 4 ": "decimation = 100 "})
+    code, _, err = _cli("train", "ppo", f"legged:{cfg}", "--dry-run")  # 20,000 control steps of 100 physics steps
+    _one_error(code, err, "[legged]: episode_s must be at most 1,000,000 physics steps (100 s at the timestep 0.0001 s")
+    cfg = _arm3(tmp_path, edit={"decimation = 10": "decimation = 1000\n[reach]\nepisode_steps = 2000"})
+    code, _, err = _cli("train", "ppo", f"reach:{cfg}", "--dry-run")
+    _one_error(code, err, "[reach]: episode_steps must be at most 1,000 at decimation 1000 (1,000,000 physics steps")
 
 
 def _cpu_seconds(pid: int) -> float:
