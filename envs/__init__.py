@@ -36,8 +36,11 @@ __all__ = ["TASKS", "EnvFactory", "Observer", "Sim2Real", "canonical_task", "che
 
 def _quiet_known_mujoco_warnings() -> None:
     """MuJoCo >= 4 warns at every load of Gymnasium's half_cheetah.xml that `settotalmass` is
-    deprecated: nothing a user can act on, printed once per env. Drop that one message; pass every
-    other MuJoCo warning on, once per distinct text, through Python's `warnings`."""
+    deprecated: nothing a user can act on, printed once per env. Drop that one message, and MuJoCo's
+    "simulation is unstable" (it comes once per episode, with the time: 45 lines in a short run; a robot
+    template says it in one line of its own and stops, see `robotrl.envs.robot.Robot.probe`); pass every
+    other MuJoCo warning on, once per kind (its numbers aside), through Python's `warnings`."""
+    import re
     import warnings
 
     import mujoco
@@ -47,14 +50,18 @@ def _quiet_known_mujoco_warnings() -> None:
     seen: set[str] = set()
 
     def handler(msg: str) -> None:
-        if "settotalmass" in msg or msg in seen:
+        if "settotalmass" in msg or msg.startswith(UNSTABLE):
             return
-        seen.add(msg)
+        key = re.sub(r"-?\d[\d.e+-]*", "#", msg)  # "... at DOF 3 ... Time = 0.5500.": once per kind, not per time
+        if key in seen:
+            return
+        seen.add(key)
         warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=2)
 
     mujoco.set_mju_user_warning(handler)
 
 
+UNSTABLE = "Nan, Inf or huge value in"  # MuJoCo's words for mjWARN_BADQPOS, BADQVEL, BADQACC (and BADCTRL)
 _quiet_known_mujoco_warnings()
 register()
 
@@ -89,7 +96,16 @@ def check_task(task_id: str) -> None:
     if parts is not None:
         from pathlib import Path
 
-        if not parts[1] or not Path(parts[1]).expanduser().is_file():
+        from robotrl.userfile import file_problem, one_toml_in
+
+        problem = file_problem(Path(parts[1]).expanduser()) if parts[1] else "does not exist"
+        if problem == "is a directory":
+            inside = one_toml_in(Path(parts[1]).expanduser())
+            raise UserError(f"task {task_id!r}: {parts[1]!r} is a directory; give the robot config file (TOML)"
+                            + (f" in it: {parts[0]}:{inside}" if inside else ""))
+        if problem is not None and problem != "does not exist":
+            raise UserError(f"task {task_id!r}: robot config {parts[1]!r} {problem}")
+        if problem is not None:
             absolute = Path(parts[1]).is_absolute()  # as a run or a card records it
             new = f"{parts[0]}:NEW.toml"
             raise UserError(f"task {task_id!r}: no robot config file {parts[1]!r} ("

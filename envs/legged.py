@@ -48,7 +48,7 @@ import mujoco
 import numpy as np
 from gymnasium.utils import seeding
 
-from robotrl.envs.robot import Robot, RobotConfigError
+from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot, RobotConfigError
 from robotrl.envs.terms import Terms
 from robotrl.envs.worlds import Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
 from robotrl.kinds import sim_observer
@@ -180,6 +180,12 @@ class LeggedVelocityTask:
                   "push_velocity must be in [0, 10] m/s (a push is a change of the base's velocity)":
                       0 <= push_velocity <= 10,
                   f"episode_s must be at least one control period ({self.dt:g} s)": episode_s >= self.dt,
+                  f"episode_s must be at most 100,000 control steps ({1e5 * self.dt:g} s at the control period "
+                  f"{self.dt:g} s; evaluation runs whole episodes)": episode_s <= 1e5 * self.dt,
+                  f"episode_s must be at most {MAX_EPISODE_PHYSICS_STEPS:,} physics steps "
+                  f"({MAX_EPISODE_PHYSICS_STEPS * r.model.opt.timestep:g} s at the timestep "
+                  f"{r.model.opt.timestep:g} s; evaluation runs whole episodes)":
+                      episode_s <= MAX_EPISODE_PHYSICS_STEPS * r.model.opt.timestep,
                   f"push_interval_s must be 0 (no pushes) or at least one control period ({self.dt:g} s)":
                       push_interval_s == 0 or push_interval_s >= self.dt}
         for what, ok in checks.items():
@@ -362,6 +368,7 @@ class LeggedVelocityTask:
         target = np.clip(np.asarray(actions, dtype=np.float64).reshape(N, -1), self.low, self.high)
         self.ctrl[:, self._act] = target
         w.step(self.ctrl, self.frame_skip)
+        self.stop_if_diverged()
         self.t += 1
         a = (target - self._offset) / self._scale
 
@@ -400,6 +407,14 @@ class LeggedVelocityTask:
                 "tracking_error_yaw": np.abs(cmd[:, 2] - w_body[:, 2]), "feet_contact": feet_down}
         return self.observe(), reward, terminated, truncated, info
 
+    def stop_if_diverged(self) -> None:
+        """A world's simulation diverged in an episode although the build-time probe passed: stop (a
+        RobotConfigError). MuJoCo has reset that world, so it would go on from a state the robot never had, and a
+        policy trained on such steps (or a return measured on them) is not one to put on a robot."""
+        if self.worlds.diverged.any():
+            raise RobotConfigError(f"{self.robot.config.where}: " + self.robot.instability(
+                "; it resets the state, and training on that learns nothing", "in an episode"))
+
     def close(self) -> None:
         self.worlds.close()
 
@@ -413,6 +428,7 @@ class LeggedVelocityEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012
     settings_class = LeggedVelocityTask  # the [legged] table's keys are its keyword arguments
+    batched = True  # one world of a batched task, which watches its own simulation for divergence
 
     def __init__(self, robot: Robot | str, *, render_mode: str | None = None, **settings: Any):
         self.task = LeggedVelocityTask(robot, num_worlds=1, threads=0, **settings)
@@ -420,6 +436,7 @@ class LeggedVelocityEnv(gym.Env):
         self.robot, self.model, self.dt, self.frame_skip = t.robot, t.model, t.dt, t.frame_skip
         self.task_spec, self.max_steps, self.command_ranges = t.task_spec, t.max_steps, t.command_ranges
         self.weights, self.push_every, self.stand_height = t.weights, t.push_every, t.stand_height
+        self._rest_qpos = t._rest_qpos  # the start state (the stability probe starts there)
         self.base_body, self._qb, self._qa, self._act = t.base_body, t._qb, t._qa, t._act
         self.low, self.high = t.low, t.high
         self._data = mujoco.MjData(self.model)

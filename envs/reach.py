@@ -26,7 +26,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robotrl.envs.robot import GOAL_BODY, Robot
+from robotrl.envs.robot import GOAL_BODY, MAX_EPISODE_PHYSICS_STEPS, Robot
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
 
@@ -48,6 +48,9 @@ class ReachEnv(gym.Env):
         self.render_mode = render_mode
         checks = {"episode_steps must be a whole number from 1 to 100,000 (evaluation runs whole episodes)":
                   float(episode_steps).is_integer() and 1 <= episode_steps <= 10**5,
+                  f"episode_steps must be at most {MAX_EPISODE_PHYSICS_STEPS // self.frame_skip:,} at decimation "
+                  f"{self.frame_skip} ({MAX_EPISODE_PHYSICS_STEPS:,} physics steps; evaluation runs whole episodes)":
+                      episode_steps * self.frame_skip <= MAX_EPISODE_PHYSICS_STEPS,
                   "goal_fraction must be in [0, 1]": 0 <= goal_fraction <= 1,
                   "reset_noise must be >= 0": reset_noise >= 0,
                   "reset_noise must be at most pi (rad, or m for a slide joint)": reset_noise <= math.pi,

@@ -54,6 +54,7 @@ import tomllib
 
 from robotrl.errors import UserError, shorten_numbers
 from robotrl.spec import PHYSICS_FIELDS, finite_number
+from robotrl.userfile import file_problem, one_toml_in, read_text
 
 JOINT_FIELDS = {
     "default": "the standing / home position [rad or m]",
@@ -70,6 +71,11 @@ JOINT_FIELD_MAX = {  # beyond these a value is a typo (MuJoCo's arithmetic overf
     "action_scale": (100.0, "rad or m"),
 }
 MAX_REWARD_WEIGHT = 1e6
+# the physics step: start-up (settling, the stability probe, inspect's trial) simulates seconds, so its work
+# grows as 1 / timestep; below 0.1 ms a second is over 10,000 steps per environment, and published models use
+# 0.5 to 10 ms. Above 50 ms a servo's PD loop diverges at any useful gain.
+MIN_TIMESTEP, MAX_TIMESTEP = 1e-4, 0.05
+TIMESTEP_WHY = "(published models use 0.001 to 0.01)"
 TOP_FIELDS = ("model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints",
               "legged", "reach")
 TEMPLATES = {
@@ -83,6 +89,19 @@ _HINGE, _SLIDE, _FREE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.m
 
 class RobotConfigError(UserError):
     """The model or the robot config is unusable; the message names the file and the field."""
+
+
+PROBE_S, PROBE_STEPS = 1.0, 200  # `Robot.probe`: a second of random actions, and at least 200 of them,
+PROBE_PHYSICS_STEPS = 20_000  # but no more than 20,000 physics steps (a few tens of ms for a quadruped)
+MAX_EPISODE_PHYSICS_STEPS = 1_000_000  # an episode (evaluation runs whole ones): ~20 s of our quadruped's physics
+_INSTABILITY = tuple(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
+                                      mujoco.mjtWarning.mjWARN_BADQPOS))
+
+
+def is_unstable(data: mujoco.MjData) -> bool:
+    """MuJoCo found NaN, Inf or a huge value in the positions, velocities or accelerations of `data` since its last
+    reset (it then resets the state itself and counts the event: the counters survive that reset)."""
+    return any(int(data.warning[w].number) for w in _INSTABILITY)
 
 
 def _names(model: mujoco.MjModel, objtype: mujoco.mjtObj, n: int) -> list[str]:
@@ -117,18 +136,17 @@ class RobotConfig:
     def load(cls, path: str | Path) -> RobotConfig:
         p = Path(path)
         where = f"robot config {p}"
-        if p.is_dir():
-            raise RobotConfigError(f"{where}: is a directory; give the robot config file (TOML)")
-        if not p.is_file():
+        problem = file_problem(p)
+        if problem == "is a directory":
+            inside = one_toml_in(p)
+            raise RobotConfigError(f"{where}: is a directory; give the robot config file (TOML)"
+                                   + (f" in it: {str(inside)!r}" if inside else ""))
+        if problem == "does not exist":
             raise RobotConfigError(f"{where}: no such file")
         try:
-            doc = tomllib.loads(p.read_text())
-        except UnicodeDecodeError:
-            raise RobotConfigError(f"{where}: not a text file") from None
+            doc = tomllib.loads(read_text(p, where, error=RobotConfigError))
         except tomllib.TOMLDecodeError as e:
             raise RobotConfigError(f"{where}: not valid TOML ({e})") from None
-        except OSError as e:
-            raise RobotConfigError(f"{where}: cannot read ({e.strerror})") from None
         unknown = sorted(set(doc) - set(TOP_FIELDS))
         if unknown:
             raise RobotConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(TOP_FIELDS)}")
@@ -163,8 +181,9 @@ class RobotConfig:
                                    "for every hinge and slide joint, or give patterns like [\"*_hip\", \"*_knee\"])")
         if "timestep" in doc:
             v = doc["timestep"]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 0.05:
-                raise RobotConfigError(f"{where}: timestep must be seconds in (0, 0.05], got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not MIN_TIMESTEP <= v <= MAX_TIMESTEP:
+                raise RobotConfigError(f"{where}: timestep must be seconds in [{MIN_TIMESTEP:g}, {MAX_TIMESTEP:g}] "
+                                       f"{TIMESTEP_WHY}, got {v!r}")
             kw["timestep"] = float(v)
         if "decimation" in doc:
             v = doc["decimation"]
@@ -214,14 +233,63 @@ class RobotConfig:
 
 def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
     path = config.model
-    if path.is_dir():
-        raise RobotConfigError(f"{config.where}: model {str(path)!r} is a directory; give the MJCF file (.xml)")
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "is a directory":
+        inside = one_toml_in(path) if config.path is None else None  # `robot inspect DIR`
+        raise RobotConfigError(f"{config.where}: model {str(path)!r} is a directory; give the MJCF file (.xml)"
+                               + (f" or the robot config in it: {str(inside)!r}" if inside else ""))
+    if problem == "does not exist":
         raise RobotConfigError(f"{config.where}: model file {str(path)!r} not found")
+    if problem is not None:  # a pipe or a device: MuJoCo's reader would block on it or read it for ever
+        raise RobotConfigError(f"{config.where}: model {str(path)!r} {problem}")
+    _check_model_files(path, config.where)
+    said: list[str] = []
+    before = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(said.append)  # the parser's own warnings, every time (the usual handler says each once)
     try:
-        return mujoco.MjSpec.from_file(str(path))
+        spec = mujoco.MjSpec.from_file(str(path))
     except Exception as e:  # MuJoCo's parser: ValueError / mujoco.FatalError with the line number
         raise RobotConfigError(f"{config.where}: MuJoCo cannot load {str(path)!r} ({_mujoco_message(e)})") from None
+    finally:
+        mujoco.set_mju_user_warning(before)
+    for text in said:
+        if "NaN" in text:  # a NaN in a number is a mistake: said as one
+            raise RobotConfigError(f"{config.where}: {str(path)!r} has 'nan' where MuJoCo expects a number ({text})")
+        if before is not None:
+            before(text)
+    return spec
+
+
+_FILE_ATTRIBUTES = ("file", "fileright", "fileleft", "fileup", "filedown", "filefront", "fileback")
+
+
+def _check_model_files(path: Path, where: str, depth: int = 0) -> None:
+    """Every file the MJCF names (``<include>``, meshes, height fields, textures, skins) that exists must be a regular
+    file: MuJoCo reads them as it parses and compiles, and would block on a named pipe or read a device for ever.
+    A missing file is left to MuJoCo's own error; so is an MJCF that does not parse."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError, ValueError, RecursionError):
+        return
+    folder = path.parent
+    dirs = {folder}
+    for c in root.iter("compiler"):
+        for key in ("assetdir", "meshdir", "texturedir"):
+            if c.get(key):
+                dirs.add(folder / c.get(key))
+    for el in root.iter():
+        for key in _FILE_ATTRIBUTES:
+            name = el.get(key)
+            if not name:
+                continue
+            for candidate in sorted({d / name for d in dirs}):
+                problem = file_problem(candidate)
+                if problem is not None and not problem.startswith("does not exist"):
+                    raise RobotConfigError(f"{where}: {str(path)!r} names {key}={name!r} ({el.tag}), which {problem}")
+                if problem is None and el.tag == "include" and depth < 8:
+                    _check_model_files(candidate, where, depth + 1)
 
 
 def _compile(spec: mujoco.MjSpec, config: RobotConfig) -> mujoco.MjModel:
@@ -271,6 +339,12 @@ class Robot:
                 raise RobotConfigError(f"{where}: actuated pattern {pattern!r} matches no hinge or slide joint of "
                                        f"the model ({_listing(movable)})")
         self.joints = [n for n in movable if any(fnmatch.fnmatchcase(n, p) for p in config.actuated)]
+        if "" in self.joints:  # the card, the spec and the robot side know a joint by its name
+            j = next(i for i, n in enumerate(joint_names) if n == "" and int(raw.jnt_type[i]) in (_HINGE, _SLIDE))
+            body = mujoco.mj_id2name(raw, mujoco.mjtObj.mjOBJ_BODY, int(raw.jnt_bodyid[j])) or f"#{raw.jnt_bodyid[j]}"
+            raise RobotConfigError(f"{where}: joint #{j} (on body {body!r}) has no name, and 'actuated' takes it: "
+                                   "robotrl knows each commanded joint by its name (the policy's card, the robot's "
+                                   "JointState): give it a name in the MJCF, or 'actuated' patterns that leave it out")
         for pattern, _ in config.joints:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in joint_names):
                 raise RobotConfigError(f"{where}: joints.{pattern!r} matches no joint of the model "
@@ -309,6 +383,10 @@ class Robot:
             self._check_commands()
         if config.timestep is not None:
             spec.option.timestep = config.timestep
+        elif template is not None and not MIN_TIMESTEP <= raw.opt.timestep <= MAX_TIMESTEP:  # the MJCF's own
+            raise RobotConfigError(f"{where}: the model's <option timestep=\"{raw.opt.timestep:g}\"> is outside "
+                                   f"[{MIN_TIMESTEP:g}, {MAX_TIMESTEP:g}] s {TIMESTEP_WHY}; give timestep = ... in the "
+                                   "robot config (or fix the MJCF)")
         if template == "legged":
             _add_floor(spec, raw)
         if template == "reach":
@@ -367,6 +445,10 @@ class Robot:
                 raise RobotConfigError(f"{where}: base body {self.config.base!r} has no free joint (the free joint "
                                        f"is on body {mujoco.mj_id2name(raw, mujoco.mjtObj.mjOBJ_BODY, owner)!r})")
             self.free_joint = joint_names[jnts[0]]
+            if not self.free_joint:
+                raise RobotConfigError(f"{where}: the free joint of base body {self.config.base!r} has no name; "
+                                       "robotrl names the base's observations after it: give it one in the MJCF "
+                                       "(<freejoint name=\"root\"/>)")
             if self.config.imu_site is not None:
                 s = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_SITE, self.config.imu_site)
                 q = raw.site_quat[s]
@@ -661,14 +743,42 @@ class Robot:
             env.close()
         return None, notes
 
-    def unstable(self, data: mujoco.MjData, why: str) -> str | None:
-        """What to say where MuJoCo found the simulation of `data` unstable (NaN, Inf or huge accelerations: it
-        then resets the state), else None. `why` follows MuJoCo's words in the parentheses."""
-        if int(data.warning[int(mujoco.mjtWarning.mjWARN_BADQACC)].number) == 0:
-            return None
-        return (f"the simulation is unstable holding the default pose (MuJoCo: NaN, Inf or huge accelerations{why}): "
+    def unstable(self, data: mujoco.MjData, why: str, doing: str = "holding the default pose") -> str | None:
+        """What to say where MuJoCo found the simulation of `data` unstable (NaN, Inf or huge positions, velocities
+        or accelerations: it then resets the state), else None. `why` follows MuJoCo's words in the parentheses."""
+        return self.instability(why, doing) if is_unstable(data) else None
+
+    def instability(self, why: str, doing: str) -> str:
+        """The words for a simulation MuJoCo found unstable (and reset) while `doing`: the gains and timestep to
+        lower."""
+        return (f"the simulation is unstable {doing} (MuJoCo: NaN, Inf or huge accelerations{why}): "
                 f"lower kp and kd (largest {np.nanmax(self.kp):g}, {np.nanmax(self.kd):g}) or the timestep "
                 f"({self.model.opt.timestep:g} s)")
+
+    def probe(self, qpos: np.ndarray, seed: int = 0) -> str | None:
+        """Whether the simulation stays stable under actions a policy can send, from the start state `qpos`:
+        `PROBE_S` seconds (at least `PROBE_STEPS` control steps, at most `PROBE_PHYSICS_STEPS` physics steps) of
+        random position targets within the action bounds, a new one each control step, as exploration sends them.
+        What `unstable` says if it does not, else None. A timestep too large for the gains shows here at build
+        time, not as a training that learns from reset states."""
+        import warnings
+
+        m = self.model
+        d = mujoco.MjData(m)
+        d.qpos[:] = qpos
+        mujoco.mj_forward(m, d)
+        rng = np.random.default_rng(seed)
+        steps = max(PROBE_STEPS, round(PROBE_S / self.control_period))
+        steps = min(steps, max(1, PROBE_PHYSICS_STEPS // self.config.decimation))
+        with warnings.catch_warnings():  # MuJoCo's own warning: said below, in one line
+            warnings.simplefilter("ignore")
+            for _ in range(steps):
+                d.ctrl[self.actuator] = rng.uniform(self.action_low, self.action_high)
+                mujoco.mj_step(m, d, self.config.decimation)
+                if is_unstable(d):
+                    break
+        return self.unstable(d, "; it resets the state and training would learn from that",
+                             "under the policy's actions (random targets within the action bounds)")
 
     def inspect(self) -> str:
         """What `robotrl robot inspect` prints: the model as robotrl sees it, and what each template lacks."""
@@ -681,9 +791,11 @@ class Robot:
         ``end_effector``) and that still lacks something. `robotrl robot inspect` exits 2 when there are any,
         so that a script can check a config."""
         m, c = self.raw_model, self.config
+        step = c.timestep or m.opt.timestep
         out = [f"model     {c.model}  (timestep {m.opt.timestep:g} s"
                + (f", config: {c.timestep:g} s" if c.timestep else "") + f", decimation {c.decimation}: control "
-               f"{1.0 / ((c.timestep or m.opt.timestep) * c.decimation):.0f} Hz)"]
+               + (f"{1.0 / (step * c.decimation):.0f} Hz)" if MIN_TIMESTEP <= step <= MAX_TIMESTEP else
+                  f"rate undefined: robotrl needs a timestep in [{MIN_TIMESTEP:g}, {MAX_TIMESTEP:g}] s)")]
         if c.path:
             out[0] += f"\nconfig    {c.path}"
         if self._degrees and any(int(t) == _HINGE for t in m.jnt_type):

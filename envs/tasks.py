@@ -13,6 +13,7 @@ Ant drops the contact forces (a robot cannot measure them) and so has 27 observa
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from robotrl.envs.robot import is_unstable
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
 _AX = ("x", "y", "z")
@@ -136,7 +138,22 @@ class JointSpaceEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         ctrl = np.asarray(action, dtype=np.float64) * self._to_ctrl
-        return self.env.step(ctrl)
+        out = self.env.step(ctrl)
+        u = self.env.unwrapped
+        robot = getattr(u, "robot", None)  # a batched template stops on a divergence itself (`stop_if_diverged`)
+        if robot is not None and not getattr(u, "batched", False) and is_unstable(u.data):
+            self._unstable(robot)
+        return out
+
+    def _unstable(self, robot: Any) -> None:
+        """A robot template's simulation diverged in an episode although the build-time probe passed: stop. MuJoCo
+        has reset the state, so the episode goes on from a state the robot never had, and a policy trained on
+        such steps (or a return measured on them) is not one to put on a robot; the fix is in the robot config."""
+        from robotrl.errors import UserError
+
+        text = robot.unstable(self.env.unwrapped.data, "; it resets the state, and training on that learns "
+                              "nothing", "in an episode")
+        raise UserError(f"{robot.config.where}: {text}")
 
 
 def _build_spec(task_id: str, env: gym.Env, observation: Any, max_steps: int | None
@@ -211,6 +228,21 @@ _add(TaskDef("robotrl/ArmReachHard-v0", _arm(True),
 QUADRUPED_CONFIG = Path(__file__).resolve().parent / "assets" / "quadruped.toml"
 
 
+_PROBED: dict[tuple, str | None] = {}  # `Robot.probe`'s answers by robot (its whole model, bounds, start)
+
+
+def _probe_once(robot: Any, start: np.ndarray) -> str | None:
+    """`robot.probe(start)`, once per robot and process: a vector env builds many copies of one robot, and the
+    probe is most of a copy's build time (70 of 130 ms for our quadruped)."""
+    saved = np.zeros(mujoco.mj_sizeModel(robot.model), np.uint8)  # the whole compiled model, every option
+    mujoco.mj_saveModel(robot.model, None, saved)
+    key = (hashlib.sha256(saved.tobytes()).hexdigest(), robot.config.decimation, robot.action_low.tobytes(),
+           robot.action_high.tobytes(), start.tobytes())
+    if key not in _PROBED:
+        _PROBED[key] = robot.probe(start)
+    return _PROBED[key]
+
+
 def template_env(template: str, config: Any, task_id: str, **kwargs: Any) -> gym.Env:
     """The template's env for the robot `config` (a `RobotConfig`); every refusal a `RobotConfigError` naming
     the file and the field. `robotrl robot inspect` calls a template ready only when this succeeds."""
@@ -221,9 +253,26 @@ def template_env(template: str, config: Any, task_id: str, **kwargs: Any) -> gym
     # the config's [legged] / [reach] table, checked against the keywords of the class that takes the settings
     settings = robot.template_settings(template, getattr(Env, "settings_class", Env))
     try:
-        return Env(robot, task_id=task_id, **{**settings, **kwargs})
+        env = Env(robot, task_id=task_id, **{**settings, **kwargs})
     except ValueError as e:
         raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
+    _refuse_unstable(robot, env)
+    return env
+
+
+def _refuse_unstable(robot: Any, env: Any) -> None:
+    """The build-time stability probe of a template env or batched task (closed, and a RobotConfigError, when the
+    simulation is unstable)."""
+    from robotrl.envs.robot import RobotConfigError
+
+    start = getattr(env, "_rest_qpos", None)  # legged: settled on the floor; reach: the home pose
+    if start is None:
+        start = robot.model.qpos0.copy()
+        start[robot.qpos_adr] = robot.default
+    unstable = _probe_once(robot, start)
+    if unstable:
+        env.close()
+        raise RobotConfigError(f"{robot.config.where}: {unstable}")
 
 
 def template_task(template: str, config: Any, task_id: str, num_worlds: int, **kwargs: Any) -> Any | None:
@@ -238,9 +287,11 @@ def template_task(template: str, config: Any, task_id: str, num_worlds: int, **k
     robot = Robot(config, template)
     settings = robot.template_settings(template, task_class)
     try:
-        return task_class(robot, task_id=task_id, num_worlds=num_worlds, **{**settings, **kwargs})
+        task = task_class(robot, task_id=task_id, num_worlds=num_worlds, **{**settings, **kwargs})
     except ValueError as e:
         raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
+    _refuse_unstable(robot, task)
+    return task
 
 
 def _template_env_class(template: str) -> type:

@@ -230,15 +230,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def load_file(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Read a TOML or JSON config file into a dict; errors name the file."""
+    from robotrl.userfile import file_problem, one_toml_in, read_text
+
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"{what} {str(p)!r} does not exist")
-    if not p.is_file():
-        raise UserError(f"{what} {str(p)!r} is not a file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{what} {str(p)!r} is not a text file (TOML or JSON expected)") from None
+    problem = file_problem(p)
+    if problem == "is a directory":
+        inside = one_toml_in(p)
+        raise UserError(f"{what} {str(p)!r} is a directory; give the file" + (f" in it: {str(inside)!r}" if inside
+                                                                               else " (TOML or JSON)"))
+    if problem is not None:
+        raise UserError(f"{what} {str(p)!r} {problem}")
+    text = read_text(p, f"{what} {str(p)!r}")
     try:
         import tomllib  # Python >= 3.11
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10 (ROS 2 Humble's Ubuntu 22.04)

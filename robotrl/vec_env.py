@@ -39,6 +39,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from robotrl.errors import UserError
+
 EnvFn = Callable[[], gym.Env]
 _SPIN_S = 0.0005  # poll a pipe this long before a blocking read
 
@@ -195,6 +197,10 @@ def _worker(conn: Any, env_fn: EnvFn, lo: int, hi: int, shm_name: str, layout: l
                 break
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
+    except UserError as e:  # the task refused (a robot's simulation diverged): the parent says it in one line
+        with contextlib.suppress(BrokenPipeError, OSError):
+            conn.send_bytes(b"u")
+            conn.send(str(e))
     except Exception:
         try:
             conn.send_bytes(b"e")
@@ -266,6 +272,8 @@ class ShardedVectorEnv(VectorEnv):
             msg = _recv_bytes(conn)
         except EOFError:
             raise RuntimeError("an environment worker process died") from None
+        if msg == b"u":
+            raise UserError(conn.recv())
         if msg == b"e":
             raise RuntimeError("an environment worker failed:\n" + conn.recv())
 

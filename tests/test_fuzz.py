@@ -1,6 +1,7 @@
 """Property-based fuzzing of every input (issue 16): random command-line values, random config documents,
 random truncations, bit flips and deletions of each run-directory file and of the ONNX file, random card
-mutations. For every case: exit 0, or exit 2 with one ``robotrl: error:`` line; never a traceback; and
+mutations, random edits of a robot config and of an MJCF model (issue 31: `robot inspect` or `tasks --spec`,
+each case under a time limit, none of MuJoCo's raw warnings). For every case: exit 0, or exit 2 with one ``robotrl: error:`` line; never a traceback; and
 the run directory is either unchanged or valid (every file the command wrote reads back through its
 validating reader, no temporary file is left, the lock is free).
 
@@ -20,6 +21,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -413,6 +415,149 @@ def test_an_integer_beyond_float_range_in_a_card_is_refused_like_any_bad_number(
         code, _, err = _cli(["card", path])
         assert code == 2 and ".".join(where) in err and err.count("\n") == 1, err
         assert "100000... (401 digits)" in err and len(err) < 400, err  # the number shortened, its length right
+
+
+# -- 5b. robot configs and MJCF models (issue 31) -----------------------------------------------------------
+
+ROBOT_SOURCES = {  # template -> (folder, config, model): our quadruped and the tests' 3-joint arm
+    "legged": (Path(__file__).resolve().parents[1] / "envs" / "assets", "quadruped.toml", "quadruped.xml"),
+    "reach": (Path(__file__).resolve().parent / "assets", "arm3.toml", "arm3.xml"),
+}
+TOML_VALUES = ["0", "-1", "1", "4", "1000", "0.05", "0.001", "1e-9", "1e9", "-1e9", "nan", "inf", "-inf", "1e400",
+               "-0.0", "2.5", "true", '""', '"x"', '"*"', '"trunk"', '"quadruped.xml"', '"/dev/zero"', '"."', "[]",
+               "[1, 2]", "[-1.0, 1.0]", '["*"]', '["FL_foot", "FL_foot"]', "{}", "{ kp = 1 }", "1979-05-27", "= ="]
+ROBOT_KEYS = ["model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints",
+              "legged", "reach", "default", "kp", "kd", "effort_limit", "action_scale", "command_x", "episode_s",
+              "episode_steps", "resample_s", "push_interval_s", "reset_noise", "tolerance", "max_tilt", "rewards",
+              "track_lin", "goal_fraction", "min_goal_height", "nope", ""]
+TOML_TABLES = ["[legged]", "[reach]", '[joints."*"]', "[joints.nope]", "[legged.rewards]", "[joints]", "[[joints]]",
+               "[model]", '[joints."*_knee"]']
+MJCF_VALUES = ["0", "-1", "1", "1e-9", "1e9", "-1e9", "nan", "inf", "1e400", "", "x", "1 2", "0 0 0", "0 0 0 0",
+               "-0.5", "100", "true", "degree", "radian", "free", "hinge", "ball", "slide", "sphere", "plane",
+               "mesh", "trunk", "root", "-1 1", "1 -1"]
+
+
+class _TooLong(BaseException):
+    """A case ran past its time limit (a BaseException: `main` must not turn it into a bug's exit 1)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int, what: Any) -> Any:
+    """Fail a case that runs longer than `seconds` (SIGALRM; Python runs the handler between MuJoCo steps)."""
+    def alarm(signum: int, frame: Any) -> None:
+        raise _TooLong(f"{what} ran for more than {seconds} s: a hang")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _mutate_toml_lines(data: Any, text: str) -> str:
+    """1-3 line edits of a TOML file: a value, a key or a table header replaced, a line deleted or repeated."""
+    lines = text.splitlines()
+    for _ in range(data.draw(st.integers(1, 3), "edits")):
+        i = data.draw(st.integers(0, max(0, len(lines) - 1)), "line")
+        line = lines[i] if lines else ""
+        key, sep, value = line.partition("=")
+        how = data.draw(st.sampled_from(["value", "value", "value", "key", "delete", "insert", "repeat", "table"]),
+                        "how")
+        if how == "value" and sep and not line.lstrip().startswith("#"):
+            lines[i] = f"{key}= {data.draw(st.sampled_from(TOML_VALUES), 'value')}"
+        elif how == "key" and sep:
+            lines[i] = f"{data.draw(st.sampled_from(ROBOT_KEYS), 'key')} ={value}"
+        elif how == "delete" and lines:
+            del lines[i]
+        elif how == "repeat" and lines:
+            lines.insert(i, line)
+        elif how == "table":
+            lines.insert(i, data.draw(st.sampled_from(TOML_TABLES), "table"))
+        else:
+            lines.insert(i, f"{data.draw(st.sampled_from(ROBOT_KEYS), 'key')} = "
+                            f"{data.draw(st.sampled_from(TOML_VALUES), 'value')}")
+    return "\n".join(lines) + "\n"
+
+
+def _mutate_mjcf(data: Any, text: str) -> str:
+    """1-3 edits of an MJCF document: an attribute set to a random value, its numbers scaled, it removed, or an
+    element removed with its children."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(text)
+    parent = {c: p for p in root.iter() for c in p}
+    elements = list(root.iter())
+    for _ in range(data.draw(st.integers(1, 3), "edits")):
+        el = data.draw(st.sampled_from(elements), "element")
+        how = data.draw(st.sampled_from(["set", "set", "scale", "scale", "unset", "remove"]), "how")
+        if how == "remove" and el in parent:
+            with contextlib.suppress(ValueError):  # removed already
+                parent[el].remove(el)
+            continue
+        if not el.attrib:
+            continue
+        name = data.draw(st.sampled_from(sorted(el.attrib)), "attribute")
+        if how == "set":
+            el.set(name, data.draw(st.sampled_from(MJCF_VALUES), "value"))
+        elif how == "unset":
+            del el.attrib[name]
+        else:
+            factor = data.draw(st.sampled_from([0.0, -1.0, 1e-6, 0.1, 10.0, 1e6, float("nan")]), "factor")
+
+            def scale(word: str, factor: float = factor) -> str:
+                try:
+                    return repr(float(word) * factor)
+                except ValueError:
+                    return word
+
+            el.set(name, " ".join(scale(w) for w in el.attrib[name].split()))
+    return ET.tostring(root, encoding="unicode")
+
+
+def _judge_robot(argv: list[Any], data: Any) -> None:
+    """Exit 0 or one error line with exit 2 within the time limit, and none of MuJoCo's raw warnings."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught, _time_limit(60, argv):
+        warnings.simplefilter("always")
+        code, _, err = _cli(argv)
+    _judge(argv, code, err)
+    raw = [str(w.message) for w in caught if "MuJoCo" in str(w.message)]
+    assert not raw, f"{argv}: MuJoCo's own warnings reached the user: {raw}"
+
+
+@_settings(25, share=0.5)
+@given(data=st.data())
+def test_random_robot_config_mutations(data, tmp_path_factory):
+    """Random edits of a valid robot config (values, keys, types, tables, deletions), checked by `robot inspect`
+    (which builds each template's env as training does) or by building the task."""
+    template = data.draw(st.sampled_from(sorted(ROBOT_SOURCES)), "template")
+    folder, config, model = ROBOT_SOURCES[template]
+    tmp = tmp_path_factory.mktemp("robotcfg")
+    shutil.copy(folder / model, tmp / model)
+    path = tmp / config
+    path.write_text(_mutate_toml_lines(data, (folder / config).read_text()))
+    command = data.draw(st.sampled_from(["inspect", "inspect", "spec"]), "command")
+    argv = ["robot", "inspect", path] if command == "inspect" else ["tasks", "--spec", f"{template}:{path}"]
+    _judge_robot(argv, data)
+
+
+@_settings(25, share=0.5)
+@given(data=st.data())
+def test_random_mjcf_mutations(data, tmp_path_factory):
+    """Random edits of a valid MJCF model (attribute values, numbers, removed attributes and elements) under its
+    unchanged robot config, checked by `robot inspect` or by building the task."""
+    template = data.draw(st.sampled_from(sorted(ROBOT_SOURCES)), "template")
+    folder, config, model = ROBOT_SOURCES[template]
+    tmp = tmp_path_factory.mktemp("mjcf")
+    shutil.copy(folder / config, tmp / config)
+    (tmp / model).write_text(_mutate_mjcf(data, (folder / model).read_text()))
+    command = data.draw(st.sampled_from(["inspect", "inspect", "spec"]), "command")
+    path = tmp / config
+    argv = ["robot", "inspect", path] if command == "inspect" else ["tasks", "--spec", f"{template}:{path}"]
+    _judge_robot(argv, data)
 
 
 # -- 5. a few cases as real processes ------------------------------------------------------------------------
