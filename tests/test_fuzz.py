@@ -2,8 +2,8 @@
 random truncations, bit flips and deletions of each run-directory file and of the ONNX file, random card
 mutations, random edits of a robot config and of an MJCF model (issue 31: `robot inspect` or `tasks --spec`,
 each case under a time limit, none of MuJoCo's raw warnings). For every case: exit 0, or exit 2 with one
-``robotrl: error:`` line; never a traceback; and the run directory is either unchanged or valid (every file the command wrote reads back through its
-validating reader, no temporary file is left, the lock is free).
+``robotrl: error:`` line; never a traceback; and the run directory is either unchanged or valid (every file the
+command wrote reads back through its validating reader, no temporary file is left, the lock is free).
 
 Commands run in-process (`robotrl.cli.main`), so a case costs milliseconds; `test_real_processes` runs
 a few cases as real processes to check the exit status and stderr as a shell sees them.
