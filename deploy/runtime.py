@@ -241,6 +241,8 @@ def validate_card(card: Any, where: str = "card") -> None:
     deployable = spec.get("deployable", False)
     if not isinstance(deployable, bool):
         raise bad("spec.deployable", "true or false", deployable)
+    if spec.get("extras") is not None and not isinstance(spec["extras"], dict):
+        raise bad("spec.extras", "an object", spec["extras"])
     period = card.get("control_period", spec.get("control_period"))
     if (period is not None or deployable) and not (_number(period) and MIN_PERIOD <= period <= 10):
         raise bad("control_period", PERIODS, period)

@@ -183,6 +183,8 @@ class TaskSpec:
         for key in ("task_id", "observation", "action"):
             if key not in d:
                 raise ValueError(f"task spec has no {key!r}")
+        if not isinstance(d.get("extras") or {}, dict):
+            raise ValueError(f"task spec 'extras' must be an object, got {json.dumps(d['extras'])[:40]}")
         try:
             obs = tuple(ObsElement(**o) for o in d["observation"])
             act = tuple(ActElement(**a) for a in d["action"])

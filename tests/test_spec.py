@@ -134,3 +134,18 @@ def test_the_spec_is_immutable_and_its_dict_has_exactly_the_documented_fields():
     assert ObsElement("joint_pos", "a").unit == "" and ActElement("a", "generic", -1, 1).unit == ""
     d.pop("deployable")
     assert TaskSpec.from_dict(d).deployable is False  # a spec that does not say so is not deployable
+
+
+def test_a_spec_whose_extras_is_not_an_object_is_refused_by_both_readers():
+    """Found by the card fuzz: a card with ``"extras": -1`` was a TypeError traceback in `eval --onnx`."""
+    from robotrl.deploy.runtime import CardError, load_card, resolve, validate_card
+    from robotrl.spec import TaskSpec
+
+    d = {"task_id": "t", "observation": [{"kind": "joint_pos", "name": "a"}],
+         "action": [{"joint": "a", "kind": "position", "low": -1.0, "high": 1.0}], "extras": -1}
+    with pytest.raises(ValueError, match="task spec 'extras' must be an object, got -1"):
+        TaskSpec.from_dict(d)
+    card = load_card(resolve("pretrained:hopper"))
+    card["spec"]["extras"] = -1
+    with pytest.raises(CardError, match=r"spec\.extras"):
+        validate_card(card)
