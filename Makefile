@@ -40,7 +40,7 @@ demo: setup
 	@echo "policy card: $(BIN)/robotrl card runs/demo/actor.onnx   TensorBoard: $(BIN)/tensorboard --logdir runs"
 
 test: setup
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 bench:
 	$(MAKE) setup EXTRAS=train,dev,bench
