@@ -51,8 +51,12 @@ def ppo(baseline: Path, steps: int, repeats: int) -> dict:
             walls[side].append(wall)
             print(f"{side} repeat {r}: {wall:.1f} s", flush=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
+    import subprocess
+
+    rev = subprocess.run(["git", "-C", str(baseline), "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True).stdout.strip()
     return {"steps": steps, "repeats": repeats, "walls": walls, "median": med,
-            "speedup": med["baseline"] / med["ours"], "baseline": str(baseline)}
+            "speedup": med["baseline"] / med["ours"], "baseline": f"a checkout of {rev or str(baseline)}"}
 
 
 def env_rates(steps: int, worlds: int) -> dict:
