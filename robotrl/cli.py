@@ -564,7 +564,7 @@ def _cmd_sim_robot(args: argparse.Namespace) -> int:
     from rclpy.executors import ExternalShutdownException
 
     from robotrl.deploy.node import init_without_signal_handlers
-    from robotrl.deploy.sim_robot import SimRobot, domain_id, rivals_error
+    from robotrl.simrobot.node import SimRobot, domain_id, rivals_error
 
     # SIGINT/SIGTERM only set a flag, seen between waits: with rclpy's own handlers a signal could invalidate the
     # context between the loop's check and the next wait, and the wait raised RCLError (a traceback)
@@ -597,7 +597,7 @@ def _cmd_sim2sim(args: argparse.Namespace) -> int:
         raise UserError(f"{args.onnx}: task {card['task_id']!r} has unnamed observation elements; train on a "
                         "robotrl/ task to deploy")
     _need_ros()
-    from robotrl.deploy.sim2sim import run
+    from robotrl.simrobot.sim2sim import run
 
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     if args.task is not None:

@@ -12,7 +12,7 @@ import pytest
 
 from robotrl.deploy.observation import BadInput, MissingInput, ObservationBuilder
 from robotrl.deploy.safety import SafetyConfig, SafetyFilter
-from robotrl.deploy.sim_sources import RobotSensors
+from robotrl.simrobot.sensors import RobotSensors
 from robotrl.envs import TASKS, make
 
 

@@ -280,7 +280,7 @@ def test_sim2sim_leaves_a_domain_that_another_program_uses(monkeypatch):
     one, said in a line. The first pick is forced onto the domain of a stranger, a real process started just then
     (DDS finds a fresh participant in ~0.1 s; one long in its domain at its next announcement, up to ~3 s, which
     the check does not wait for: it is a best effort beside the lock files that keep sim2sim runs apart)."""
-    import robotrl.deploy.sim2sim as s2s
+    import robotrl.simrobot.sim2sim as s2s
 
     busy = 1 + int(os.environ["ROS_DOMAIN_ID"]) % 100  # in 1..100, not this process's domain
     code = ("import rclpy, time; rclpy.init(); n = rclpy.create_node('stranger'); print('up', flush=True); "

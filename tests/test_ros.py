@@ -46,7 +46,7 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
 
 from robotrl.deploy.node import PolicyNode  # noqa: E402
-from robotrl.deploy.sim_sources import RobotSensors  # noqa: E402
+from robotrl.simrobot.sensors import RobotSensors  # noqa: E402
 from robotrl.envs import make  # noqa: E402
 
 os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(100, 200))
@@ -284,7 +284,7 @@ def test_bad_card_refuses_to_configure(harness, tmp_path):
 
 @pytest.mark.parametrize("actor,episodes", [("pretrained:arm-reach", 3), ("pretrained:hopper", 1)])
 def test_lockstep_sim_to_sim_reproduces_every_episode(actor, episodes):
-    from robotrl.deploy.sim2sim import run
+    from robotrl.simrobot.sim2sim import run
 
     result = run(actor, episodes=episodes, log=lambda *a: None, timeout_s=120)
     assert result["ok"], result
@@ -717,7 +717,7 @@ def test_sim_to_sim_of_the_walker_follows_the_scripted_commands():
     """`robotrl sim2sim pretrained:quadruped`: the node, reading /imu and /cmd_vel, drives the simulated
     quadruped through stand, forward, turn, stop; in lockstep its tracking equals in-process, and the
     shipped walker does track (errors well under the benchmark's targets, no fall)."""
-    from robotrl.deploy.sim2sim import run
+    from robotrl.simrobot.sim2sim import run
 
     result = run("pretrained:quadruped", episodes=1, log=lambda *a: None, timeout_s=120)
     assert result["tracking"] and result["ok"], result
@@ -737,7 +737,7 @@ def test_your_robot_end_to_end_from_a_config_file(tmp_path):
     import subprocess
     import sys
 
-    from robotrl.deploy.sim2sim import run
+    from robotrl.simrobot.sim2sim import run
 
     work = tmp_path / "project"
     work.mkdir()

@@ -34,7 +34,7 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from robotrl.deploy.sim_sources import RobotSensors
+from robotrl.simrobot.sensors import RobotSensors
 
 _UNNAMED = "a node not yet named"
 
