@@ -12,8 +12,8 @@ import pytest
 
 from robotrl.deploy.observation import BadInput, MissingInput, ObservationBuilder
 from robotrl.deploy.safety import SafetyConfig, SafetyFilter
-from robotrl.simrobot.sensors import RobotSensors
 from robotrl.envs import TASKS, make
+from robotrl.simrobot.sensors import RobotSensors
 
 
 def _feed(builder, sensors, data, t, rng=None, extra=True, env=None):

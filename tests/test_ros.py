@@ -46,8 +46,8 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
 
 from robotrl.deploy.node import PolicyNode  # noqa: E402
-from robotrl.simrobot.sensors import RobotSensors  # noqa: E402
 from robotrl.envs import make  # noqa: E402
+from robotrl.simrobot.sensors import RobotSensors  # noqa: E402
 
 os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(100, 200))
 ARM = "pretrained:arm-reach"
