@@ -238,8 +238,8 @@ def test_a_short_seeded_ppo_run_on_a_second_legged_robot_learns(tmp_path):
                         "--eval-episodes", "1", "--out", str(tmp_path / "run"), "--no-progress"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    rows = [row for row in csv.DictReader(open(tmp_path / "run" / "metrics.csv"))
-            if row.get("rollout/ep_return_mean")]
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("rollout/ep_return_mean")]
     returns = [float(row["rollout/ep_return_mean"]) for row in rows]
     assert len(returns) >= 20
     first, last = np.mean(returns[:3]), np.mean(returns[-3:])
