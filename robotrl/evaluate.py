@@ -137,6 +137,10 @@ def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     m = min(num_envs, episodes)
+    if watch is None:
+        batched = _evaluate_batched(policy, task_id, episodes, seed, m, env_kwargs)
+        if batched is not None:
+            return batched
     from robotrl.envs import make
 
     envs = [make(task_id, **(env_kwargs or {})) for _ in range(m)]
@@ -178,6 +182,50 @@ def evaluate(policy: Policy, task_id: str, episodes: int, seed: int, *, num_envs
     finally:
         for env in envs:
             env.close()
+    return _summary(returns, lengths, success, episodes, seed)
+
+
+def _evaluate_batched(policy: Policy, task_id: str, episodes: int, seed: int, m: int,
+                      env_kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`evaluate` on `m` worlds of a batched template task (None where the task has none): the same episodes, seeds
+    and numbers as one env per episode slot (a world is the single-world env seeded alike), without an env's
+    per-step Python. Worlds with no episode left to play hold their default pose until the others finish."""
+    from robotrl.envs import make_vector
+
+    kwargs = dict(env_kwargs or {})
+    vec = make_vector(task_id, m, kwargs.pop("sim2real", None), **kwargs)
+    if vec is None:
+        return None
+    task = vec.task
+    returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    try:
+        episode = np.arange(m)  # the episode each world plays; -1: idle
+        task.seed(range(m), [seed + k for k in range(m)])
+        task.reset(np.arange(m))
+        next_episode = m
+        hold = (task.low + task.high) / 2
+        while (episode >= 0).any():
+            active = np.flatnonzero(episode >= 0)
+            actions = np.tile(hold, (m, 1))
+            actions[active] = np.asarray(policy(task.observe()[active]), dtype=np.float64)
+            _, reward, terminated, truncated, _ = task.step(actions)
+            returns[episode[active]] += reward[active]
+            lengths[episode[active]] += 1
+            for j in active[(terminated | truncated)[active]]:
+                if next_episode < episodes:
+                    episode[j] = next_episode
+                    task.seed([j], [seed + next_episode])
+                    task.reset([j])
+                    next_episode += 1
+                else:
+                    episode[j] = -1
+    finally:
+        vec.close()
+    return _summary(returns, lengths, np.full(episodes, np.nan), episodes, seed)
+
+
+def _summary(returns: np.ndarray, lengths: np.ndarray, success: np.ndarray, episodes: int, seed: int
+             ) -> dict[str, Any]:
     out = {
         "mean_return": float(returns.mean()),
         "std_return": float(returns.std()),

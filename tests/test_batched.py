@@ -138,3 +138,19 @@ def test_a_world_whose_simulation_diverges_is_named_and_the_others_go_on():
     worlds.step(np.zeros((3, model.nu)), 4)
     assert worlds.diverged.tolist() == [False, True, False]
     assert worlds.state[0, 0] == pytest.approx(before[0, 0] + 4 * model.opt.timestep)
+
+
+def test_evaluation_on_worlds_gives_what_one_env_per_episode_gives():
+    """`robotrl.evaluate.evaluate` plays a template task's episodes on the worlds of one batch; with a `watch` (as
+    videos film) it steps one env per episode slot. Same seeds, same episodes, same returns and lengths."""
+    from robotrl.deploy.runtime import OnnxPolicy, resolve
+    from robotrl.evaluate import evaluate
+
+    policy = OnnxPolicy(resolve("pretrained:quadruped"))
+    kwargs = {"episode_s": 3.0, "push_interval_s": 1.0}
+    batched = evaluate(policy, "robotrl/Quadruped-v0", 5, 7, num_envs=2, env_kwargs=kwargs)
+    one_by_one = evaluate(policy, "robotrl/Quadruped-v0", 5, 7, num_envs=2, env_kwargs=kwargs,
+                          watch=lambda *a: None)
+    assert batched["lengths"] == one_by_one["lengths"] == [150] * 5
+    np.testing.assert_allclose(batched["returns"], one_by_one["returns"], rtol=1e-12)
+    assert len(set(np.round(batched["returns"], 6))) == 5  # five different episodes (seeds 7..11)
