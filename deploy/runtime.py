@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from robotrl.errors import brief_json, shorten_numbers
+from robotrl.kinds import KINDS
 from robotrl.spec import ACT_KINDS, MAX_COMMAND, OBS_KINDS, finite_number
 
 CARD_KEY = "robotrl_card"
@@ -109,11 +110,6 @@ def _card_from_session(sess: Any, path: str | Path) -> dict[str, Any]:
     return card
 
 
-_XYZ = ("x", "y", "z")
-_AXES = {"base_pos": _XYZ, "base_angle": _XYZ, "base_quat": ("w", "x", "y", "z"), "base_lin_vel": _XYZ,
-         "base_ang_vel": _XYZ, "projected_gravity": _XYZ, "body_pos": _XYZ, "object_pos": _XYZ, "goal": _XYZ,
-         "velocity_command": ("x", "y", "yaw")}
-_FRAMES = {"base_lin_vel": ("world", "base"), "base_ang_vel": ("world", "base")}
 
 
 _number = finite_number
@@ -287,17 +283,18 @@ def validate_card(card: Any, where: str = "card") -> None:
         for key in ("axis", "frame", "unit"):
             if not isinstance(e.get(key, ""), str):
                 raise bad(f"{f}.{key}", "a string", e.get(key))
-        if kind in _AXES and e.get("axis", "") not in _AXES[kind]:
-            raise bad(f"{f}.axis ({kind})", "one of " + ", ".join(_AXES[kind]), e.get("axis"))
-        if kind in _FRAMES and e.get("frame", "") not in ("", *_FRAMES[kind]):
-            raise bad(f"{f}.frame ({kind})", "world or base", e.get("frame"))
+        entry = KINDS[kind]  # the kind's axes, frames and whether it carries its trained range: robotrl.kinds
+        if entry.axes and e.get("axis", "") not in entry.axes:
+            raise bad(f"{f}.axis ({kind})", "one of " + ", ".join(entry.axes), e.get("axis"))
+        if entry.frames and e.get("frame", "") not in ("", *entry.frames):
+            raise bad(f"{f}.frame ({kind})", " or ".join(entry.frames), e.get("frame"))
         clip = e.get("clip")
         if clip is not None and (not _number(clip) or clip <= 0):
             raise bad(f"{f}.clip", "a positive number or null", clip)
         if not _number(e.get("offset", 0.0)):
             raise bad(f"{f}.offset", "a finite number", e.get("offset"))
         rng = e.get("range")
-        if kind == "velocity_command" and rng is None:
+        if entry.needs_range and rng is None:
             raise bad(f"{f}.range ({kind})", "[low, high], the range trained on", rng)
         if rng is not None and not (isinstance(rng, (list, tuple)) and len(rng) == 2 and _number(rng[0])
                                     and _number(rng[1]) and rng[0] <= rng[1]):
