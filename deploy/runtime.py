@@ -68,7 +68,9 @@ def _session(path: str | Path, threads: int = 1):
             " (robotrl export RUN_DIR writes RUN_DIR/actor.onnx)"
         raise CardError(f"{str(p)!r} is a directory, not an exported actor{hint}")
     if not p.is_file():
-        raise CardError(f"{str(p)!r}: no such file")
+        from robotrl.userfile import file_problem
+
+        raise CardError(f"{str(p)!r}: " + ("no such file" if not p.exists() else (file_problem(p) or "not a file")))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -144,6 +146,10 @@ def _check_plausible(card: dict[str, Any], spec: dict[str, Any], ranges: dict[st
                          "sent targets the joint cannot reach")
     for i, e in enumerate(spec["observation"]):
         rng, r = e.get("range"), ranges.get(e["name"])
+        if e["kind"] == "velocity_command" and not rng[0] <= 0.0 <= rng[1]:
+            raise refuse(f"range of velocity_command.{e.get('axis', '')} (spec.observation[{i}].range) is "
+                         f"[{rng[0]:g}, {rng[1]:g}], which does not hold 0: 'stand' (no /cmd_vel, or a stale one) "
+                         "would be clamped to a motion; the template trains on ranges with low <= 0 <= high")
         if e["kind"] == "velocity_command" and max(-rng[0], rng[1]) > MAX_COMMAND:
             raise refuse(f"range of velocity_command.{e.get('axis', '')} (spec.observation[{i}].range) is "
                          f"[{rng[0]:g}, {rng[1]:g}], beyond the template's bound +-{MAX_COMMAND:g} (m/s or rad/s): "

@@ -105,7 +105,11 @@ def is_unstable(data: mujoco.MjData) -> bool:
 
 
 def _names(model: mujoco.MjModel, objtype: mujoco.mjtObj, n: int) -> list[str]:
-    return [mujoco.mj_id2name(model, objtype, i) or "" for i in range(n)]
+    try:
+        return [mujoco.mj_id2name(model, objtype, i) or "" for i in range(n)]
+    except UnicodeDecodeError as e:  # a name from an included file in another encoding (the main one is checked)
+        raise RobotConfigError(f"the model has a {objtype.name[7:].lower()} name that is not UTF-8 text "
+                               f"(byte 0x{e.object[e.start]:02x}): save the MJCF files as UTF-8") from None
 
 
 def _listing(names: list[str], limit: int = 12) -> str:
@@ -243,6 +247,9 @@ def _load_spec(config: RobotConfig) -> mujoco.MjSpec:
     if problem is not None:  # a pipe or a device: MuJoCo's reader would block on it or read it for ever
         raise RobotConfigError(f"{config.where}: model {str(path)!r} {problem}")
     _check_model_files(path, config.where)
+    # UTF-8, as MuJoCo decodes names (a Latin-1 body name was a UnicodeDecodeError traceback)
+    read_text(path, config.where if config.path is None else f"{config.where}: model {str(path)!r}",
+              error=RobotConfigError)
     said: list[str] = []
     before = mujoco.get_mju_user_warning()
     mujoco.set_mju_user_warning(said.append)  # the parser's own warnings, every time (the usual handler says each once)

@@ -40,7 +40,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = DEF
             raise UserError(f"{str(p)!r} is a file, not a run directory (give the folder that holds metrics.csv)")
         if not p.is_dir():
             raise UserError(f"run directory {str(p)!r} does not exist")
-        if not csv_path.is_file():
+        if not csv_path.exists():
             raise UserError(f"{str(p)!r} has no metrics.csv (not a robotrl run, or it has not logged yet)")
         steps, values, names = read_metric(csv_path, metric)
         if not names:  # not even a header: a run killed before its first iteration, or a damaged file

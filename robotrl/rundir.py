@@ -175,7 +175,18 @@ def _is_int(v: Any) -> bool:
 _is_number = finite_number
 
 
+def _not_regular(path: Path) -> None:
+    """A run-directory file that exists but is a pipe, a device or a socket is refused before it is opened (a FIFO
+    blocks the open, /dev/zero never ends)."""
+    from robotrl.userfile import file_problem
+
+    problem = file_problem(path)
+    if problem is not None and not problem.startswith("does not exist"):
+        raise UserError(f"{path} {problem}")
+
+
 def _read_text(path: Path, what: str) -> str:
+    _not_regular(path)
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -456,6 +467,7 @@ class RunDir:
         import torch
 
         path = self.latest_checkpoint
+        _not_regular(path)
         if not path.is_file():
             if missing_ok:
                 return None
@@ -552,6 +564,7 @@ def _check_loop(loop: dict[str, Any], path: Path) -> None:
 def read_metrics(path: Path, *, drop_torn_tail: bool = True) -> tuple[list[str], list[dict[str, str]]]:
     """See `RunDir.read_metrics`."""
     path = Path(path)
+    _not_regular(path)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")

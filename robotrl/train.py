@@ -341,8 +341,13 @@ def resume(path: str | Path, *, total_steps: int | None = None, device: str | No
                             "pass --steps N to train further")
         if state is not None:
             _check_dims(state["policy"], spec_file, f"checkpoint {rd.latest_checkpoint}", f"{rd.spec}")
-        if rd.metrics.is_file():
-            _, rows = rd.read_metrics()  # a damaged metrics.csv stops here, before anything has changed
+        rows = rd.read_metrics()[1] if rd.metrics.exists() else []  # damaged: stops here, before anything changed
+        if state is not None and done > 0 and not rows:  # a checkpoint is written after its iteration's row
+            raise UserError(f"{rd.metrics} is {'empty' if rd.metrics.exists() else 'missing'} but run "
+                            f"{str(rd.path)!r} has a checkpoint at step {done:,}: resuming would drop its history "
+                            "(metrics.csv and the TensorBoard events are cut back to the checkpoint); put metrics.csv "
+                            "back, or start a new run")
+        if rows:
             past = [int(r["step"]) for r in rows if int(r["step"]) >= s.run.checkpoint_every]
             if state is None and len(past) >= 2:  # logged on past a checkpoint step: one was written, and is gone
                 raise UserError(f"run {str(rd.path)!r} has no checkpoint ({rd.latest_checkpoint} is missing) but its "

@@ -171,7 +171,7 @@ def test_each_inconsistent_field_is_refused_naming_it(change, message):
     _set(["normalizer", "clip"], 0.5),
     lambda c: (c.pop("control_period"), c["spec"].update(deployable=False, control_period=None)),
     _set(["spec", "frame_skip"], None),
-    _set(["spec", "observation", 2], {"kind": "velocity_command", "name": "cmd", "axis": "yaw", "range": [0.5, 0.5]}),
+    _set(["spec", "observation", 2], {"kind": "velocity_command", "name": "cmd", "axis": "yaw", "range": [0.0, 0.0]}),
     _set(["spec", "observation", 1, "frame"], "base"),
     _set(["spec", "observation", 1, "frame"], DELETE),
     _set(["spec", "observation", 2, "clip"], None),
