@@ -51,7 +51,7 @@ from gymnasium.utils import seeding
 from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot, RobotConfigError
 from robotrl.envs.terms import Terms
 from robotrl.envs.worlds import Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
-from robotrl.kinds import sim_observer
+from robotrl.kinds import rotations, sim_observer
 from robotrl.spec import MAX_COMMAND, ActElement, ObsElement, TaskSpec
 
 AXES = ("x", "y", "yaw")
@@ -111,23 +111,6 @@ def feet_air_time(s: Any) -> np.ndarray:
 
 
 REWARD_WEIGHTS = TERMS.defaults()
-
-
-def _rotation_rows(quat: np.ndarray) -> np.ndarray:
-    """Base-to-world rotation matrices ``[N, 3, 3]`` of unit-normalised quaternions ``[N, 4]`` (w, x, y, z)."""
-    q = quat / np.linalg.norm(quat, axis=1, keepdims=True)
-    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    R = np.empty((len(q), 3, 3))
-    R[:, 0, 0] = 1 - 2 * (y * y + z * z)
-    R[:, 0, 1] = 2 * (x * y - z * w)
-    R[:, 0, 2] = 2 * (x * z + y * w)
-    R[:, 1, 0] = 2 * (x * y + z * w)
-    R[:, 1, 1] = 1 - 2 * (x * x + z * z)
-    R[:, 1, 2] = 2 * (y * z - x * w)
-    R[:, 2, 0] = 2 * (x * z - y * w)
-    R[:, 2, 1] = 2 * (y * z + x * w)
-    R[:, 2, 2] = 1 - 2 * (x * x + y * y)
-    return R
 
 
 def _foot_object(model: mujoco.MjModel, name: str) -> tuple[mujoco.mjtObj, str]:
@@ -372,7 +355,7 @@ class LeggedVelocityTask:
         self.t += 1
         a = (target - self._offset) / self._scale
 
-        R = _rotation_rows(w.qpos[:, self._qb + 3:self._qb + 7])
+        R = rotations(w.qpos[:, self._qb + 3:self._qb + 7])
         v_world = w.qvel[:, self._vb:self._vb + 3]
         # R^T v, written out: the same arithmetic for any number of worlds (einsum's order depends on the shape)
         v_body = R[:, 0, :] * v_world[:, 0:1] + R[:, 1, :] * v_world[:, 1:2] + R[:, 2, :] * v_world[:, 2:3]

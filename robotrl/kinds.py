@@ -127,13 +127,22 @@ def _up(quat: np.ndarray) -> np.ndarray:
     return np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1)
 
 
-def _rotation(quat: np.ndarray) -> np.ndarray:
-    """Base-to-world rotations ``[N, 3, 3]`` of quaternions ``[N, 4]`` (w, x, y, z)."""
+def rotations(quat: np.ndarray) -> np.ndarray:
+    """Base-to-world rotation matrices ``[N, 3, 3]`` of quaternions ``[N, 4]`` (w, x, y, z), normalised first (a reset
+    may leave one off unit length)."""
     q = quat / np.linalg.norm(quat, axis=1, keepdims=True)
     w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    return np.stack([np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], axis=1),
-                     np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], axis=1),
-                     np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=1)], axis=1)
+    R = np.empty((len(q), 3, 3))
+    R[:, 0, 0] = 1 - 2 * (y * y + z * z)
+    R[:, 0, 1] = 2 * (x * y - z * w)
+    R[:, 0, 2] = 2 * (x * z + y * w)
+    R[:, 1, 0] = 2 * (x * y + z * w)
+    R[:, 1, 1] = 1 - 2 * (x * x + z * z)
+    R[:, 1, 2] = 2 * (y * z - x * w)
+    R[:, 2, 0] = 2 * (x * z - y * w)
+    R[:, 2, 1] = 2 * (y * z + x * w)
+    R[:, 2, 2] = 1 - 2 * (x * x + y * y)
+    return R
 
 
 def _joint_columns(array: str, address: str, *, offsets: bool = False) -> Callable[[Any, Sequence[Any]], Any]:
