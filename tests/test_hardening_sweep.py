@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from sessions import kill_session
 
 from robotrl.cli import main
 
@@ -79,29 +80,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _kill_session(sid: int, timeout: float = 20) -> None:
-    """SIGKILL what is left of session `sid` (the `ray start` this test began and the GCS, raylet and workers
-    it started), and wait until none of it runs."""
-    def members() -> list[int]:
-        out = []
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                with contextlib.suppress(OSError):
-                    stat = (d / "stat").read_text()
-                    fields = stat[stat.rindex(")") + 2:].split()
-                    if int(fields[3]) == sid and fields[0] != "Z":
-                        out.append(int(d.name))
-        return out
-
-    end = time.monotonic() + timeout
-    while pids := members():
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        assert time.monotonic() < end, f"processes {pids} outlived SIGKILL"
-        time.sleep(0.1)
-
-
 def test_a_ray_cluster_on_this_machine_is_joined_only_when_asked(tmp_path):
     """`ray start --head` leaves the cluster's address in $TMPDIR/ray/ray_current_cluster, which plain
     `ray.init()` joins (and refuses num_cpus there: a ValueError traceback). The cluster here is the test's own: its
@@ -139,7 +117,7 @@ def test_a_ray_cluster_on_this_machine_is_joined_only_when_asked(tmp_path):
         assert "on Ray (auto: 1 CPUs, 1 node(s))" in p.stderr and "Token authentication" not in p.stderr, p.stderr
         assert head.poll() is None, "the cluster must outlive the studies"
     finally:  # the cluster is the test's own: SIGKILL its session (`ray stop` would stop every Ray of this user)
-        _kill_session(head.pid)
+        kill_session(head.pid)
         head.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 

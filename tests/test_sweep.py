@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sessions import kill_session
 
 from robotrl.cli import main
 from robotrl.rundir import RunDir, read_metrics
@@ -61,31 +62,6 @@ def wait_for(cond, timeout: float, what: str) -> None:
     end = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def kill_session(sid: int, timeout: float = 20) -> None:
-    """SIGKILL every process of session `sid` (a driver started with start_new_session and the local Ray it
-    started: raylet, GCS, workers), and wait until none of them runs any more."""
-    def members() -> list[int]:
-        out = []
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    stat = (d / "stat").read_text()
-                except OSError:
-                    continue
-                fields = stat[stat.rindex(")") + 2:].split()
-                if int(fields[3]) == sid and fields[0] != "Z":  # session id; zombies hold nothing
-                    out.append(int(d.name))
-        return out
-
-    end = time.monotonic() + timeout
-    while pids := members():
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        assert time.monotonic() < end, f"processes {pids} outlived SIGKILL"
         time.sleep(0.1)
 
 
