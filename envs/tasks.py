@@ -246,18 +246,33 @@ def _probe_once(robot: Any, start: np.ndarray) -> str | None:
 def template_env(template: str, config: Any, task_id: str, **kwargs: Any) -> gym.Env:
     """The template's env for the robot `config` (a `RobotConfig`); every refusal a `RobotConfigError` naming
     the file and the field. `robotrl robot inspect` calls a template ready only when this succeeds."""
+    Env = _template_env_class(template)
+    return _build(template, config, Env, getattr(Env, "settings_class", Env), task_id=task_id, **kwargs)
+
+
+def template_task(template: str, config: Any, task_id: str, num_worlds: int, **kwargs: Any) -> Any | None:
+    """The template's batched task over `num_worlds` worlds for the robot `config` (refusals as `template_env`'s),
+    or None where the template has no batched form."""
+    task_class = getattr(_template_env_class(template), "settings_class", None)
+    if task_class is None or not hasattr(task_class, "observe"):
+        return None
+    return _build(template, config, task_class, task_class, task_id=task_id, num_worlds=num_worlds, **kwargs)
+
+
+def _build(template: str, config: Any, cls: type, settings_class: type, **kwargs: Any) -> Any:
+    """`cls(robot, **settings, **kwargs)` for the robot `config`: the config's [legged] / [reach] table checked
+    against the keywords of `settings_class`, a bad value a RobotConfigError naming the table, and the build-time
+    stability probe."""
     from robotrl.envs.robot import Robot, RobotConfigError
 
     robot = Robot(config, template)
-    Env = _template_env_class(template)
-    # the config's [legged] / [reach] table, checked against the keywords of the class that takes the settings
-    settings = robot.template_settings(template, getattr(Env, "settings_class", Env))
+    settings = robot.template_settings(template, settings_class)
     try:
-        env = Env(robot, task_id=task_id, **{**settings, **kwargs})
+        built = cls(robot, **{**settings, **kwargs})
     except ValueError as e:
         raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
-    _refuse_unstable(robot, env)
-    return env
+    _refuse_unstable(robot, built)
+    return built
 
 
 def _refuse_unstable(robot: Any, env: Any) -> None:
@@ -273,25 +288,6 @@ def _refuse_unstable(robot: Any, env: Any) -> None:
     if unstable:
         env.close()
         raise RobotConfigError(f"{robot.config.where}: {unstable}")
-
-
-def template_task(template: str, config: Any, task_id: str, num_worlds: int, **kwargs: Any) -> Any | None:
-    """The template's batched task over `num_worlds` worlds for the robot `config` (refusals as `template_env`'s),
-    or None where the template has no batched form."""
-    env_class = _template_env_class(template)
-    task_class = getattr(env_class, "settings_class", None)
-    if task_class is None or not hasattr(task_class, "observe"):
-        return None
-    from robotrl.envs.robot import Robot, RobotConfigError
-
-    robot = Robot(config, template)
-    settings = robot.template_settings(template, task_class)
-    try:
-        task = task_class(robot, task_id=task_id, num_worlds=num_worlds, **{**settings, **kwargs})
-    except ValueError as e:
-        raise RobotConfigError(f"{robot.config.where}: [{template}]: {e}") from None
-    _refuse_unstable(robot, task)
-    return task
 
 
 def _template_env_class(template: str) -> type:
