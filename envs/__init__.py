@@ -162,10 +162,14 @@ def make(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, **kwar
 
 
 def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any] | None = None,
-                threads: int | None = None, **kwargs: Any) -> Any | None:
+                threads: int | None = None, groups: int = 1, **kwargs: Any) -> Any | None:
     """`num_envs` worlds of `task_id` stepped as one batch in this process (`robotrl.envs.vector.TaskVectorEnv`)
     where the task's template is batched and no sim-to-real wrapper is asked for; None otherwise (the caller then
-    steps copies of `make(task_id)`). `kwargs` are the template's settings, as `make(task_id, **kwargs)` takes."""
+    steps copies of `make(task_id)`). `kwargs` are the template's settings, as `make(task_id, **kwargs)` takes.
+
+    `groups` > 1 (at most `num_envs`): the worlds split into that many groups, each stepping its physics on a thread of
+    its own (`robotrl.envs.vector.GroupedVectorEnv`: a learner overlaps one group's physics with its work on another);
+    `threads` then does not apply."""
     if (isinstance(sim2real, Sim2Real) and sim2real.enabled) or (isinstance(sim2real, dict) and sim2real):
         return None
     check_task(task_id)
@@ -182,10 +186,23 @@ def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any]
         if template is None:
             return None
     from robotrl.envs.robot import RobotConfig
-    from robotrl.envs.vector import TaskVectorEnv
+    from robotrl.envs.vector import GroupedVectorEnv, TaskVectorEnv
 
-    task = template_task(template, RobotConfig.load(config), task_id, num_envs, threads=threads, **kwargs)
-    return TaskVectorEnv(task) if task is not None else None
+    robot = RobotConfig.load(config)
+    groups = max(1, min(int(groups), num_envs))
+    if groups == 1:
+        task = template_task(template, robot, task_id, num_envs, threads=threads, **kwargs)
+        return TaskVectorEnv(task) if task is not None else None
+    sizes = [num_envs // groups + (g < num_envs % groups) for g in range(groups)]
+    tasks = []
+    for size in sizes:
+        task = template_task(template, robot, task_id, size, threads=0, **kwargs)
+        if task is None or not hasattr(task, "simulate"):  # no batched form, or no split step to overlap
+            for t in [*tasks, *([task] if task is not None else [])]:
+                t.close()
+            return None if task is None else make_vector(task_id, num_envs, sim2real, threads, **kwargs)
+        tasks.append(task)
+    return GroupedVectorEnv(tasks)
 
 
 @dataclass(frozen=True)

@@ -347,10 +347,26 @@ class LeggedVelocityTask:
         return self._observer(self._frame)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        w, N = self.worlds, self.num_worlds
-        target = np.clip(np.asarray(actions, dtype=np.float64).reshape(N, -1), self.low, self.high)
-        self.ctrl[:, self._act] = target
-        w.step(self.ctrl, self.frame_skip)
+        """One control step of every world: `apply`, `simulate`, `finish`."""
+        self.apply(actions)
+        self.simulate()
+        return self.finish()
+
+    def apply(self, actions: np.ndarray) -> None:
+        """Set the servo targets of every world from ``actions [N, n]`` (clipped to the action bounds)."""
+        self._target = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_worlds, -1), self.low,
+                               self.high)
+        self.ctrl[:, self._act] = self._target
+
+    def simulate(self) -> None:
+        """The physics of one control step (`frame_skip` physics steps of every world). It touches only this task's
+        state arrays and spends its time in MuJoCo without the GIL, so it may run on another thread while the caller
+        works on something else (`robotrl.envs.vector.GroupedVectorEnv`)."""
+        self.worlds.step(self.ctrl, self.frame_skip)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Observations, rewards, terminations and the task's bookkeeping after `simulate`."""
+        w, N, target = self.worlds, self.num_worlds, self._target
         self.stop_if_diverged()
         self.t += 1
         a = (target - self._offset) / self._scale

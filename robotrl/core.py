@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -68,3 +69,21 @@ def spec_action_arrays(spec: TaskSpec) -> tuple[Any, Any]:
 
     low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
     return (high + low) / 2.0, (high - low) / 2.0
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Torch's intra-op threads set to `n` inside the block (None: unchanged). The learner acts with one thread (a
+    forward pass for a few envs gains nothing from more, and idle threads spinning beside the physics threads cost),
+    and updates on large batches with several."""
+    import torch
+
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -60,8 +60,10 @@ class RunConfig(Sim2Real):
     """Also evaluate every this many steps (0: only at the end); logged as eval/*."""
     device: str = "cpu"
     """Torch device for the learner: cpu or cuda."""
-    threads: int = 1
-    """Torch intra-op threads of the learner. Results are bit-identical only for the same value."""
+    threads: int | None = None
+    """Torch intra-op threads of the learner; default: one per core (at most 4) in the large-batch updates of PPO and
+    TRPO, one elsewhere (acting, and the off-policy algorithms' small updates between env steps). Results are
+    bit-identical only for the same number."""
     video: bool = False
     """Film the final evaluation's first episode to video.mp4 in the run directory (robotrl.video)."""
 
@@ -74,7 +76,7 @@ class RunConfig(Sim2Real):
                              f"{self.checkpoint_every}")
         if self.eval_episodes < 0 or self.eval_every < 0:
             raise ValueError("--eval-episodes and --eval-every must be >= 0")
-        if not 1 <= self.threads <= 1024:
+        if self.threads is not None and not 1 <= self.threads <= 1024:
             raise ValueError(f"--threads must be in [1, 1024], got {self.threads}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
@@ -249,19 +251,23 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) 
     import torch
 
     from robotrl.envs import EnvFactory, make_vector, task_spec
+    from robotrl.envs.worlds import default_threads
     from robotrl.vec_env import ShardedVectorEnv
 
     workers = resolve_workers(run.workers, cfg.num_envs)
-    torch.set_num_threads(run.threads)
+    torch.set_num_threads(run.threads or 1)
     Algo, _ = algo_registry.get(algo).load()
     s2r = run.sim2real()
     spec = spec if spec is not None else task_spec(task, sim2real=s2r)
     env_kwargs = {"sim2real": s2r.to_dict()} if s2r.enabled else {}
     # a batched template task steps all its worlds in this process; other tasks step env copies in shards
-    envs = make_vector(task, cfg.num_envs, s2r) or ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs,
-                                                                     workers)
+    envs = make_vector(task, cfg.num_envs, s2r, groups=max(1, default_threads(cfg.num_envs))) or \
+        ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs, workers)
     try:
-        return Algo(cfg, spec, envs, seed=run.seed, total_steps=run.total_steps, device=run.device), spec
+        algo = Algo(cfg, spec, envs, seed=run.seed, total_steps=run.total_steps, device=run.device)
+        if hasattr(algo, "update_threads"):  # a large-batch update, apart from acting
+            algo.update_threads = run.threads or min(available_cores(), 4)
+        return algo, spec
     except Exception:
         envs.close()
         raise

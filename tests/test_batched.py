@@ -154,3 +154,45 @@ def test_evaluation_on_worlds_gives_what_one_env_per_episode_gives():
     assert batched["lengths"] == one_by_one["lengths"] == [150] * 5
     np.testing.assert_allclose(batched["returns"], one_by_one["returns"], rtol=1e-12)
     assert len(set(np.round(batched["returns"], 6))) == 5  # five different episodes (seeds 7..11)
+
+
+def test_grouped_worlds_step_as_one_batch_and_a_learner_may_step_group_by_group():
+    """GroupedVectorEnv: 5 worlds in 2 groups (physics on threads of their own) give what one TaskVectorEnv of 5
+    gives, through `step` and through `step_async`/`step_wait` group by group (PPO's collection), autoresets and
+    episode statistics included."""
+    from robotrl.envs.vector import GroupedVectorEnv
+
+    task, n = LEGGED["critter"], 5
+    one = make_vector(task, n, episode_s=1.0)
+    grouped = make_vector(task, n, groups=2, episode_s=1.0)
+    assert isinstance(grouped, GroupedVectorEnv) and [s.stop - s.start for s in grouped.slices] == [3, 2]
+    np.testing.assert_array_equal(one.reset(seed=3)[0], grouped.reset(seed=3)[0])
+    rng = np.random.default_rng(1)
+    lo, hi = one.single_action_space.low, one.single_action_space.high
+    ends = 0
+    for t in range(120):
+        a = rng.uniform(lo, hi, (n, len(lo)))
+        expected = one.step(a)
+        if t % 2:
+            got = grouped.step(a)
+        else:  # group by group, the second group's step started before the first one's is collected
+            for g, sl in enumerate(grouped.slices):
+                grouped.step_async(g, a[sl])
+            parts = [grouped.step_wait(g) for g in range(2)]
+            got = (*(np.concatenate([p[k] for p in parts]) for k in range(4)), grouped._merge([p[4] for p in parts],
+                                                                                            expected[0]))
+        for k in range(4):
+            np.testing.assert_array_equal(expected[k], got[k], err_msg=f"step {t}, output {k}")
+        if expected[4]:
+            ends += 1
+            done = expected[4]["_final_obs"]
+            np.testing.assert_array_equal(done, got[4]["_final_obs"])
+            np.testing.assert_array_equal(done, got[4]["_episode"])
+            np.testing.assert_array_equal(expected[4]["final_obs"][done], got[4]["final_obs"][done])
+            for key in ("r", "l"):
+                np.testing.assert_array_equal(expected[4]["episode"][key], got[4]["episode"][key])
+        else:
+            assert not got[4]
+    assert ends > 0
+    one.close()
+    grouped.close()

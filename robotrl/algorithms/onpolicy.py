@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from robotrl.config import MAX_BATCH, MAX_ENVS, check_network, check_range
-from robotrl.core import IterationAborted, IterationResult, never, spec_action_arrays
+from robotrl.core import IterationAborted, IterationResult, never, spec_action_arrays, torch_threads
 from robotrl.functional import compute_gae, gaussian_log_prob
 from robotrl.policies import GaussianActor, RunningMeanStd, ValueCritic, make_record
 from robotrl.spec import TaskSpec
@@ -146,6 +146,7 @@ class OnPolicyAlgorithm:
         self.buffer = RolloutBuffer(cfg.rollout_steps, cfg.num_envs, obs_dim, act_dim)
         self.act_offset, self.act_scale = spec_action_arrays(spec)
         self._obs: np.ndarray | None = None  # raw observation of the current step, per env
+        self.update_threads: int | None = None  # torch threads of `update` (None: as for acting)
 
     # ---------------------------------------------------------------------------------------------
     # Normalisation
@@ -157,13 +158,15 @@ class OnPolicyAlgorithm:
             self.obs_rms.update(obs)
         return self.obs_rms.normalize(obs, self.config.obs_clip).astype(np.float32)
 
-    def _scale_reward(self, reward: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
+    def _scale_reward(self, reward: np.ndarray, episode_end: np.ndarray, envs: slice = slice(None)) -> np.ndarray:
         cfg = self.config
         if not cfg.normalize_reward:
             return reward
-        self._ret = self._ret * cfg.gamma + reward
-        self.ret_rms.update(self._ret)
-        self._ret[episode_end] = 0.0
+        ret = self._ret[envs]  # a view: the running returns of these envs
+        ret *= cfg.gamma
+        ret += reward
+        self.ret_rms.update(ret)
+        ret[episode_end] = 0.0
         return np.clip(reward / np.sqrt(self.ret_rms.var + 1e-8), -cfg.reward_clip, cfg.reward_clip)
 
     # ---------------------------------------------------------------------------------------------
@@ -175,40 +178,33 @@ class OnPolicyAlgorithm:
         self._ret[:] = 0.0
 
     def collect(self) -> tuple[list[float], list[int]]:
-        """Fill the buffer with one rollout and compute advantages; returns finished episodes."""
+        """Fill the buffer with one rollout and compute advantages; returns finished episodes.
+
+        Envs that come in groups (`robotrl.envs.vector.GroupedVectorEnv`) are stepped group by group, each group's
+        step started as soon as its actions are known: its physics then runs while the policy works on the next
+        group."""
         cfg, buf = self.config, self.buffer
         if self._obs is None:
             self._reset_envs()
-        obs = self._obs
-        std = torch.exp(self.actor.log_std.detach()).cpu()
-        ep_returns: list[float] = []
-        ep_lengths: list[int] = []
+        self._std = torch.exp(self.actor.log_std.detach()).cpu()
+        self._episodes: tuple[list[float], list[int]] = ([], [])
         buf.trunc_index.clear()
         buf.trunc_obs.clear()
-        for t in range(cfg.rollout_steps):
-            if self.should_stop():  # a rollout may be 2**24 steps: drop it rather than finish it
-                self._obs = None  # the envs are mid-episode in a rollout nobody learns from: start afresh
-                raise IterationAborted
-            obs_n = self._normalize_obs(obs, update=True)
-            with torch.inference_mode():
-                mean = self.actor(torch.from_numpy(obs_n).to(self.device)).cpu()
-            action = (mean + std * torch.randn(mean.shape, generator=self.gen)).numpy()
-            env_action = self.act_offset + self.act_scale * np.clip(action, -1.0, 1.0)
-            next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
-            episode_end = terminated | truncated
-            buf.obs[t] = obs_n
-            buf.actions[t] = action
-            buf.rewards[t] = self._scale_reward(reward, episode_end)
-            buf.terminated[t] = terminated
-            buf.episode_end[t] = episode_end
-            if episode_end.any():
-                for i in np.flatnonzero(episode_end):
-                    ep_returns.append(float(info["episode"]["r"][i]))
-                    ep_lengths.append(int(info["episode"]["l"][i]))
-                    if truncated[i] and not terminated[i]:
-                        buf.trunc_index.append((t, int(i)))
-                        buf.trunc_obs.append(self._normalize_obs(info["final_obs"][i:i + 1], update=False)[0])
-            obs = next_obs
+        slices = getattr(self.envs, "slices", None)
+        obs = self._obs.copy()
+        if slices is None:
+            for t in range(cfg.rollout_steps):
+                self._check_stop()
+                obs = self._record(t, slice(None), self.envs.step(self._act(t, slice(None), obs)))
+        else:
+            for t in range(cfg.rollout_steps):
+                self._check_stop(drain=t > 0)
+                for g, envs in enumerate(slices):
+                    if t > 0:
+                        obs[envs] = self._record(t - 1, envs, self.envs.step_wait(g))
+                    self.envs.step_async(g, self._act(t, envs, obs[envs]))
+            for g, envs in enumerate(slices):
+                obs[envs] = self._record(cfg.rollout_steps - 1, envs, self.envs.step_wait(g))
         self._obs = obs
         buf.last_obs[:] = self._normalize_obs(obs, update=False)
         self.num_steps += cfg.batch_size
@@ -217,7 +213,47 @@ class OnPolicyAlgorithm:
             logp = gaussian_log_prob(buf.flat("actions").to(self.device), mean, self.actor.log_std)
         buf.log_probs[:] = logp.cpu().numpy().reshape(buf.log_probs.shape)
         self.compute_advantages()
-        return ep_returns, ep_lengths
+        return self._episodes
+
+    def _check_stop(self, drain: bool = False) -> None:
+        """A stop asked for: drop the rollout (it may be 2**24 steps) rather than finish it; with `drain`, first let
+        the steps in flight finish (their physics writes the arrays the next reset rewrites)."""
+        if not self.should_stop():
+            return
+        if drain:
+            for g in range(len(self.envs.slices)):
+                self.envs.step_wait(g)
+        self._obs = None  # the envs are mid-episode in a rollout nobody learns from: start afresh
+        raise IterationAborted
+
+    def _act(self, t: int, envs: slice, obs: np.ndarray) -> np.ndarray:
+        """The policy's actions for `envs` at step t (stored in the buffer), as the envs take them."""
+        buf = self.buffer
+        obs_n = self._normalize_obs(obs, update=True)
+        with torch.inference_mode():
+            mean = self.actor(torch.from_numpy(obs_n).to(self.device)).cpu()
+        action = (mean + self._std * torch.randn(mean.shape, generator=self.gen)).numpy()
+        buf.obs[t, envs] = obs_n
+        buf.actions[t, envs] = action
+        return self.act_offset + self.act_scale * np.clip(action, -1.0, 1.0)
+
+    def _record(self, t: int, envs: slice, result: tuple) -> np.ndarray:
+        """Store step t's outcome for `envs` (indices of `result` count from ``envs.start``); the next observation."""
+        buf = self.buffer
+        next_obs, reward, terminated, truncated, info = result
+        episode_end = terminated | truncated
+        buf.rewards[t, envs] = self._scale_reward(reward, episode_end, envs)
+        buf.terminated[t, envs] = terminated
+        buf.episode_end[t, envs] = episode_end
+        if episode_end.any():
+            first = envs.start or 0
+            for i in np.flatnonzero(episode_end):
+                self._episodes[0].append(float(info["episode"]["r"][i]))
+                self._episodes[1].append(int(info["episode"]["l"][i]))
+                if truncated[i] and not terminated[i]:
+                    buf.trunc_index.append((t, first + int(i)))
+                    buf.trunc_obs.append(self._normalize_obs(info["final_obs"][i:i + 1], update=False)[0])
+        return next_obs
 
     @torch.inference_mode()
     def compute_advantages(self) -> None:
@@ -249,7 +285,8 @@ class OnPolicyAlgorithm:
         t0 = time.perf_counter()
         ep_returns, ep_lengths = self.collect()
         t1 = time.perf_counter()
-        metrics = self.update()
+        with torch_threads(self.update_threads):
+            metrics = self.update()
         t2 = time.perf_counter()
         self.iteration += 1
         metrics["time/collect_s"] = t1 - t0
