@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 # Offscreen rendering for videos (robotrl video, train --video): EGL or OSMesa must work; where neither does,
 # this installs the system package with apt-get (as root or with passwordless sudo) or says what to install.
 $(RENDER): $(STAMP)
-	$(BIN)/python -m robotrl.render --setup
+	$(BIN)/python -m robotrl.video.render --setup
 	touch $@
 
 # Train a small task, evaluate it, plot it.

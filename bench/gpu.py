@@ -91,9 +91,9 @@ def _time_updates(algo, updates: int, device: str) -> list[float]:
 def part_updates(algos: list[str], gpu: str, scale: float) -> list[dict]:
     import torch
 
-    from robotrl import algos as registry
+    from robotrl.algorithms import registry as registry
     from robotrl.envs import EnvFactory, task_spec
-    from robotrl.vec_env import ShardedVectorEnv
+    from robotrl.run.vec_env import ShardedVectorEnv
 
     cores = os.cpu_count() or 1
     rows = []

@@ -93,9 +93,9 @@ class Target:
 
 
 TARGETS = {
-    "functional": Target("robotrl.functional", "robotrl/functional.py", ("tests/test_functional.py",)),
-    "noise": Target("robotrl.noise", "robotrl/noise.py", ("tests/test_noise.py",)),
-    "buffers": Target("robotrl.buffers", "robotrl/buffers.py", ("tests/test_buffers.py",)),
+    "functional": Target("robotrl.algorithms.functional", "robotrl/algorithms/functional.py", ("tests/test_functional.py",)),
+    "noise": Target("robotrl.algorithms.noise", "robotrl/algorithms/noise.py", ("tests/test_noise.py",)),
+    "buffers": Target("robotrl.algorithms.buffers", "robotrl/algorithms/buffers.py", ("tests/test_buffers.py",)),
     "spec": Target("robotrl.spec", "robotrl/spec.py", ("tests/test_spec.py", "tests/test_envs.py")),
     "normalizer": Target("robotrl.policies.normalizer", "policies/normalizer.py", ("tests/test_normalizer.py",)),
     "export": Target("robotrl.policies.export", "policies/export.py",

@@ -89,9 +89,9 @@ def main() -> None:
     import gymnasium as gym
     import stable_baselines3
 
-    from robotrl import algos
+    from robotrl.algorithms import registry as algos
     from robotrl.envs import EnvFactory, task_spec
-    from robotrl.vec_env import ShardedVectorEnv
+    from robotrl.run.vec_env import ShardedVectorEnv
 
     Algo, Config = algos.get(a.algo).load()
     lr = Config().actor_learning_rate

@@ -39,7 +39,7 @@ def worker(backend: str, name: str, frames: int, width: int, height: int) -> dic
 
     from robotrl.deploy.runtime import OnnxPolicy
     from robotrl.envs import make
-    from robotrl.render import OffscreenRenderer, make_camera
+    from robotrl.video.render import OffscreenRenderer, make_camera
 
     policy = OnnxPolicy(f"pretrained:{name}")
     env = make(policy.card["task_id"])
@@ -75,7 +75,7 @@ def main() -> None:
         print(json.dumps(worker(a.worker[0], a.worker[1], a.frames, a.width, a.height)))
         return
 
-    from robotrl.render import BACKENDS, probe
+    from robotrl.video.render import BACKENDS, probe
 
     load = os.getloadavg()[0]
     backends = {}

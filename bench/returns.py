@@ -7,7 +7,7 @@ A robotrl run stopped part-way (its checkpoint is there, its eval.json not) is r
 `robotrl resume`, so a benchmark of many CPU-hours can span several sessions. Each (library,
 algorithm, task, seed) trains with that library's defaults (ours: per-task defaults
 of `robotrl train`; theirs: constructor defaults via bench/sb3_train.py). Both are then evaluated by
-the same protocol, `robotrl.evaluate`: 10 deterministic episodes with the seeds robotrl uses for
+the same protocol, `robotrl.run.evaluate`: 10 deterministic episodes with the seeds robotrl uses for
 its final evaluation. The table gives the mean over seeds of each seed's mean return, +- the std
 over seeds, and every seed's value. Finished runs are kept under bench/out/returns/ and skipped when
 the script is run again, so an interrupted benchmark continues where it stopped. Each finished run's
@@ -44,7 +44,7 @@ def matched_sb3_args(algo: str, task: str) -> list[str]:
     policy delay 2, target smoothing 0.2 / 0.5, SAC's automatic temperature from 1.0 toward -|A|)."""
     if algo not in ("td3", "sac"):
         return []
-    from robotrl import algos
+    from robotrl.algorithms import registry as algos
 
     info = algos.get(algo)
     _, overrides = algos.task_defaults(algo, task)
@@ -102,8 +102,8 @@ def _theirs(algo: str, task: str, seed: int, steps: int, base: Path, extra: list
 
 
 def evaluate_sb3(algo: str, path: str, task: str, seed: int) -> dict:
-    from robotrl.evaluate import evaluate
-    from robotrl.train import eval_seed
+    from robotrl.run.evaluate import evaluate
+    from robotrl.run.train import eval_seed
 
     if algo == "trpo":
         from sb3_contrib import TRPO as Cls
@@ -216,7 +216,7 @@ def main() -> None:
         "",
         f"Final deterministic evaluation after {a.steps:,} steps: mean over seeds {seeds} of each seed's mean "
         "return over 10 episodes, +- std over seeds (each seed's value in brackets). Both sides evaluated by "
-        "`robotrl.evaluate` with the same episode seeds.",
+        "`robotrl.run.evaluate` with the same episode seeds.",
         "",
         header,
         "| --- | --- | --- |" + (" --- |" if a.sb3 else ""),

@@ -573,7 +573,7 @@ def evaluate_tracking(policy: Any, task_id: str, *, episodes: int = 1, seed: int
     """Velocity tracking of `policy` (raw observation -> command in robot units, one at a time) on a
     legged task: episode k seeded ``seed + k``, commands from `script` (None: the task's own random
     commands over a whole episode). Per-episode and mean errors, falls, returns. `watch(episode, env,
-    reward, info, done)` sees every reset (reward None) and step, as in `robotrl.evaluate.evaluate`."""
+    reward, info, done)` sees every reset (reward None) and step, as in `robotrl.run.evaluate.evaluate`."""
     from robotrl.envs import make
 
     env = make(task_id, **(env_kwargs or {}))

@@ -1,7 +1,7 @@
 """A batched template task (`LeggedVelocityTask`, ...) as a Gymnasium vector env: every world in one process.
 
 The training loop steps a `VectorEnv`; for a task whose template is batched this is it, in place of N copies of the
-single-world env split over worker processes (`robotrl.vec_env.ShardedVectorEnv`, which Gymnasium's own tasks keep).
+single-world env split over worker processes (`robotrl.run.vec_env.ShardedVectorEnv`, which Gymnasium's own tasks keep).
 Autoreset is the same as there, Gymnasium's SAME_STEP mode: a world that ends an episode at a step returns the first
 observation of its next episode, with the last one in ``info["final_obs"]`` (mask ``info["_final_obs"]``) and the
 episode's return and length in ``info["episode"]`` (mask ``info["_episode"]``). Terminated and truncated (the task's

@@ -205,10 +205,11 @@ def export_run(run_dir: str, out: str | None = None, *, samples: int = 512) -> d
     (`robotrl.deploy.runtime.load_card`: the card's schema and its agreement with the graph)."""
     from pathlib import Path
 
+    from robotrl.atomic import atomic_write_bytes, replace_target
     from robotrl.card import check_training_fields
     from robotrl.deploy.runtime import CardError, load_card, validate_card
     from robotrl.errors import UserError
-    from robotrl.rundir import RunDir, atomic_write_bytes, replace_target
+    from robotrl.run.rundir import RunDir
 
     rd = RunDir.open(run_dir)
     settings = rd.read_settings()

@@ -148,14 +148,14 @@ RUN_FLAGS = {  # flag -> RunConfig field; values are parsed and checked by robot
 
 
 def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
-    from robotrl import algos
+    from robotrl.algorithms import registry as algos
 
     p = sub.add_parser("train", help="train a policy on a task", description="Train ALGO on TASK.")
     if not with_algorithms:  # listed for `robotrl --help` without importing torch
         p.add_argument("algo", metavar="ALGO", help=f"one of: {', '.join(algos.ALGORITHMS)}")
         return
     from robotrl import config as cfgmod
-    from robotrl.train import RunConfig
+    from robotrl.run.settings import RunConfig
 
     algo_sub = p.add_subparsers(dest="algo", metavar="ALGO", required=True, parser_class=_Parser)
     run_docs = cfgmod.field_docs(RunConfig)
@@ -294,7 +294,7 @@ def build_parser(argv: Sequence[str]) -> _Parser:
                    help="check the study (every setting of every trial, on its task) and the folder, print the "
                         "trials it would run, and stop: no Ray, nothing written")
 
-    from robotrl.video import add_parser as add_video_parser
+    from robotrl.video.cli import add_parser as add_video_parser
 
     add_video_parser(sub, _positive_int, _seed)
 
@@ -311,7 +311,7 @@ def build_parser(argv: Sequence[str]) -> _Parser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from robotrl.train import train
+    from robotrl.run.train import train
 
     ns = vars(args)
     run_flags = {field: ns[f"run_{field}"] for field in RUN_FLAGS.values() if f"run_{field}" in ns}
@@ -323,7 +323,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     command = "robotrl " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
     if getattr(args, "dry_run", False):
-        from robotrl.train import plan
+        from robotrl.run.train import plan
 
         p = plan(args.algo, args.task, algo_flags=algo_flags, run_flags=run_flags, config_file=args.config,
                  command=command)
@@ -345,8 +345,8 @@ def _is_task(name: str) -> bool:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from robotrl.evaluate import OTHER_ROBOT_FLAG, check_actor_fits_task, check_run_task, episode_count, evaluate
-    from robotrl.train import eval_seed
+    from robotrl.run.evaluate import OTHER_ROBOT_FLAG, check_actor_fits_task, check_run_task, episode_count, evaluate
+    from robotrl.run.train import eval_seed
 
     if args.onnx:
         policy, task, step, algo = _onnx_policy(args.onnx)
@@ -357,7 +357,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         from pathlib import Path
 
-        from robotrl.rundir import RunDir
+        from robotrl.run.rundir import RunDir
 
         if not args.run_dir:
             raise UserError("give a RUN_DIR, or --onnx FILE [TASK]")
@@ -436,7 +436,7 @@ def _check_training_fields(card: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
-    from robotrl.evaluate import episode_count
+    from robotrl.run.evaluate import episode_count
 
     card = _load_card(args.onnx)
     if args.json:
@@ -484,7 +484,7 @@ def _print_elements(spec: Any) -> None:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from robotrl.plot import plot_runs
+    from robotrl.run.plot import plot_runs
 
     out = args.out or (Path(args.run_dirs[0]) / "learning_curve.png" if len(args.run_dirs) == 1
                        else Path("learning_curves.png"))
@@ -547,7 +547,7 @@ def _check_deployable_task(task: str) -> None:
 def _cmd_sim_robot(args: argparse.Namespace) -> int:
     task, seed = args.task, args.seed
     if task.endswith(".onnx") or task.startswith("pretrained:"):  # an actor: its card's task and evaluation seed
-        from robotrl.evaluate import check_actor_fits_task, eval_seed
+        from robotrl.run.evaluate import check_actor_fits_task, eval_seed
 
         card = _load_card(task)
         check_actor_fits_task(card, card["task_id"], task)  # a robot config edited since training: refused
@@ -611,7 +611,7 @@ def _cmd_sim2sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from robotrl.train import resume
+    from robotrl.run.train import resume
 
     resume(args.run_dir, total_steps=args.steps, device=args.device, progress=not args.no_progress)
     return 0
@@ -640,7 +640,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
-    from robotrl.video import main as video_main
+    from robotrl.video.cli import main as video_main
 
     return video_main(args)
 

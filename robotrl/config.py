@@ -13,7 +13,7 @@ but not parse the command line, and our checks that span fields (``minibatch_siz
 batch) would be validators written by hand just the same. So: argparse for the command line, and
 one place per input kind for validation -- `coerce` (type, finiteness; every flag and file value),
 each config dataclass's ``__post_init__`` with `check_range` (ranges, cross-field rules, the size
-limits below), and `robotrl.train.plan` (what depends on the machine: the device, the task).
+limits below), and `robotrl.run.train.plan` (what depends on the machine: the device, the task).
 
 Each algorithm has one config dataclass. A field is documented by the string literal written just
 below it (an attribute docstring); `field_docs` reads those with `ast`, so the same text shows up

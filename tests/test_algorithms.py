@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from robotrl.algorithms.ppo import adapt_kl_beta, clipped_surrogate
-from robotrl.rundir import RunDir
-from robotrl.train import _build, resolve_config, train
+from robotrl.run.rundir import RunDir
+from robotrl.run.train import _build, resolve_config, train
 
 TASK = "Pendulum-v1"
 

@@ -141,10 +141,10 @@ def test_a_world_whose_simulation_diverges_is_named_and_the_others_go_on():
 
 
 def test_evaluation_on_worlds_gives_what_one_env_per_episode_gives():
-    """`robotrl.evaluate.evaluate` plays a template task's episodes on the worlds of one batch; with a `watch` (as
+    """`robotrl.run.evaluate.evaluate` plays a template task's episodes on the worlds of one batch; with a `watch` (as
     videos film) it steps one env per episode slot. Same seeds, same episodes, same returns and lengths."""
     from robotrl.deploy.runtime import OnnxPolicy, resolve
-    from robotrl.evaluate import evaluate
+    from robotrl.run.evaluate import evaluate
 
     policy = OnnxPolicy(resolve("pretrained:quadruped"))
     kwargs = {"episode_s": 3.0, "push_interval_s": 1.0}

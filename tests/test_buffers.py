@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from robotrl.buffers import ReplayBuffer
+from robotrl.algorithms.buffers import ReplayBuffer
 
 
 def _obs(v, dim=3):

@@ -92,7 +92,7 @@ def test_every_setting_in_train_help_states_its_default(capsys, algo):
     import dataclasses
     import re
 
-    from robotrl.algos import get
+    from robotrl.algorithms.registry import get
     from robotrl.cli import RUN_FLAGS
     from robotrl.config import cli_flag
 

@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from robotrl import algos
+from robotrl.algorithms import registry as algos
 from robotrl.algorithms.ppo import PPOConfig
 from robotrl.algorithms.trpo import TRPOConfig
 from robotrl.config import coerce, field_docs, from_dict, load_file, to_dict
 from robotrl.errors import UserError
-from robotrl.train import RunConfig, resolve_config
+from robotrl.run.settings import RunConfig
+from robotrl.run.train import resolve_config
 
 
 @pytest.mark.parametrize("cls", [PPOConfig, TRPOConfig, RunConfig])

@@ -13,8 +13,8 @@ import torch
 from robotrl.algorithms.ddpg import DDPG, DDPGConfig
 from robotrl.cli import main
 from robotrl.envs import EnvFactory, task_spec
-from robotrl.train import resume, train
-from robotrl.vec_env import ShardedVectorEnv
+from robotrl.run.train import resume, train
+from robotrl.run.vec_env import ShardedVectorEnv
 
 TASK = "InvertedPendulum-v5"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import robotrl.deploy
 
 BLOCKED = ("torch", "gymnasium", "mujoco", "tensorboard", "matplotlib", "robotrl.envs", "robotrl.simrobot",
-           "robotrl.algorithms", "robotrl.train")
+           "robotrl.algorithms", "robotrl.run.train")
 
 
 def test_every_module_of_deploy_imports_with_the_training_side_blocked():

@@ -241,8 +241,8 @@ def test_ppo_learns_the_arm_task(tmp_path):
     """PPO must learn to reach: a policy that holds the home pose and ignores the goal scores about -36 with no
     success (a bar of "half a random policy's return" let it pass); 150k steps reach every goal."""
     from robotrl.envs.arm import HOME
-    from robotrl.evaluate import evaluate
-    from robotrl.train import eval_seed, train
+    from robotrl.run.evaluate import evaluate
+    from robotrl.run.train import eval_seed, train
 
     task = "robotrl/ArmReach-v0"
     held = evaluate(lambda obs: np.tile(HOME, (len(obs), 1)), task, 10, eval_seed(0))

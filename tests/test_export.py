@@ -16,7 +16,7 @@ import torch
 from robotrl.cli import main
 from robotrl.deploy.runtime import CardError, OnnxPolicy, load_card
 from robotrl.policies.export import PARITY_TOL, actor_parameter_count
-from robotrl.train import train
+from robotrl.run.train import train
 
 TASK = "robotrl/ArmReach-v0"
 RUNS = {
@@ -237,7 +237,7 @@ def test_shipped_actors_earn_the_returns_their_cards_state(name):
     """Each shipped actor, run with onnxruntime on the episodes its card's evaluation used, scores what the card
     says (the card's figure came from the torch actor; a closed loop may amplify 1e-7 differences a little)."""
     from robotrl.deploy.runtime import OnnxPolicy
-    from robotrl.evaluate import evaluate
+    from robotrl.run.evaluate import evaluate
 
     policy = OnnxPolicy(f"pretrained:{name}")
     stated = policy.card["evaluation"]

@@ -250,7 +250,7 @@ def test_an_observation_element_that_never_varied_stays_finite():
 @pytest.fixture(scope="module")
 def sac_run(tmp_path_factory):
     """A tiny real run (SAC on the arm, observation normaliser on) for export_run itself."""
-    from robotrl.train import train
+    from robotrl.run.train import train
 
     return train("sac", "robotrl/ArmReach-v0",
                  algo_flags={"learning_starts": "100", "hidden_sizes": "32,32", "batch_size": "32",

@@ -1,4 +1,4 @@
-"""The pure math of robotrl.functional, each against a case checkable by hand or by a slower reference."""
+"""The pure math of robotrl.algorithms.functional, each against a case checkable by hand or by a slower reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from robotrl.functional import (
+from robotrl.algorithms.functional import (
     available_cores,
     backtracking_line_search,
     compute_gae,

@@ -32,11 +32,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robotrl import algos
+from robotrl.algorithms import registry as algos
 from robotrl.cli import RUN_FLAGS, main
 from robotrl.config import cli_flag
 from robotrl.errors import UserError
-from robotrl.rundir import LOCK_NAME, RunDir
+from robotrl.run.rundir import LOCK_NAME, RunDir
 
 CASES = int(os.environ.get("ROBOTRL_FUZZ_CASES", "0"))  # 0: the CI counts below
 RANDOM = bool(CASES)  # bench/fuzz.py: fresh random cases; CI: the same cases every run
@@ -188,7 +188,7 @@ def test_random_command_line_values(data, empty_cwd):
     _judge(argv, code, err)
     assert not any(empty_cwd.iterdir()), f"{argv} created files"
     if code == 0:  # the resolved configuration round-trips through --config
-        from robotrl.train import resolve_config
+        from robotrl.run.train import resolve_config
 
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             f.write(out)

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from robotrl.cli import main
-from robotrl.rundir import LOCK_NAME, RunDir
+from robotrl.run.rundir import LOCK_NAME, RunDir
 
 TASK = "InvertedPendulum-v5"
 SMALL = ["--num-envs", "4", "--rollout-steps", "64", "--minibatch-size", "64", "--update-epochs", "2",
@@ -284,7 +284,7 @@ def test_full_disk_keeps_the_last_checkpoint_and_resumes_once_there_is_room(caps
 def checkpoint_disk_full(monkeypatch, request):
     """The checkpoint's write fails as on a full disk (ENOSPC at the fsync of its temporary file; another errno
     by indirect parametrisation, e.g. EFBIG for a file size limit)."""
-    import robotrl.rundir as rundir_mod
+    import robotrl.run.rundir as rundir_mod
 
     code = getattr(request, "param", errno.ENOSPC)
     real_fsync = os.fsync
@@ -442,7 +442,7 @@ def test_export_refuses_a_card_that_does_not_match_its_graph(capsys, run, monkey
 # -- our own bugs keep their traceback -----------------------------------------------------------------
 
 def test_a_bug_shows_its_traceback_and_asks_for_a_report(capsys, run, monkeypatch):
-    import robotrl.evaluate as ev
+    import robotrl.run.evaluate as ev
 
     def broken(*a, **k):
         raise ZeroDivisionError("a bug")
@@ -488,8 +488,8 @@ def test_a_robot_side_install_says_which_extra_training_needs(robot_venv, tmp_pa
 def test_an_output_that_is_a_pipe_or_a_link_is_not_swapped_for_a_regular_file(tmp_path):
     # -o /dev/null, a FIFO or a folder: a rename over it would replace the special file (as root, /dev/null);
     # a symbolic link: the link stays and the file it names is written
+    from robotrl.atomic import atomic_write_bytes, replace_target
     from robotrl.errors import UserError
-    from robotrl.rundir import atomic_write_bytes, replace_target
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
@@ -510,8 +510,8 @@ def test_a_refused_write_names_the_file_asked_for_not_the_temporary(tmp_path):
     """An atomic write (export, checkpoints, videos) goes through a temporary file beside the target; when the
     operating system refuses it (here: the 'folder' is a file), the error names the file the user gave, which
     the CLI prints as its one line."""
+    from robotrl.atomic import atomic_write_bytes
     from robotrl.cli import _os_error
-    from robotrl.rundir import atomic_write_bytes
 
     (tmp_path / "plain").write_text("a file, not a folder")
     target = tmp_path / "plain" / "actor.onnx"

@@ -221,7 +221,7 @@ def test_a_divergence_during_an_episode_stops_with_one_line(workers):
     """The probe passed but an episode diverged (a rarer state): the step raises the robot's one-line error, also
     from a worker process (was a RuntimeError with the worker's traceback: exit 1)."""
     from robotrl.envs.tasks import QUADRUPED_CONFIG
-    from robotrl.vec_env import ShardedVectorEnv
+    from robotrl.run.vec_env import ShardedVectorEnv
 
     task = f"legged:{QUADRUPED_CONFIG}"
     envs = ShardedVectorEnv(_DivergingFactory(task), 2, workers)

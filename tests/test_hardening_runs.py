@@ -128,7 +128,7 @@ def test_a_replay_buffer_too_small_to_sample_from_is_refused_with_its_bound(algo
 
 
 def test_the_smallest_replay_buffer_trains_and_resumes(tmp_path):
-    from robotrl.train import resume, train
+    from robotrl.run.train import resume, train
 
     flags = {"buffer_size": "4", "batch_size": "2", "learning_starts": "10", "iteration_steps": "250",
              "hidden_sizes": "8,8"}
@@ -230,7 +230,7 @@ def test_sampling_ends_however_few_slots_hold_a_transition():
     rare it now draws from the listed starts, and where there are none it says so."""
     import numpy as np
 
-    from robotrl.buffers import ReplayBuffer
+    from robotrl.algorithms.buffers import ReplayBuffer
 
     buf = ReplayBuffer(100_000, 1, 2, 1)
     buf.starts[:] = False
@@ -246,7 +246,7 @@ def test_sampling_ends_however_few_slots_hold_a_transition():
 def test_the_last_step_is_evaluated_once_with_eval_every(tmp_path):
     """--eval-every dividing --steps evaluated the last step twice (periodic and final, the same figures): two eval
     points at one step in metrics.csv and TensorBoard."""
-    from robotrl.train import train
+    from robotrl.run.train import train
 
     run = train("ppo", "InvertedPendulum-v5", out=tmp_path / "run", progress=False,
                 algo_flags={"num_envs": "2", "rollout_steps": "50", "minibatch_size": "50", "update_epochs": "1",

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from robotrl.train import train
+from robotrl.run.train import train
 
 
 @pytest.mark.slow

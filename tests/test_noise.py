@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from robotrl.noise import AdaptiveParamNoise, GaussianNoise, OrnsteinUhlenbeckNoise, linear_schedule
+from robotrl.algorithms.noise import AdaptiveParamNoise, GaussianNoise, OrnsteinUhlenbeckNoise, linear_schedule
 
 
 def test_ou_reverts_to_the_mean_at_rate_theta_dt():

@@ -17,7 +17,7 @@ import torch
 from robotrl.algorithms.sac import squashed_gaussian_log_prob
 from robotrl.algorithms.td3 import td3_target
 from robotrl.cli import main
-from robotrl.train import _build, resolve_config, train
+from robotrl.run.train import _build, resolve_config, train
 
 TASK = "Pendulum-v1"
 SMALL = {"learning_starts": "200", "batch_size": "32", "hidden_sizes": "32,32", "iteration_steps": "300"}
@@ -185,7 +185,7 @@ def test_second_core_gives_the_same_result_as_one(algo):
 def test_sac_exports_tanh_of_the_mean_in_robot_units(tmp_path, capsys):
     from robotrl.deploy.runtime import OnnxPolicy
     from robotrl.policies.export import PARITY_TOL
-    from robotrl.rundir import RunDir
+    from robotrl.run.rundir import RunDir
 
     task = "robotrl/ArmReach-v0"
     run = train("sac", task, algo_flags={**SMALL, "normalize_obs": "true"},
@@ -215,7 +215,7 @@ def test_sac_exports_tanh_of_the_mean_in_robot_units(tmp_path, capsys):
 def test_td3_and_sac_help_documents_every_hyper_parameter(capsys):
     import dataclasses
 
-    from robotrl.algos import get
+    from robotrl.algorithms.registry import get
     from robotrl.config import cli_flag, field_docs
 
     for algo in ("td3", "sac"):

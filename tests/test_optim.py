@@ -1,10 +1,10 @@
-"""robotrl.optim.Adam and clip_grad_norm_ agree with torch's."""
+"""robotrl.algorithms.optim.Adam and clip_grad_norm_ agree with torch's."""
 
 from __future__ import annotations
 
 import torch
 
-from robotrl.optim import Adam, clip_grad_norm_
+from robotrl.algorithms.optim import Adam, clip_grad_norm_
 
 
 def _net(seed):

@@ -252,7 +252,7 @@ def test_a_users_arm_learns_to_reach_with_the_reach_template(tmp_path):
     PPO for 200k steps must reach most goals, which holding the home pose does not."""
     import json
 
-    from robotrl.evaluate import evaluate
+    from robotrl.run.evaluate import evaluate
 
     task = f"reach:{ASSETS / 'arm3.toml'}"
     r = subprocess.run([sys.executable, "-m", "robotrl.cli", "train", "ppo", task, "--steps", "200000", "--seed", "0",

@@ -18,7 +18,7 @@ import pytest
 from sessions import kill_session
 
 from robotrl.cli import main
-from robotrl.rundir import RunDir, read_metrics
+from robotrl.run.rundir import RunDir, read_metrics
 
 ray = pytest.importorskip("ray", reason="the sweep extra: pip install 'robotrl[sweep]'")
 
@@ -163,7 +163,7 @@ def test_sigterm_stops_the_driver_with_the_resume_command(tmp_path):
 
 
 def test_ray_and_optuna_are_imported_by_nothing_else(tmp_path):
-    code = ("import sys, robotrl.cli, robotrl.train, robotrl.sweep, robotrl.sweep.study, robotrl.sweep.results, "
+    code = ("import sys, robotrl.cli, robotrl.run.train, robotrl.sweep, robotrl.sweep.study, robotrl.sweep.results, "
             "robotrl.deploy; bad = [m for m in ('ray', 'optuna') if m in sys.modules]; print(bad); "
             "sys.exit(1 if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robotrl.tbevents import EventWriter, crc32c
+from robotrl.run.tbevents import EventWriter, crc32c
 
 
 def test_crc32c_known_vectors():

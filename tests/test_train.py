@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from robotrl.atomic import atomic_write_bytes
 from robotrl.cli import main
-from robotrl.rundir import RunDir, atomic_write_bytes
-from robotrl.train import resume, train
+from robotrl.run.rundir import RunDir
+from robotrl.run.train import resume, train
 
 TASK = "InvertedPendulum-v5"
 SMALL = {"num_envs": "4", "rollout_steps": "64", "minibatch_size": "64", "update_epochs": "2"}
@@ -160,8 +161,8 @@ def test_a_gpu_run_continues_on_a_cpu_only_machine(tmp_path, capsys):
 
 
 def test_resumed_state_equals_the_checkpoint(tmp_path):
-    from robotrl.algos import get
-    from robotrl.train import _build, resolve_config
+    from robotrl.algorithms.registry import get
+    from robotrl.run.train import _build, resolve_config
 
     run = train("ppo", TASK, algo_flags=SMALL, run_flags={"total_steps": "512", "eval_episodes": "0"},
                 out=tmp_path / "run", progress=False)

@@ -8,7 +8,7 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from robotrl.envs import EnvFactory
-from robotrl.vec_env import ShardedVectorEnv
+from robotrl.run.vec_env import ShardedVectorEnv
 
 SHORT = EnvFactory("InvertedPendulum-v5", {"max_episode_steps": 7})
 

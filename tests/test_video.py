@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from robotrl.cli import main
-from robotrl.render import choose_backend, probe
+from robotrl.video.render import choose_backend, probe
 
 ARM = "robotrl/ArmReach-v0"  # 50 Hz, 100-step episodes
 SMALL_PPO = ["--num-envs", "4", "--rollout-steps", "64", "--minibatch-size", "64", "--update-epochs", "2"]
@@ -175,7 +175,7 @@ def test_overlay_is_drawn_where_it_fits_and_left_out_on_request(tmp_path, capsys
 def test_default_and_named_cameras():
     """Walkers get the tracking camera, the fixed-base arm the task's default view; model cameras by name."""
     from robotrl.envs import make
-    from robotrl.render import camera_names, make_camera
+    from robotrl.video.render import camera_names, make_camera
 
     env = make("robotrl/Hopper-v5")
     try:
@@ -202,7 +202,7 @@ def test_overlay_shows_what_the_task_reports(task, labels):
     """The text on a frame comes from the real env's step info: speed for walkers, distance and success
     for the arm, the velocity command and the velocity reached for a legged robot."""
     from robotrl.envs import make
-    from robotrl.video import overlay_rows
+    from robotrl.video.film import overlay_rows
 
     env = make(task)
     try:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from robotrl.algorithms.offpolicy import DeterministicActorAlgorithm, NoiseConfig, regress
-from robotrl.optim import Adam
+from robotrl.algorithms.optim import Adam
 from robotrl.policies import QCritic
 
 

@@ -1,7 +1,7 @@
 """The off-policy core shared by DDPG, TD3 and SAC: replay buffer, target networks, exploration noise,
 the acting loop, a second core for the update, and the checkpointed state.
 
-Each environment step stores (s, a, r, s', terminated) in a replay buffer (`robotrl.buffers`: time-limit
+Each environment step stores (s, a, r, s', terminated) in a replay buffer (`robotrl.algorithms.buffers`: time-limit
 truncations bootstrap from the true final state, only termination ends the return). The first
 `learning_starts` steps act uniformly at random; after them, every vector step of N envs is followed by
 ``N * updates_per_step`` calls of the algorithm's `update()`, each on a fresh minibatch. Only the
@@ -42,12 +42,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from robotrl.buffers import MIN_SLOTS, Batch, ReplayBuffer
+from robotrl.algorithms.buffers import MIN_SLOTS, Batch, ReplayBuffer
+from robotrl.algorithms.core import IterationResult, never, spec_action_arrays
+from robotrl.algorithms.functional import available_cores, polyak_update
+from robotrl.algorithms.noise import AdaptiveParamNoise, GaussianNoise, OrnsteinUhlenbeckNoise
+from robotrl.algorithms.optim import Adam
 from robotrl.config import MAX_ENVS, check_network, check_range
-from robotrl.core import IterationResult, never, spec_action_arrays
-from robotrl.functional import available_cores, polyak_update
-from robotrl.noise import AdaptiveParamNoise, GaussianNoise, OrnsteinUhlenbeckNoise
-from robotrl.optim import Adam
 from robotrl.policies import DeterministicActor, RunningMeanStd, TwinQCritic, make_record
 from robotrl.spec import TaskSpec
 
@@ -179,7 +179,7 @@ class NoiseConfig(OffPolicyConfig):
 
 class ActionNoise:
     """Exploratory actions of a deterministic actor mu(s) in [-1, 1] for `num_envs` envs (see the module
-    docstring); `process` is the `robotrl.noise` object, whose state is what a checkpoint keeps."""
+    docstring); `process` is the `robotrl.algorithms.noise` object, whose state is what a checkpoint keeps."""
 
     def __init__(self, cfg: NoiseConfig, actor: nn.Module, num_envs: int, act_dim: int, rng: np.random.Generator,
                  gen: torch.Generator):

@@ -20,9 +20,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from robotrl.algorithms.core import IterationAborted, IterationResult, never, spec_action_arrays, torch_threads
+from robotrl.algorithms.functional import compute_gae, gaussian_log_prob
 from robotrl.config import MAX_BATCH, MAX_ENVS, check_network, check_range
-from robotrl.core import IterationAborted, IterationResult, never, spec_action_arrays, torch_threads
-from robotrl.functional import compute_gae, gaussian_log_prob
 from robotrl.policies import GaussianActor, RunningMeanStd, ValueCritic, make_record
 from robotrl.spec import TaskSpec
 

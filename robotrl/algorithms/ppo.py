@@ -30,10 +30,10 @@ from typing import Any, Literal
 
 import torch
 
+from robotrl.algorithms.functional import explained_variance, gaussian_entropy, gaussian_kl, gaussian_log_prob
 from robotrl.algorithms.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
+from robotrl.algorithms.optim import Adam, clip_grad_norm_
 from robotrl.config import check_range
-from robotrl.functional import explained_variance, gaussian_entropy, gaussian_kl, gaussian_log_prob
-from robotrl.optim import Adam, clip_grad_norm_
 
 
 def clipped_surrogate(ratio: torch.Tensor, advantage: torch.Tensor, clip_coef: float) -> torch.Tensor:
@@ -54,7 +54,7 @@ def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
 
 @dataclass
 class PPOConfig(OnPolicyConfig):
-    """PPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `robotrl.algos`."""
+    """PPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `registry.py`."""
 
     learning_rate: float = 3e-4
     """Adam step size for actor and critic (annealed linearly to 0 if anneal_lr). Typical 1e-4 to 1e-3."""

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from robotrl.algorithms.functional import gaussian_log_prob
 from robotrl.algorithms.offpolicy import OffPolicyAlgorithm, OffPolicyConfig, TwinAdam, regress
+from robotrl.algorithms.optim import Adam
 from robotrl.config import check_range
 from robotrl.errors import UserError
-from robotrl.functional import gaussian_log_prob
-from robotrl.optim import Adam
 from robotrl.policies import SquashedGaussianActor, TwinQCritic
 from robotrl.spec import TaskSpec
 

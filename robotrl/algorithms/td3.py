@@ -39,7 +39,7 @@ from robotrl.policies import TwinQCritic
 @dataclass
 class TD3Config(NoiseConfig):
     """TD3 hyper-parameters. Defaults follow the authors' code (github.com/sfujim/TD3); per-task warm-ups follow
-    the paper's experiment script (`robotrl.algos`)."""
+    the paper's experiment script (`robotrl.algorithms.registry`)."""
 
     actor_learning_rate: float = 3e-4
     """Adam step size of the actor."""

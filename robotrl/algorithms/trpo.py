@@ -28,9 +28,7 @@ from typing import Any
 
 import torch
 
-from robotrl.algorithms.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
-from robotrl.config import check_range
-from robotrl.functional import (
+from robotrl.algorithms.functional import (
     backtracking_line_search,
     conjugate_gradient,
     explained_variance,
@@ -41,12 +39,14 @@ from robotrl.functional import (
     gaussian_log_prob,
     set_flat_params,
 )
-from robotrl.optim import Adam
+from robotrl.algorithms.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
+from robotrl.algorithms.optim import Adam
+from robotrl.config import check_range
 
 
 @dataclass
 class TRPOConfig(OnPolicyConfig):
-    """TRPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `robotrl.algos`."""
+    """TRPO hyper-parameters. Defaults suit MuJoCo locomotion; per-task overrides live in `registry.py`."""
 
     max_kl: float = 0.01
     """delta: the trust region, the largest mean KL(pi_old || pi_new) one update may make. Typical 0.005-0.05."""

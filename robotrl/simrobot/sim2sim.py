@@ -94,7 +94,7 @@ def run(policy_path: str, *, episodes: int = 3, lockstep: bool = True, tolerance
 
     from robotrl.deploy.node import PolicyNode
     from robotrl.deploy.runtime import OnnxPolicy
-    from robotrl.evaluate import OTHER_ROBOT_FLAG, check_actor_fits_task, episode_count, eval_seed, evaluate
+    from robotrl.run.evaluate import OTHER_ROBOT_FLAG, check_actor_fits_task, episode_count, eval_seed, evaluate
     from robotrl.simrobot.node import SimRobot, rivals_error
     from robotrl.simrobot.node import domain_id as domain_of
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from robotrl.atomic import atomic_write_bytes
 from robotrl.errors import UserError
-from robotrl.rundir import RunDir, atomic_write_bytes, read_metrics
+from robotrl.run.rundir import RunDir, read_metrics
 
 BOOTSTRAP = 2000
 CONFIDENCE = 0.95
@@ -152,7 +153,7 @@ def curves(folder: Path, rows: list[dict[str, Any]], seeds: list[int], metric: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from robotrl.plot import save_figure
+    from robotrl.run.plot import save_figure
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     for label, x, m, sd in series:

@@ -1,4 +1,4 @@
-"""The study driver on Ray: trials as Ray tasks, each an ordinary run directory trained by `robotrl.train`.
+"""The study driver on Ray: trials as Ray tasks, each an ordinary run directory trained by `robotrl.run.train`.
 
 Why Ray core (tasks and one actor) and not Ray Tune: the run directory already is the trial's
 checkpoint, its metrics and its result (atomic checkpoints, `resume`, eval.json), and it must stay
@@ -35,8 +35,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from robotrl.atomic import atomic_write_bytes, atomic_write_json
 from robotrl.errors import Stopped, UserError
-from robotrl.rundir import atomic_write_bytes, atomic_write_json
 from robotrl.sweep import results
 from robotrl.sweep.study import Study, load, to_toml
 
@@ -93,8 +93,8 @@ def _trial(t: dict[str, Any], board: Any) -> dict[str, Any]:
     """Train (or continue) one trial in its run directory; returns its final evaluation."""
     import ray
 
-    from robotrl.rundir import RunDir
-    from robotrl.train import resume, train
+    from robotrl.run.rundir import RunDir
+    from robotrl.run.train import resume, train
 
     rd = RunDir(t["run_dir"])
     _wait_free(rd)
@@ -182,7 +182,7 @@ class _Board:
 
 def _asha_records(study: Study, folder: Path, configs: list[dict[str, Any]]) -> tuple[dict, list[str]]:
     """The rung records and stopped configurations, rebuilt from the trials' metrics.csv (for --resume)."""
-    from robotrl.rundir import read_metrics
+    from robotrl.run.rundir import read_metrics
 
     records: dict[str, dict[str, float]] = {}
     stopped = []
@@ -452,7 +452,7 @@ def prepare(study_file: str | Path | None = None, *, resume_dir: str | Path | No
         _check_writable(folder, "--out" if out is not None else "the study's folder")
         state = {"format": STATE_FORMAT, "configs": [], "failed": {}}
     if address is None:  # a local Ray: the trials' learners run on this machine's devices
-        from robotrl.train import check_device
+        from robotrl.run.train import check_device
 
         devices = {study.settings(algo, task, {})[0].device for algo, task in study.pairs}
         devices |= {v for d in study.space if d.key == "run.device" for v in d.values}
@@ -584,7 +584,7 @@ def _init_ray(ray: Any, address: str | None, cpus: int | None) -> bool:
             raise UserError(f"--address {address}: cannot connect to a Ray cluster ({results_line(e)}); start one "
                             "with 'ray start --head'") from None
         return False
-    from robotrl.functional import available_cores
+    from robotrl.algorithms.functional import available_cores
 
     ray.init(address="local", num_cpus=cpus or available_cores(), include_dashboard=False, **kwargs)
     return True

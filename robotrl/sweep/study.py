@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robotrl import algos as algo_registry
 from robotrl import config as cfgmod
+from robotrl.algorithms import registry as algo_registry
 from robotrl.errors import UserError, brief_json
 from robotrl.spec import finite_number
 
@@ -138,7 +138,7 @@ class Study:
         """(RunConfig, algorithm config) of one configuration, checked as `robotrl train --config` checks it and
         against its task (`check_on_task`): what passes here is a trial that starts. Errors name the study file
         and the field once, as the study writes it ("[space] run.obs_noise must be >= 0, got -1.0")."""
-        from robotrl.train import RunConfig
+        from robotrl.run.settings import RunConfig
 
         _, Config = algo_registry.get(algo).load()
         run0, cfg0 = self._base(algo, task)
@@ -167,7 +167,7 @@ class Study:
         study's [ALGO] and [run] tables; computed once (a grid checks each of its combinations on it)."""
         key = (algo, task)
         if key not in self._bases:
-            from robotrl.train import RunConfig
+            from robotrl.run.settings import RunConfig
 
             _, Config = algo_registry.get(algo).load()
             default_steps, overrides = algo_registry.task_defaults(algo, task)
@@ -241,7 +241,7 @@ def _build(path: Path, table: str, cls: type, data: dict[str, Any], base: Any,
 
 
 def check_on_task(algo: str, task: str, run: Any, cfg: Any) -> None:
-    """What `robotrl train` checks of a run's settings against its task and this machine (`robotrl.train.plan`),
+    """What `robotrl train` checks of a run's settings against its task and this machine (`robotrl.run.train.plan`),
     for a trial before Ray starts: the task builds with the run's sim-to-real settings, the algorithm's settings
     that depend on the task (SAC's target entropy), a warm-up that ends before the run does, a video this
     machine can record. Raises UserError naming the setting."""
@@ -409,13 +409,13 @@ def _spec_with(task: str, on: tuple[str, ...], s2r: Any) -> Any:
 
 @functools.cache
 def _can_record(task: str) -> None:
-    from robotrl.video import check_can_record
+    from robotrl.video.film import check_can_record
 
     check_can_record(task)
 
 
 def _space(p: Path, space: dict[str, Any], algos: list[str], sampler: str) -> list[Dim]:
-    from robotrl.train import RunConfig
+    from robotrl.run.settings import RunConfig
 
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
     algo_fields = [{f.name for f in dataclasses.fields(algo_registry.get(a).load()[1])} for a in algos]

@@ -4,7 +4,7 @@
                   [--camera NAME] [--width W --height H] [--fps F] [--seconds S]
     robotrl train ... --video            # the run directory gets video.mp4 of the final evaluation
 
-The episodes are the ones `robotrl eval` runs (`robotrl.evaluate.evaluate`, episode k seeded
+The episodes are the ones `robotrl eval` runs (`robotrl.run.evaluate.evaluate`, episode k seeded
 ``seed + k``), watched as they happen: filming reads the simulator's state and never changes it, so a
 video's returns are the evaluation's. An exported actor is run with onnxruntime alone (no torch), so
 what is filmed is what the robot runs. Each frame shows the step, the return so far and, where the
@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robotrl.errors import UserError
+from robotrl.video.encoders import open_writer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,152 +44,6 @@ FORMATS = (".mp4", ".gif")
 MAX_SIDE = 4096
 MIN_OVERLAY_HEIGHT = 240  # MuJoCo draws its font no smaller: 4 to 6 rows of ~27 pixels
 
-
-# writers ------------------------------------------------------------------------------------------------------
-
-class _AtomicFile:
-    """A temporary file beside `path`, renamed over it by `commit()` or removed by `discard()`. Named as
-    `robotrl.rundir.atomic_write_bytes` names its temporaries (``.NAME.PID.HEX.tmp``), so a killed
-    writer's leftover in a run directory is cleaned up the same way."""
-
-    def __init__(self, path: Path):
-        from robotrl.rundir import create_temporary, replace_target
-
-        self.path = replace_target(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = create_temporary(self.path)
-        os.close(fd)
-
-    def commit(self) -> None:
-        fd = os.open(self.tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
-
-
-class Mp4Writer:
-    """H.264 (libx264, yuv420p, CRF 23) through the ffmpeg binary that imageio-ffmpeg ships; frames stream
-    to it as they are rendered, so a long episode needs no memory for its frames."""
-
-    def __init__(self, path: Path, width: int, height: int, fps: float):
-        try:
-            import imageio_ffmpeg
-        except ImportError:
-            raise UserError("MP4 videos need imageio-ffmpeg: pip install 'robotrl[train]' (or write a .gif)") from None
-        self.file = _AtomicFile(path)
-        self.frames = 0
-        self._gen = imageio_ffmpeg.write_frames(
-            str(self.file.tmp), (width, height), fps=Fraction(fps).limit_denominator(1000), codec="libx264",
-            pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="quiet",
-            output_params=["-crf", "23", "-preset", "fast", "-movflags", "+faststart", "-f", "mp4"])
-        self._gen.send(None)
-
-    def append(self, frame: np.ndarray) -> None:
-        import numpy as np
-
-        try:
-            self._gen.send(np.ascontiguousarray(frame))
-        except OSError as e:
-            self._failed(e)
-        self.frames += 1
-
-    def close(self, ok: bool = True) -> None:
-        if self._gen is None:
-            return
-        gen, self._gen = self._gen, None
-        try:
-            gen.close()
-        except OSError as e:
-            self._failed(e)
-        except Exception:
-            self.file.discard()
-            raise
-        if ok and self.frames:
-            self._check_complete()
-            self.file.commit()
-        else:
-            self.file.discard()
-
-    def _check_complete(self) -> None:
-        """ffmpeg killed part-way (a file-size limit, the OOM killer) ends without an error from imageio-ffmpeg:
-        count the frames in the file before it replaces anything."""
-        import imageio_ffmpeg
-
-        try:
-            n = imageio_ffmpeg.count_frames_and_secs(str(self.file.tmp))[0]
-        except (RuntimeError, OSError):
-            n = 0
-        if n != self.frames:
-            self._failed(OSError(f"{n} of {self.frames} frames in the file"))
-
-    def _failed(self, e: OSError) -> None:
-        """ffmpeg stopped (its own messages are silenced: they were several lines for one cause). Its pipe
-        error carries no reason; a full disk, the usual one, is told as the operating system's refusal."""
-        import errno
-        import shutil
-
-        self._gen = None
-        self.file.discard()
-        if e.errno not in (None, errno.EPIPE):
-            raise e
-        if shutil.disk_usage(self.file.path.parent).free < 64 * 2**20:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.file.path)) from None
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"ffmpeg could not write {self.file.path} ({first}): it stopped part-way; the usual causes "
-                        "are a file-size limit (ulimit -f), a full disk or ffmpeg killed (out of memory)") from None
-
-
-class GifWriter:
-    """Animated GIF through Pillow; every frame is mapped to the first frame's 255-colour palette (no
-    flicker between frames, and unchanged areas compress to nothing). Meant for short clips: frames are
-    held in memory (one byte per pixel) until the file is written."""
-
-    def __init__(self, path: Path, width: int, height: int, fps: float):
-        self.file = _AtomicFile(path)
-        self.delay_ms = 10 * round(100 / fps)
-        self.frames = 0
-        self._images: list[Any] = []
-
-    def append(self, frame: np.ndarray) -> None:
-        from PIL import Image
-
-        img = Image.fromarray(frame)
-        if not self._images:
-            self._images.append(img.quantize(colors=255, method=Image.Quantize.MEDIANCUT))
-        else:
-            self._images.append(img.quantize(palette=self._images[0], dither=Image.Dither.NONE))
-        self.frames += 1
-
-    def close(self, ok: bool = True) -> None:
-        images, self._images = self._images, []
-        if not (ok and images):
-            self.file.discard()
-            return
-        try:
-            images[0].save(self.file.tmp, format="GIF", save_all=True, append_images=images[1:],
-                           duration=self.delay_ms, loop=0)
-        except OSError as e:  # Pillow writes through a file object: the refusal names no file
-            self.file.discard()
-            if e.filename is None and e.errno is not None:
-                raise OSError(e.errno, e.strerror, str(self.file.path)) from None
-            raise
-        except BaseException:
-            self.file.discard()
-            raise
-        self.file.commit()
-
-
-def open_writer(path: Path, width: int, height: int, fps: float) -> Mp4Writer | GifWriter:
-    return (GifWriter if Path(path).suffix.lower() == ".gif" else Mp4Writer)(Path(path), width, height, fps)
-
-
-# settings -----------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class VideoSettings:
@@ -278,7 +131,7 @@ class Recorder:
 
     settings: VideoSettings
     episodes: int = 1
-    backend: str | None = None  # None: `robotrl.render.choose_backend()`
+    backend: str | None = None  # None: `robotrl.video.render.choose_backend()`
     # filled in while filming
     frames: int = field(default=0, init=False)
     render_s: float = field(default=0.0, init=False)  # rendering frames and handing them to the encoder
@@ -332,7 +185,7 @@ class Recorder:
         return math.floor(self.settings.seconds / (self.control_period * stride) + 1e-9) + 1
 
     def _setup(self, env: Any) -> None:
-        from robotrl.render import OffscreenRenderer, make_camera
+        from robotrl.video.render import OffscreenRenderer, make_camera
 
         base = env.unwrapped
         s = self.settings
@@ -392,7 +245,7 @@ def recording(settings: VideoSettings, episodes: int = 1, backend: str | None = 
 def check_can_record(task: str | None = None) -> str:
     """Fail early (before a training run) if `task` cannot be filmed or nothing can render or encode here;
     returns the GL back-end."""
-    from robotrl.render import choose_backend, make_camera
+    from robotrl.video.render import choose_backend, make_camera
 
     if task is not None:
         from robotrl.envs import make
@@ -427,7 +280,7 @@ class Source:
 
 def load_source(text: str) -> Source:
     """A run directory (torch checkpoint), an exported actor or ``pretrained:NAME`` (onnxruntime only)."""
-    from robotrl.evaluate import check_actor_fits_task, check_run_task, eval_seed
+    from robotrl.run.evaluate import check_actor_fits_task, check_run_task, eval_seed
 
     path = Path(text)
     if text.startswith("pretrained:") or path.suffix == ".onnx" or path.is_file():
@@ -442,7 +295,7 @@ def load_source(text: str) -> Source:
         out = Path(f"{text.split(':', 1)[1]}.mp4") if text.startswith("pretrained:") else path.with_suffix(".mp4")
         return Source(policy, card["task_id"], card["algo"], int(card["training"]["steps"]),
                       eval_seed(int(card["training"]["seed"])), f"{text} (onnxruntime)", out)
-    from robotrl.rundir import RunDir
+    from robotrl.run.rundir import RunDir
 
     rd = RunDir.open(text)
     settings = rd.read_settings()
@@ -457,8 +310,8 @@ def film(source: Source, settings: VideoSettings, *, episodes: int = 1, seed: in
     """Film `episodes` evaluation episodes of `source` into ``settings.path``; the summary, with the
     evaluation's own figures (``evaluation``) beside the video's. `script`: a walker follows the scripted
     command sequence of `robotrl sim2sim` (stand, forward, turn, stop) instead of its random commands."""
-    from robotrl.evaluate import evaluate
-    from robotrl.render import choose_backend
+    from robotrl.run.evaluate import evaluate
+    from robotrl.video.render import choose_backend
 
     backend = choose_backend()
     seed = source.seed if seed is None else seed
@@ -477,86 +330,3 @@ def film(source: Source, settings: VideoSettings, *, episodes: int = 1, seed: in
     out.update(task=source.task, algo=source.algo, seed=seed, wall_s=time.perf_counter() - t0, evaluation=ev,
                bytes=settings.path.stat().st_size)
     return out
-
-
-def _is_tracking(task: str) -> bool:
-    from robotrl.envs import task_spec
-
-    return any(e.kind == "velocity_command" for e in task_spec(task).observation)
-
-
-def describe(s: dict[str, Any]) -> str:
-    speed = "real time" if abs(s["speed"] - 1) < 0.01 else f"{s['speed']:.2f}x real time"
-    returns = ", ".join(f"{r:,.1f}" if abs(r) >= 100 else f"{r:.3f}" for r in s["returns"])
-    return (f"{s['path']}: {s['episodes']} episode{'s' if s['episodes'] > 1 else ''} of {s['task']} (seed "
-            f"{s['seed']}), {s['frames']} frames {s['width']}x{s['height']} at {s['fps']:g} fps ({speed}, every "
-            f"{s['stride']} control step{'s' if s['stride'] > 1 else ''}), camera {s['camera']}{_no_overlay(s)}, "
-            f"{s['bytes']:,} "
-            f"bytes; return {returns}; rendered with {s['backend']} in {s['render_s']:.1f} s")
-
-
-def _no_overlay(s: dict[str, Any]) -> str:
-    if s.get("overlay", True):
-        return ""
-    return (", no text overlay" if s["height"] >= MIN_OVERLAY_HEIGHT else
-            f", no text overlay (under {MIN_OVERLAY_HEIGHT} pixels high it would cover the picture)")
-
-
-def main(args: Any) -> int:
-    """`robotrl video` (arguments parsed by robotrl.cli)."""
-    import json
-
-    from robotrl.render import check_environment
-
-    check_environment()  # before mujoco is imported: it refuses an unknown MUJOCO_GL with a traceback
-    source = load_source(args.source)
-    out = Path(args.out) if args.out else source.default_out
-    if args.out and not out.parent.is_dir():  # as export and plot: a mistyped folder is not created
-        raise UserError(f"-o {str(out)!r}: folder {str(out.parent)!r} does not exist")
-    settings = VideoSettings(out, width=args.width, height=args.height, fps=args.fps, camera=args.camera,
-                             seconds=args.seconds, overlay=not args.no_overlay)
-    if args.script and not _is_tracking(source.task):
-        raise UserError(f"--script: {source.task} does not follow a velocity command (a legged task does)")
-    summary = film(source, settings, episodes=args.episodes, seed=args.seed, script=args.script)
-    if args.json:
-        ev = summary.pop("evaluation")
-        summary["mean_return"] = ev["mean_return"]
-        print(json.dumps(summary))
-    else:
-        print(describe(summary))
-    return 0
-
-
-def add_parser(sub: Any, positive_int: Callable[..., Callable[[str], int]], seed: Callable[[str], int]) -> None:
-    """The `robotrl video` sub-command's arguments (called by robotrl.cli.build_parser, which passes its
-    checking parsers for positive integers and seeds)."""
-    p = sub.add_parser("video", help="film evaluation episodes of a run, an exported actor or a shipped one (MP4/GIF)",
-                       description="Render deterministic evaluation episodes offscreen (EGL or OSMesa) to MP4 "
-                                   "(H.264) or GIF. An .onnx actor runs with onnxruntime alone.")
-    p.add_argument("source", metavar="RUN_DIR|FILE.onnx|pretrained:NAME")
-    p.add_argument("-o", "--out", metavar="FILE", help="FILE.mp4 or FILE.gif (default: RUN_DIR/video.mp4, "
-                                                       "FILE.mp4 beside FILE.onnx, NAME.mp4 for pretrained:NAME)")
-    p.add_argument("--episodes", metavar="N", type=positive_int("--episodes", 10**4), default=1,
-                   help="episodes to film, one after the other (default: 1)")
-    p.add_argument("--seed", metavar="S", type=seed, default=None,
-                   help="first episode seed (default: the run's evaluation seed, as robotrl eval)")
-    p.add_argument("--camera", metavar="NAME", default=None,
-                   help="track (follows a walker), free (the task's default view) or a camera of the model "
-                        "(default: track for walkers, free otherwise)")
-    p.add_argument("--width", metavar="W", type=positive_int("--width", MAX_SIDE, 16), default=640,
-                   help="pixels, even for MP4 (default: 640)")
-    p.add_argument("--height", metavar="H", type=positive_int("--height", MAX_SIDE, 16), default=480,
-                   help="pixels, even for MP4 (default: 480)")
-    p.add_argument("--fps", metavar="F", type=float, default=None,
-                   help="frames per second of the video, above 0 and at most 240 (a GIF: 100 divided by a whole "
-                        "number, at most 50) (default: real time, about 25 fps)")
-    p.add_argument("--seconds", metavar="S", type=float, default=None,
-                   help="film only the first S seconds of each episode (the episode still runs to its end)")
-    p.add_argument("--no-overlay", action="store_true",
-                   help=f"frames without the text (step, return, speed, distance, command); frames under "
-                        f"{MIN_OVERLAY_HEIGHT} pixels high never have it")
-    p.add_argument("--script", action="store_true",
-                   help="a walker follows the scripted command sequence of robotrl sim2sim (stand, forward, turn, "
-                        "stop; no pushes) instead of its task's random commands")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
-

@@ -25,15 +25,15 @@ class IterationAborted(Exception):
 
 
 def never() -> bool:
-    """The default `should_stop`: outside `robotrl.train`'s loop nothing asks an iteration to end early."""
+    """The default `should_stop`: outside `robotrl.run.train`'s loop nothing asks an iteration to end early."""
     return False
 
 
 class Algorithm(Protocol):
-    """A training algorithm as the loop in `robotrl.train` drives it.
+    """A training algorithm as the loop in `robotrl.run.train` drives it.
 
     Constructed as ``Algo(config, spec, envs, seed=..., total_steps=..., device=...)``; `envs` is a
-    Gymnasium vector env with SAME_STEP autoreset (see `robotrl.vec_env`).
+    Gymnasium vector env with SAME_STEP autoreset (see `robotrl.run.vec_env`).
     """
 
     name: ClassVar[str]

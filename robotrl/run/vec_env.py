@@ -253,7 +253,7 @@ class ShardedVectorEnv(VectorEnv):
                 for w in range(1, self.workers + 1):
                     parent, child = socket.socketpair()
                     proc = subprocess.Popen(
-                        [sys.executable, "-c", "from robotrl.vec_env import _worker_main; _worker_main()",
+                        [sys.executable, "-c", "from robotrl.run.vec_env import _worker_main; _worker_main()",
                          str(child.fileno())], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
                     self._procs.append(proc)
                     child.close()

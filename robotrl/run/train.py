@@ -3,7 +3,7 @@
     train("ppo", "Hopper-v5", ...)  -> a new run directory
     resume("runs/ppo-Hopper-v5-...") -> continues from checkpoints/latest.pt
 
-The loop is the same for every algorithm (see `robotrl.core.Algorithm`). Ctrl-C or SIGTERM stops
+The loop is the same for every algorithm (see `robotrl.algorithms.core.Algorithm`). Ctrl-C or SIGTERM stops
 it within one env step or update epoch (`Algorithm.should_stop`: an iteration can last hours), writes
 a checkpoint and returns; a second Ctrl-C aborts at once. A run killed outright (SIGKILL, power loss)
 loses at most the steps since its last periodic checkpoint. On resume the envs start fresh episodes,
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import re
 import signal
 import sys
 import time
@@ -25,81 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from robotrl import __version__
-from robotrl import algos as algo_registry
 from robotrl import config as cfgmod
-from robotrl.core import IterationAborted
-from robotrl.envs.sim2real import Sim2Real
+from robotrl.algorithms import registry as algo_registry
+from robotrl.algorithms.core import IterationAborted
+from robotrl.algorithms.functional import available_cores
+from robotrl.atomic import atomic_write_json
 from robotrl.errors import Stopped, UserError
-from robotrl.functional import available_cores
-from robotrl.rundir import RunDir, atomic_write_json
+from robotrl.run.rundir import RunDir
+from robotrl.run.settings import RunConfig, resolve_workers
 
 Callback = Callable[[int, dict[str, float]], bool]
 """`callback(step, metrics)` after each logged iteration of `train`/`resume`; True stops the run early."""
-
-
-MAX_STEPS = 10**12  # a trillion environment steps: years of one machine; more is a typo
-
-
-@dataclass
-class RunConfig(Sim2Real):
-    """Settings of a run that are not hyper-parameters of the algorithm. The sim-to-real settings
-    (`Sim2Real`'s fields: randomize_mass, ..., obs_noise, action_delay) apply to the training envs."""
-
-    total_steps: int = algo_registry.DEFAULT_STEPS
-    """Environment steps to train for, all envs together (the last iteration may overshoot)."""
-    seed: int = 0
-    """Seeds network initialisation, exploration and the envs."""
-    workers: int = -1
-    """Env worker processes besides the main one; -1: one per spare CPU core; 0: none. A template task (legged:,
-    robotrl/Quadruped-v0) steps all its worlds in this process, its physics on threads, and takes no workers."""
-    checkpoint_every: int = 50_000
-    """Write checkpoints/latest.pt every this many steps (and always at the end or on Ctrl-C)."""
-    eval_episodes: int = 10
-    """Deterministic evaluation episodes at the end of training."""
-    eval_every: int = 0
-    """Also evaluate every this many steps (0: only at the end); logged as eval/*."""
-    device: str = "cpu"
-    """Torch device for the learner: cpu or cuda."""
-    threads: int | None = None
-    """Torch intra-op threads of the learner; default: one per core (at most 4) in the large-batch updates of PPO and
-    TRPO, one elsewhere (acting, and the off-policy algorithms' small updates between env steps). Results are
-    bit-identical only for the same number."""
-    video: bool = False
-    """Film the final evaluation's first episode to video.mp4 in the run directory (robotrl.video)."""
-
-    def __post_init__(self) -> None:
-        if not 0 < self.total_steps <= MAX_STEPS:
-            raise ValueError(f"--steps must be a positive number of steps, at most {MAX_STEPS:.0e}, got "
-                             f"{self.total_steps}")
-        if not 0 < self.checkpoint_every <= MAX_STEPS:
-            raise ValueError(f"--checkpoint-every must be positive, at most {MAX_STEPS:.0e}, got "
-                             f"{self.checkpoint_every}")
-        if self.eval_episodes < 0 or self.eval_every < 0:
-            raise ValueError("--eval-episodes and --eval-every must be >= 0")
-        if self.threads is not None and not 1 <= self.threads <= 1024:
-            raise ValueError(f"--threads must be in [1, 1024], got {self.threads}")
-        if not 0 <= self.seed < 2**32:
-            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
-        if not -1 <= self.workers <= 1024:
-            raise ValueError(f"--workers must be -1 (one per spare core) or in [0, 1024], got {self.workers}")
-        if self.video and self.eval_episodes < 1:
-            raise ValueError("--video films the final evaluation; it needs --eval-episodes >= 1")
-        if self.eval_episodes > 100_000:
-            raise ValueError(f"--eval-episodes must be <= 100000, got {self.eval_episodes}")
-        if not re.fullmatch(r"cpu|cuda(:\d{1,3})?", self.device):
-            raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
-        self.check_sim2real()
-
-    def sim2real(self) -> Sim2Real:
-        return Sim2Real(**Sim2Real.to_dict(self))
-
-
-def resolve_workers(requested: int, num_envs: int) -> int:
-    """Worker processes to start: never more than envs to give them, nor than this machine's cores (each is
-    a Python process with its own MuJoCo, a few hundred MB: `--workers 1000` must not exhaust the memory)."""
-    if requested >= 0:
-        return min(requested, num_envs - 1, available_cores())
-    return max(0, min(available_cores() - 1, num_envs - 1))
 
 
 def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
@@ -188,7 +123,7 @@ def plan(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None, run_
         raise UserError(f"--learning-starts {starts:,} is not below --steps {run.total_steps:,}: the run would end "
                         "before its first update; lower --learning-starts or raise --steps")
     if run.video:  # find out now, not after training, that this machine cannot render
-        from robotrl.video import check_can_record
+        from robotrl.video.film import check_can_record
 
         check_can_record(task)
     conf = {"algo": algo, "task": task, "robotrl_version": __version__, "command": command,
@@ -252,7 +187,7 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) 
 
     from robotrl.envs import EnvFactory, make_vector, task_spec
     from robotrl.envs.worlds import default_threads
-    from robotrl.vec_env import ShardedVectorEnv
+    from robotrl.run.vec_env import ShardedVectorEnv
 
     workers = resolve_workers(run.workers, cfg.num_envs)
     torch.set_num_threads(run.threads or 1)
@@ -332,7 +267,7 @@ def resume(path: str | Path, *, total_steps: int | None = None, device: str | No
             check_device(run.device, hint=f"this run was trained with --device {run.device}; continue it here with "
                                           f"robotrl resume {str(rd.path)!r} --device cpu")
         if run.video:
-            from robotrl.video import check_can_record
+            from robotrl.video.film import check_can_record
 
             check_can_record(task)
         state = rd.load_checkpoint(s, missing_ok=True)
@@ -398,7 +333,7 @@ def _check_dims(have: dict[str, Any], spec: Any, what: str, spec_name: str) -> N
 
 def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, loop_state: dict[str, Any] | None,
           progress: bool, callback: Callback | None = None) -> None:
-    from robotrl.logger import MetricsLogger, Progress
+    from robotrl.run.logger import MetricsLogger, Progress
 
     loop = {"episodes": 0, "recent_returns": [], "recent_lengths": [], "elapsed_s": 0.0}
     if loop_state is not None:  # resuming (from step 0 if {}): rows after the checkpoint are dropped
@@ -511,7 +446,7 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
         bar.close()
         logger.close()
     try:
-        from robotrl.plot import plot_runs
+        from robotrl.run.plot import plot_runs
 
         plot_runs([rd.path], rd.plot, title=f"{algo_name} on {task}")
     except UserError as e:  # too short to have finished an episode
@@ -530,13 +465,13 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
                         "is from before this; try a smaller --learning-rate)")
 
 
-from robotrl.evaluate import check_run_task, episode_count, eval_seed  # noqa: E402  (re-exported; it lives with the evaluation)
+from robotrl.run.evaluate import check_run_task, episode_count, eval_seed  # noqa: E402  (re-exported; it lives with the evaluation)
 
 
 def _evaluate_record(record: dict[str, Any], task: str, episodes: int, seed: int, watch: Any = None
                      ) -> dict[str, Any]:
-    from robotrl.evaluate import evaluate
     from robotrl.policies import from_record
+    from robotrl.run.evaluate import evaluate
 
     policy = from_record(record)
     return evaluate(policy.act, task, episodes, eval_seed(seed), watch=watch)
@@ -547,7 +482,7 @@ def _final_video(rd: RunDir, run: RunConfig) -> Any:
     RUN_DIR/video.mp4 as it runs; otherwise a no-op yielding None."""
     if not run.video:
         return contextlib.nullcontext()
-    from robotrl.video import VideoSettings, recording
+    from robotrl.video.film import VideoSettings, recording
 
     return recording(VideoSettings(rd.path / "video.mp4"))
 

@@ -119,7 +119,7 @@ class EventWriter:
             self._f.write(head)
             self._f.flush()
             return
-        from robotrl.rundir import create_temporary
+        from robotrl.atomic import create_temporary
 
         fd, tmp = create_temporary(d / "robotrl-events")  # .robotrl-events.PID.HEX.tmp: no "tfevents"
         try:

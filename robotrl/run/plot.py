@@ -7,14 +7,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from robotrl.atomic import atomic_write_bytes
 from robotrl.errors import UserError
-from robotrl.rundir import atomic_write_bytes, read_metrics
+from robotrl.run.rundir import read_metrics
 
 DEFAULT_METRIC = "rollout/ep_return_mean"
 
 
 def read_metric(csv_path: Path, metric: str) -> tuple[list[float], list[float], list[str]]:
-    """(steps, values) of one column of a metrics.csv (checked by `robotrl.rundir.read_metrics`), and the
+    """(steps, values) of one column of a metrics.csv (checked by `robotrl.run.rundir.read_metrics`), and the
     file's columns."""
     steps, values = [], []
     columns, rows = read_metrics(Path(csv_path))

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robotrl.rundir import atomic_write_bytes, read_metrics
+from robotrl.atomic import atomic_write_bytes
+from robotrl.run.rundir import read_metrics
 
 
 class MetricsLogger:
@@ -23,7 +24,7 @@ class MetricsLogger:
     On resume, rows logged after the checkpoint's step are dropped from the CSV, and the event files
     are replaced by one holding exactly the rows the CSV keeps (`tbevents.EventWriter`'s `history`),
     so both continue without a lost or a duplicated stretch, however often the run was killed. The
-    event files are written by `robotrl.tbevents` (no tensorboard import).
+    event files are written by `robotrl.run.tbevents` (no tensorboard import).
     """
 
     def __init__(self, csv_path: Path, tb_dir: Path | None, *, resume_step: int | None = None):
@@ -39,7 +40,7 @@ class MetricsLogger:
         self._writer = csv.DictWriter(self._file, fieldnames=self.fields) if self.fields else None
         self._tb = None
         if tb_dir is not None:
-            from robotrl.tbevents import EventWriter
+            from robotrl.run.tbevents import EventWriter
 
             history = None if resume_step is None else [(int(float(r["step"])), _scalars(r)) for r in self.rows]
             self._tb = EventWriter(tb_dir, history=history)

@@ -17,7 +17,7 @@ OSMesa, each tried in a short-lived subprocess (PyOpenGL binds one platform per 
 EGL attempt would poison OSMesa in the same process). On this project's 2-core CI machine both EGL
 (Mesa's llvmpipe through the EGL device platform, ``libegl-mesa0``) and OSMesa (``libosmesa6``) render,
 at the same speed; on a machine with an NVIDIA driver EGL uses the GPU. When neither works, the error
-names the system package to install; ``python -m robotrl.render --setup`` (run by ``make setup``)
+names the system package to install; ``python -m robotrl.video.render --setup`` (run by ``make setup``)
 installs it with apt-get where it can.
 """
 
@@ -326,7 +326,7 @@ def setup(log: Any = print) -> int:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m robotrl.render", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m robotrl.video.render", description=__doc__.splitlines()[0])
     p.add_argument("--setup", action="store_true", help="install the system package for rendering if missing")
     args = p.parse_args(argv)
     if args.setup:
