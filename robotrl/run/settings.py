@@ -34,10 +34,11 @@ class RunConfig(Sim2Real):
     """Also evaluate every this many steps (0: only at the end); logged as eval/*."""
     device: str = "cpu"
     """Torch device for the learner: cpu or cuda."""
-    threads: int | None = None
-    """Torch intra-op threads of the learner; default: one per core (at most 4) in the large-batch updates of PPO and
-    TRPO, one elsewhere (acting, and the off-policy algorithms' small updates between env steps). Results are
-    bit-identical only for the same number."""
+    threads: int = 1
+    """Torch intra-op threads of the learner's large-batch updates (PPO, TRPO; everywhere for the off-policy
+    algorithms); acting uses one. More than one pays on an idle machine only: beside other busy processes, threads
+    that wait for each other at every operation run far slower than one. Results are bit-identical only for the same
+    number."""
     video: bool = False
     """Film the final evaluation's first episode to video.mp4 in the run directory (robotrl.video)."""
 
@@ -50,7 +51,7 @@ class RunConfig(Sim2Real):
                              f"{self.checkpoint_every}")
         if self.eval_episodes < 0 or self.eval_every < 0:
             raise ValueError("--eval-episodes and --eval-every must be >= 0")
-        if self.threads is not None and not 1 <= self.threads <= 1024:
+        if not 1 <= self.threads <= 1024:
             raise ValueError(f"--threads must be in [1, 1024], got {self.threads}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")

@@ -27,7 +27,6 @@ from robotrl import __version__
 from robotrl import config as cfgmod
 from robotrl.algorithms import registry as algo_registry
 from robotrl.algorithms.core import IterationAborted
-from robotrl.algorithms.functional import available_cores
 from robotrl.atomic import atomic_write_json
 from robotrl.errors import Stopped, UserError
 from robotrl.run.rundir import RunDir
@@ -190,7 +189,7 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) 
     from robotrl.run.vec_env import ShardedVectorEnv
 
     workers = resolve_workers(run.workers, cfg.num_envs)
-    torch.set_num_threads(run.threads or 1)
+    torch.set_num_threads(run.threads)
     Algo, _ = algo_registry.get(algo).load()
     s2r = run.sim2real()
     spec = spec if spec is not None else task_spec(task, sim2real=s2r)
@@ -200,8 +199,9 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) 
         ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs, workers)
     try:
         algo = Algo(cfg, spec, envs, seed=run.seed, total_steps=run.total_steps, device=run.device)
-        if hasattr(algo, "update_threads"):  # a large-batch update, apart from acting
-            algo.update_threads = run.threads or min(available_cores(), 4)
+        if hasattr(algo, "update_threads"):  # large-batch updates with `threads`, acting with one
+            algo.update_threads = run.threads
+            torch.set_num_threads(1)
         return algo, spec
     except Exception:
         envs.close()
