@@ -122,15 +122,21 @@ def check_task(task_id: str) -> None:
         raise UserError(f"unknown task {task_id!r}{hint}")
 
 
+def _sim2real_settings(sim2real: Sim2Real | dict[str, Any] | None) -> Sim2Real:
+    """`sim2real` as `Sim2Real` settings; bad ones a UserError."""
+    if isinstance(sim2real, Sim2Real):
+        return sim2real
+    try:
+        return Sim2Real.from_dict(sim2real)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"sim-to-real settings: {e}") from None
+
+
 def make(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, **kwargs: Any) -> gym.Env:
     """Create the task's env, with the sim-to-real wrappers `sim2real` switches on. Errors in the id or
     the keyword arguments are UserErrors."""
     check_task(task_id)
-    if not isinstance(sim2real, Sim2Real):
-        try:
-            sim2real = Sim2Real.from_dict(sim2real)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"sim-to-real settings: {e}") from None
+    sim2real = _sim2real_settings(sim2real)
     try:
         parts = robot_task_parts(task_id)
         if parts is not None:
@@ -164,15 +170,16 @@ def make(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, **kwar
 def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any] | None = None,
                 threads: int | None = None, groups: int = 1, **kwargs: Any) -> Any | None:
     """`num_envs` worlds of `task_id` stepped as one batch in this process (`robotrl.envs.vector.TaskVectorEnv`)
-    where the task's template is batched and no sim-to-real wrapper is asked for; None otherwise (the caller then
-    steps copies of `make(task_id)`). `kwargs` are the template's settings, as `make(task_id, **kwargs)` takes.
+    where the task's template is batched; None otherwise (the caller then steps copies of `make(task_id, sim2real)`).
+    `kwargs` are the template's settings, as `make(task_id, **kwargs)` takes. The sim-to-real settings apply to the
+    worlds as arrays (`robotrl.envs.sim2real.WorldsSim2Real`): world i gives what `make(task_id, sim2real)` reset with
+    world i's seed gives.
 
     `groups` > 1 (at most `num_envs`): the worlds split into that many groups, each stepping its physics on a thread of
     its own (`robotrl.envs.vector.GroupedVectorEnv`: a learner overlaps one group's physics with its work on another);
     `threads` then does not apply."""
-    if (isinstance(sim2real, Sim2Real) and sim2real.enabled) or (isinstance(sim2real, dict) and sim2real):
-        return None
     check_task(task_id)
+    s2r = _sim2real_settings(sim2real)
     parts = robot_task_parts(task_id)
     from robotrl.envs.tasks import TASKS, template_task
 
@@ -191,18 +198,30 @@ def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any]
     robot = RobotConfig.load(config)
     groups = max(1, min(int(groups), num_envs))
     if groups == 1:
-        task = template_task(template, robot, task_id, num_envs, threads=threads, **kwargs)
+        task = _with_sim2real(template_task(template, robot, task_id, num_envs, threads=threads, **kwargs), s2r)
         return TaskVectorEnv(task) if task is not None else None
     sizes = [num_envs // groups + (g < num_envs % groups) for g in range(groups)]
     tasks = []
     for size in sizes:
-        task = template_task(template, robot, task_id, size, threads=0, **kwargs)
+        task = _with_sim2real(template_task(template, robot, task_id, size, threads=0, **kwargs), s2r)
         if task is None or not hasattr(task, "simulate"):  # no batched form, or no split step to overlap
             for t in [*tasks, *([task] if task is not None else [])]:
                 t.close()
-            return None if task is None else make_vector(task_id, num_envs, sim2real, threads, **kwargs)
+            return None if task is None else make_vector(task_id, num_envs, s2r, threads, **kwargs)
         tasks.append(task)
     return GroupedVectorEnv(tasks)
+
+
+def _with_sim2real(task: Any | None, settings: Sim2Real) -> Any | None:
+    """`task` with the sim-to-real `settings` applied over its worlds; None (closed) where they cannot be."""
+    from robotrl.envs.sim2real import batched
+
+    if task is None:
+        return None
+    out = batched(task, settings)
+    if out is None:
+        task.close()
+    return out
 
 
 @dataclass(frozen=True)

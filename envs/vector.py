@@ -28,7 +28,8 @@ from gymnasium.vector.utils import batch_space
 
 
 class TaskVectorEnv(VectorEnv):
-    """The worlds of `task` (a batched template task) behind the `VectorEnv` API."""
+    """The worlds of `task` (a batched template task, or one with sim-to-real settings applied over its worlds:
+    `robotrl.envs.sim2real.WorldsSim2Real`) behind the `VectorEnv` API."""
 
     metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.SAME_STEP}
 

@@ -23,6 +23,7 @@ step to the same numbers, bit for bit.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 
@@ -94,11 +95,19 @@ class Worlds:
         # state, clock included: its time did not advance by nsub steps
         self.diverged = np.abs(self.state[:, 0] - (t0 + nsub * self.model.opt.timestep)) > 0.5 * self.model.opt.timestep
 
+    def own_models(self) -> list[mujoco.MjModel]:
+        """Give every world a copy of the model of its own (for parameters that differ between worlds: domain
+        randomisation, `robotrl.envs.sim2real.WorldsSim2Real`) and return them, world i's at i. `model` stays the
+        nominal one; the copies have its sizes, as rollout requires."""
+        if all(m is self.model for m in self._models):
+            self._models = [copy.copy(self.model) for _ in range(self.n)]
+        return self._models
+
     def load(self, i: int, data: mujoco.MjData) -> None:
-        """Copy world i's state into `data` and compute its kinematics and sensors (for rendering, or for a reader
-        of `MjData`: the simulated robot)."""
-        mujoco.mj_setState(self.model, data, self.state[i], _STATE)
-        mujoco.mj_forward(self.model, data)
+        """Copy world i's state into `data` and compute its kinematics and sensors with world i's model (for
+        rendering, or for a reader of `MjData`: the simulated robot)."""
+        mujoco.mj_setState(self._models[i], data, self.state[i], _STATE)
+        mujoco.mj_forward(self._models[i], data)
 
     def close(self) -> None:
         if self._rollout is not None:

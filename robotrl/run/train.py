@@ -194,7 +194,8 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) 
     s2r = run.sim2real()
     spec = spec if spec is not None else task_spec(task, sim2real=s2r)
     env_kwargs = {"sim2real": s2r.to_dict()} if s2r.enabled else {}
-    # a batched template task steps all its worlds in this process; other tasks step env copies in shards
+    # a batched template task steps all its worlds in this process, sim-to-real settings applied over them as arrays;
+    # other tasks step env copies (in the sim-to-real wrappers) in shards
     envs = make_vector(task, cfg.num_envs, s2r, groups=max(1, default_threads(cfg.num_envs))) or \
         ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs, workers)
     try:
