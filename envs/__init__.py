@@ -6,9 +6,10 @@
     list_tasks()                  -> the robotrl task suite (`robotrl tasks`)
     Observer(model, elements)     -> recomputes observation elements from MuJoCo state by name
 
-A user's robot is a task too: ``legged:my_robot.toml`` (velocity tracking, `robotrl.envs.legged`) or
+A user's robot is a task too: ``TEMPLATE:CONFIG.toml`` for each registered template
+(`robotrl.envs.templates`), e.g. ``legged:my_robot.toml`` (velocity tracking, `robotrl.envs.legged`) or
 ``reach:my_arm.toml`` (`robotrl.envs.reach`), built from the MJCF model and robot config
-(`robotrl.envs.robot`).
+(`robotrl.envs.robot_config`, `robotrl.envs.robot`).
 
 The suite (`robotrl/Hopper-v5`, ..., `robotrl/ArmReach-v0`) is registered with Gymnasium on import:
 every observation and action element is named (see `robotrl.envs.tasks`). A plain Gymnasium id
@@ -31,7 +32,7 @@ from robotrl.errors import UserError
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
 __all__ = ["TASKS", "EnvFactory", "Observer", "Sim2Real", "canonical_task", "check_task", "list_tasks", "make",
-           "make_vector", "task_spec"]
+           "make_vector", "task_spec", "task_template"]
 
 
 def _quiet_known_mujoco_warnings() -> None:
@@ -70,13 +71,24 @@ def _known_ids() -> list[str]:
     return sorted(gym.registry.keys())
 
 
-TEMPLATES = ("legged", "reach")
-
-
 def robot_task_parts(task_id: str) -> tuple[str, str] | None:
-    """``legged:PATH.toml`` / ``reach:PATH.toml`` -> (template, path); anything else -> None."""
+    """``TEMPLATE:PATH.toml`` (``legged:my_robot.toml``) -> (template, path) for a registered template; anything
+    else -> None."""
+    from robotrl.envs import templates
+
     head, sep, tail = task_id.partition(":")
-    return (head, tail) if sep and head in TEMPLATES else None
+    return (head, tail) if sep and templates.find(head) is not None else None
+
+
+def task_template(task_id: str) -> Any | None:
+    """The template (`robotrl.envs.templates.Template`) a task is made with: ``legged:my_robot.toml``'s, or a suite
+    task's (``robotrl/Quadruped-v0``: legged); None for any other task."""
+    from robotrl.envs import templates
+
+    parts = robot_task_parts(task_id)
+    entry = TASKS[task_id].entry if task_id in TASKS else None
+    name = parts[0] if parts is not None else getattr(entry, "template", None)
+    return templates.find(name) if name is not None else None
 
 
 def canonical_task(task_id: str) -> str:
@@ -91,7 +103,7 @@ def canonical_task(task_id: str) -> str:
 
 def check_task(task_id: str) -> None:
     """Raise UserError unless `task_id` is a registered continuous-control task or a robot config with a
-    template (``legged:my_robot.toml``, ``reach:my_arm.toml``)."""
+    registered template (``legged:my_robot.toml``, ``reach:my_arm.toml``)."""
     parts = robot_task_parts(task_id)
     if parts is not None:
         from pathlib import Path
@@ -192,7 +204,7 @@ def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any]
         template, config = getattr(entry, "template", None), getattr(entry, "config", None)
         if template is None:
             return None
-    from robotrl.envs.robot import RobotConfig
+    from robotrl.envs.robot_config import RobotConfig
     from robotrl.envs.vector import GroupedVectorEnv, TaskVectorEnv
 
     robot = RobotConfig.load(config)

@@ -48,7 +48,8 @@ import mujoco
 import numpy as np
 from gymnasium.utils import seeding
 
-from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot, RobotConfigError
+from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
+from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.terms import Terms
 from robotrl.envs.worlds import Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
 from robotrl.kinds import rotations, sim_observer

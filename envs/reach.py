@@ -26,7 +26,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robotrl.envs.robot import GOAL_BODY, MAX_EPISODE_PHYSICS_STEPS, Robot
+from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
+from robotrl.envs.templates.reach import GOAL_BODY
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
 

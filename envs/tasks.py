@@ -244,8 +244,8 @@ def _probe_once(robot: Any, start: np.ndarray) -> str | None:
 
 
 def template_env(template: str, config: Any, task_id: str, **kwargs: Any) -> gym.Env:
-    """The template's env for the robot `config` (a `RobotConfig`); every refusal a `RobotConfigError` naming
-    the file and the field. `robotrl robot inspect` calls a template ready only when this succeeds."""
+    """The registered template's env for the robot `config` (a `RobotConfig`); every refusal a `RobotConfigError`
+    naming the file and the field. `robotrl robot inspect` calls a template ready only when this succeeds."""
     Env = _template_env_class(template)
     return _build(template, config, Env, getattr(Env, "settings_class", Env), task_id=task_id, **kwargs)
 
@@ -260,13 +260,14 @@ def template_task(template: str, config: Any, task_id: str, num_worlds: int, **k
 
 
 def _build(template: str, config: Any, cls: type, settings_class: type, **kwargs: Any) -> Any:
-    """`cls(robot, **settings, **kwargs)` for the robot `config`: the config's [legged] / [reach] table checked
-    against the keywords of `settings_class`, a bad value a RobotConfigError naming the table, and the build-time
-    stability probe."""
-    from robotrl.envs.robot import Robot, RobotConfigError
+    """`cls(robot, **settings, **kwargs)` for the robot `config`: the config's table of the template ([legged],
+    ...) checked against the keywords of `settings_class`, a bad value a RobotConfigError naming the table, and the
+    build-time stability probe."""
+    from robotrl.envs.robot import Robot
+    from robotrl.envs.robot_config import RobotConfigError
 
     robot = Robot(config, template)
-    settings = robot.template_settings(template, settings_class)
+    settings = config.template_settings(template, settings_class)
     try:
         built = cls(robot, **{**settings, **kwargs})
     except ValueError as e:
@@ -278,7 +279,7 @@ def _build(template: str, config: Any, cls: type, settings_class: type, **kwargs
 def _refuse_unstable(robot: Any, env: Any) -> None:
     """The build-time stability probe of a template env or batched task (closed, and a RobotConfigError, when the
     simulation is unstable)."""
-    from robotrl.envs.robot import RobotConfigError
+    from robotrl.envs.robot_config import RobotConfigError
 
     start = getattr(env, "_rest_qpos", None)  # legged: settled on the floor; reach: the home pose
     if start is None:
@@ -291,20 +292,21 @@ def _refuse_unstable(robot: Any, env: Any) -> None:
 
 
 def _template_env_class(template: str) -> type:
-    if template == "legged":
-        from robotrl.envs.legged import LeggedVelocityEnv
+    """The env class of the registered template `template` (a RobotConfigError naming the known ones if none)."""
+    from robotrl.envs import templates
+    from robotrl.envs.robot_config import RobotConfigError
 
-        return LeggedVelocityEnv
-    from robotrl.envs.reach import ReachEnv
-
-    return ReachEnv
+    entry = templates.find(template)
+    if entry is None:
+        raise RobotConfigError(f"unknown task template {template!r}; known: {', '.join(templates.names())}")
+    return entry.load_env()
 
 
 def robot_task(template: str, config: str | Path, task_id: str):
     """A callable making the template's env for the robot described by the config file `config`; its `template`
     and `config` attributes say which (`robotrl.envs.make_vector` builds the batched task from them)."""
     def make(**kwargs: Any) -> gym.Env:
-        from robotrl.envs.robot import RobotConfig
+        from robotrl.envs.robot_config import RobotConfig
 
         return template_env(template, RobotConfig.load(config), task_id, **kwargs)
 

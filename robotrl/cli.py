@@ -300,7 +300,8 @@ def build_parser(argv: Sequence[str]) -> _Parser:
 
     p = sub.add_parser("robot", help="your own robot: inspect an MJCF model and its robot config",
                        description="Your own robot enters as an MJCF model plus a robot config (TOML); train it with "
-                                   "TASK = legged:CONFIG.toml or reach:CONFIG.toml.")
+                                   "TASK = TEMPLATE:CONFIG.toml, e.g. legged:CONFIG.toml ('robot inspect' lists the "
+                                   "templates and what each needs).")
     robot_sub = p.add_subparsers(dest="robot_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser)
     p = robot_sub.add_parser("inspect", help="joints, actuators, bodies, sites, sensors, floating base; what the "
                                              "config still has to say for each task template")
@@ -648,7 +649,9 @@ def _cmd_video(args: argparse.Namespace) -> int:
 def _cmd_robot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from robotrl.envs.robot import Robot, RobotConfig
+    from robotrl.envs.robot import Robot
+    from robotrl.envs.robot_config import RobotConfig
+    from robotrl.envs.robot_inspect import inspect_report
 
     if args.model.endswith(".toml"):
         if args.config:
@@ -660,7 +663,7 @@ def _cmd_robot(args: argparse.Namespace) -> int:
             raise UserError(f"{args.config} describes model {str(config.model)!r}, not {args.model!r}")
     else:
         config = RobotConfig(model=Path(args.model))
-    text, failing = Robot(config).inspect_report()
+    text, failing = inspect_report(Robot(config))
     print(text)
     if failing:  # a user's mistake like any other: exit 2 after the report that names it
         where = f"robot config {config.path}" if config.path else f"model {config.model}"

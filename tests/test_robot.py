@@ -20,7 +20,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from robotrl.envs import Observer, make
-from robotrl.envs.robot import Robot, RobotConfigError
+from robotrl.envs.robot import Robot
+from robotrl.envs.robot_config import RobotConfigError
 
 ASSETS = Path(__file__).parent / "assets"
 QUADRUPED = Path(__file__).resolve().parents[1] / "envs" / "assets" / "quadruped.toml"

@@ -97,17 +97,16 @@ def get(name: str) -> AlgoInfo:
         raise UserError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}") from None
 
 
-FAMILY_ALIASES = {"Quadruped": "legged"}  # our quadruped is a legged-template task
-
-
 def task_family(task_id: str) -> str:
     """``robotrl/Hopper-v5`` and ``Hopper-v5`` -> ``Hopper``: defaults apply across versions and namespaces;
-    a robot of the user's (``legged:my_robot.toml``) -> its template (``legged``)."""
-    head, sep, _ = task_id.partition(":")
-    if sep and head in ("legged", "reach"):
-        return head
-    family = re.sub(r"-v\d+$", "", task_id.rsplit("/", 1)[-1])
-    return FAMILY_ALIASES.get(family, family)
+    a task made with a template (``legged:my_robot.toml``, our ``robotrl/Quadruped-v0``) -> the template's family
+    (``legged``, `robotrl.envs.templates.Template.family`)."""
+    from robotrl.envs import task_template
+
+    template = task_template(task_id)
+    if template is not None:
+        return template.family
+    return re.sub(r"-v\d+$", "", task_id.rsplit("/", 1)[-1])
 
 
 def task_defaults(algo: str, task_id: str) -> tuple[int, dict[str, Any]]:

@@ -36,6 +36,18 @@ Callback = Callable[[int, dict[str, float]], bool]
 """`callback(step, metrics)` after each logged iteration of `train`/`resume`; True stops the run early."""
 
 
+def _refuse_robot_config(data: dict[str, Any], config_file: str | Path, algo: str) -> None:
+    """A UserError if the --config file is a robot config (a model and a robot config's fields or template tables),
+    saying where it goes: the task, ``TEMPLATE:CONFIG.toml``."""
+    from robotrl.envs import templates
+
+    names = templates.names()
+    if "model" in data and {"joints", "base", "feet", "end_effector", "actuated", *names} & set(data):
+        tasks = " or ".join(f"{t}:{config_file}" for t in names)
+        raise UserError(f"config file {str(config_file)!r} is a robot config (model, joints, ...): it goes in the "
+                        f"task, {tasks}; --config takes training settings ([run] and [{algo}] tables)")
+
+
 def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
                    run_flags: dict[str, Any] | None = None, config_file: str | Path | None = None
                    ) -> tuple[RunConfig, Any]:
@@ -47,10 +59,7 @@ def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = 
     run = RunConfig(total_steps=default_steps)
     if config_file is not None:
         data = cfgmod.load_file(config_file)
-        if "model" in data and {"joints", "base", "feet", "end_effector", "actuated", "legged", "reach"} & set(data):
-            raise UserError(f"config file {str(config_file)!r} is a robot config (model, joints, ...): it goes in the "
-                            f"task, legged:{config_file} or reach:{config_file}; --config takes training settings "
-                            f"([run] and [{algo}] tables)")
+        _refuse_robot_config(data, config_file, algo)
         run_data = data.pop("run", {}) or {}
         algo_data = data.pop(algo, None)
         others = [k for k in data if k in algo_registry.ALGORITHMS]
