@@ -57,6 +57,31 @@ class Robot:
         raw = compile_spec(spec, config)  # the user's model as written, for names and checks
         self.raw_model = raw
         self._degrees = bool(spec.compiler.degree)  # MJCF angles in degrees: MuJoCo's default
+        self._select_joints(raw)
+        self._check_names(raw)
+        self.settings = {j: config.settings(j) for j in self.joints}
+        if entry is not None:
+            self._check_template(entry, raw)
+        self._add_servos(spec, raw)
+        if template is not None:
+            self._check_commands()
+        if config.timestep is not None:
+            spec.option.timestep = config.timestep
+        elif template is not None and not MIN_TIMESTEP <= raw.opt.timestep <= MAX_TIMESTEP:  # the MJCF's own
+            raise RobotConfigError(f"{where}: the model's <option timestep=\"{raw.opt.timestep:g}\"> is outside "
+                                   f"[{MIN_TIMESTEP:g}, {MAX_TIMESTEP:g}] s {TIMESTEP_WHY}; give timestep = ... in the "
+                                   "robot config (or fix the MJCF)")
+        if entry is not None:
+            entry.add_to_model(self, spec, raw)
+        self.model = compile_spec(spec, config)
+        self.spec = spec  # the compiled model's MjSpec: a template adds its sensors to a copy
+        self._index()
+
+    # checks ------------------------------------------------------------------------------------------
+    def _select_joints(self, raw: mujoco.MjModel) -> None:
+        """`joints`: the `actuated` patterns over the model's hinge/slide joints, in model order, each named;
+        `free_joint`: the model's first free joint (None: a fixed base); every joints table matches a joint."""
+        config, where = self.config, self.config.where
         joint_names = names_of(raw, mujoco.mjtObj.mjOBJ_JOINT, raw.njnt)
         movable = [n for j, n in enumerate(joint_names) if int(raw.jnt_type[j]) in (HINGE, SLIDE)]
         free = [n for j, n in enumerate(joint_names) if int(raw.jnt_type[j]) == FREE]
@@ -80,6 +105,11 @@ class Robot:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in joint_names):
                 raise RobotConfigError(f"{where}: joints.{pattern!r} matches no joint of the model "
                                        f"({listing(movable)})")
+
+    def _check_names(self, raw: mujoco.MjModel) -> None:
+        """The base, IMU site, feet and end effector the config names are objects of the model (a foot is no part
+        of the base, nor named twice)."""
+        config, where = self.config, self.config.where
         body_names = names_of(raw, mujoco.mjtObj.mjOBJ_BODY, raw.nbody)
         site_names = names_of(raw, mujoco.mjtObj.mjOBJ_SITE, raw.nsite)
         geom_names = names_of(raw, mujoco.mjtObj.mjOBJ_GEOM, raw.ngeom)
@@ -106,25 +136,7 @@ class Robot:
         if config.end_effector is not None and config.end_effector not in site_names + body_names:
             raise RobotConfigError(f"{where}: end_effector names {config.end_effector!r}, which is neither a site "
                                    f"nor a body of the model (sites: {listing(site_names)})")
-        self.settings = {j: config.settings(j) for j in self.joints}
-        if entry is not None:
-            self._check_template(entry, raw)
-        self._add_servos(spec, raw)
-        if template is not None:
-            self._check_commands()
-        if config.timestep is not None:
-            spec.option.timestep = config.timestep
-        elif template is not None and not MIN_TIMESTEP <= raw.opt.timestep <= MAX_TIMESTEP:  # the MJCF's own
-            raise RobotConfigError(f"{where}: the model's <option timestep=\"{raw.opt.timestep:g}\"> is outside "
-                                   f"[{MIN_TIMESTEP:g}, {MAX_TIMESTEP:g}] s {TIMESTEP_WHY}; give timestep = ... in the "
-                                   "robot config (or fix the MJCF)")
-        if entry is not None:
-            entry.add_to_model(self, spec, raw)
-        self.model = compile_spec(spec, config)
-        self.spec = spec  # the compiled model's MjSpec: a template adds its sensors to a copy
-        self._index()
 
-    # checks ------------------------------------------------------------------------------------------
     def missing_for(self, template: str) -> list[str]:
         """What the config still has to say for the registered template `template` (empty when the robot is ready
         for it): a PD servo's gains for every actuated joint, then the template's `needs`."""
