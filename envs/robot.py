@@ -631,7 +631,7 @@ class Robot:
         out = {}
         for name, values in self._physics_arrays():
             kind = PHYSICS_FIELDS[name][0]
-            rows = values.reshape(values.shape[0], -1)
+            rows = values.reshape(values.shape[0], -1 if values.size else 0)  # a model without sites has none
             obj = {"body": mujoco.mjtObj.mjOBJ_BODY, "geom": mujoco.mjtObj.mjOBJ_GEOM,
                    "joint": mujoco.mjtObj.mjOBJ_JOINT, "actuator": mujoco.mjtObj.mjOBJ_ACTUATOR,
                    "site": mujoco.mjtObj.mjOBJ_SITE}.get(kind)
@@ -683,6 +683,8 @@ class Robot:
             default = params[k].default
             if isinstance(default, bool):
                 ok, expected = isinstance(v, bool), "true or false"
+            elif default is None:  # a table (the reach template's goal_ranges), its entries checked by the template
+                ok, expected = isinstance(v, dict), "a table"
             elif isinstance(default, tuple):
                 ok = isinstance(v, list) and len(v) == len(default) and all(finite_number(x) for x in v)
                 expected = f"a list of {len(default)} finite numbers like {list(default)}"
