@@ -68,9 +68,13 @@ def velocity(s: Any) -> np.ndarray:
 
 
 def squared_norms(x: np.ndarray) -> np.ndarray:
-    """``x[i] @ x[i]`` for each row of ``x [N, k]``: a matmul of ``[N, 1, k]`` by ``[N, k, 1]`` is BLAS's dot per row,
-    the arithmetic of one row's ``x @ x`` (and of `np.linalg.norm`'s square) for any N, bit for bit."""
-    return np.matmul(x[:, None, :], x[:, :, None])[:, 0, 0]
+    """``sum_j x[:, j]^2`` for ``x [N, k]``, added column by column: the same arithmetic for any N and any row's place
+    in memory (BLAS's dot, as ``x @ x`` or `np.linalg.norm` use it, adds in an order that depends on the row's
+    alignment; these sums differ from it by rounding, about 1e-16 relative)."""
+    out = x[:, 0] * x[:, 0]
+    for j in range(1, x.shape[1]):
+        out = out + x[:, j] * x[:, j]
+    return out
 
 
 class ReachTask:
@@ -303,7 +307,7 @@ class ReachTask:
         self.t += 1
         self.ee[:] = w.sensordata[:, self._ee_cols]
         obs = self.observe()
-        dist = np.sqrt(squared_norms(np.ascontiguousarray(obs[:, -3:])))  # |end effector - goal|
+        dist = np.sqrt(squared_norms(obs[:, -3:]))  # |end effector - goal|
         s = SimpleNamespace(n=N, distance=dist, qvel=w.qvel[:, self._va])
         terms = TERMS.evaluate(s, self.weights, 1.0)
         reward = np.zeros(N)
