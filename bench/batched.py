@@ -3,6 +3,7 @@ last commit before the batched design), and the task alone against MuJoCo alone 
 
     python bench/batched.py ppo --baseline /path/to/other/checkout [--steps 500000] [--repeats 3]
     python bench/batched.py env [--steps 100000] [--worlds 32]
+    python bench/batched.py arm [--baseline /path/to/other/checkout] [--steps 50000] [--worlds 32] [--repeats 3]
 
 ppo: `robotrl train ppo robotrl/Quadruped-v0` with the per-task defaults (32 worlds x 128 steps, ...), `--steps`
 steps, timed as a whole process (start-up, training, the final evaluation), alternating ours and the baseline's
@@ -13,7 +14,11 @@ env: control steps per second, random actions, resets included:
 - MuJoCo alone on the same model and worlds: the same threaded rollout with no task code (the physics-only rate);
 - MuJoCo alone, one `MjData` stepped by `mj_step` in a loop on one thread;
 - the single-world env one step at a time (what training stepped before, in one process).
-Writes the `batched-ppo` / `batched-env` sections of BENCHMARKS.md.
+arm: control steps per second of our arm (robotrl/ArmReach-v0) and a user's reach config (tests/assets/arm3.toml),
+random actions, resets included: the batched task (`--worlds` worlds) against the single-world env one step at a time,
+in this checkout and (with `--baseline`) in the other one, each in a process of its own, alternating, medians of
+`--repeats`.
+Writes the `batched-ppo` / `batched-env` / `batched-arm` sections of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -32,6 +37,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine, run_timed, save_json, update_section, versions
 
 TASK = "robotrl/Quadruped-v0"
+ARM_TASKS = ("robotrl/ArmReach-v0", f"reach:{REPO / 'tests' / 'assets' / 'arm3.toml'}")
+RATE = """
+import sys, time
+import numpy as np
+from robotrl.envs import make, make_vector
+task, steps, worlds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+env = make(task) if worlds == 0 else make_vector(task, worlds)
+lo, hi = env.action_space.low, env.action_space.high
+actions = np.random.default_rng(0).uniform(lo, hi, (64, *lo.shape))
+env.reset(seed=0)
+n = steps // max(worlds, 1)
+t0 = time.perf_counter()
+for k in range(n):
+    _, _, term, trunc, _ = env.step(actions[k % 64])  # a vector env resets its worlds itself
+    if worlds == 0 and (term or trunc):
+        env.reset()
+print(n * max(worlds, 1) / (time.perf_counter() - t0))
+"""
 
 
 def ppo(baseline: Path, steps: int, repeats: int) -> dict:
@@ -128,10 +151,46 @@ def env_rates(steps: int, worlds: int) -> dict:
             "physics_share": in_physics[0] / wall, "fraction_of_physics": batched / physics}
 
 
+def arm_rates(baseline: Path | None, steps: int, worlds: int, repeats: int) -> dict:
+    """Steps/s of each of `ARM_TASKS`: batched here, single env here, single env in `baseline`; medians."""
+    import subprocess
+
+    sides = [("batched", sys.executable, REPO, worlds), ("single", sys.executable, REPO, 0)]
+    if baseline is not None:
+        sides.append(("baseline_single", str(baseline / ".venv" / "bin" / "python"), baseline, 0))
+    out: dict = {"steps": steps, "worlds": worlds, "repeats": repeats, "tasks": {}}
+    for task in ARM_TASKS:
+        rates: dict[str, list[float]] = {name: [] for name, *_ in sides}
+        for _ in range(repeats):
+            for name, py, cwd, w in sides:
+                r = subprocess.run([py, "-c", RATE, task, str(steps), str(w)], cwd=cwd, capture_output=True,
+                                   text=True, timeout=3600, check=True)
+                rates[name].append(float(r.stdout.split()[-1]))
+        out["tasks"][task] = {"rates": rates, "median": {k: statistics.median(v) for k, v in rates.items()}}
+        print(task, out["tasks"][task]["median"], flush=True)
+    return out
+
+
+def arm_section(r: dict, when: str, baseline: Path | None) -> str:
+    rows = []
+    for task, v in r["tasks"].items():
+        m = v["median"]
+        name = task if task.startswith("robotrl/") else "reach:tests/assets/arm3.toml"
+        base = f"{m['baseline_single']:,.0f}" if "baseline_single" in m else "-"
+        ratio = f"{m['batched'] / m['baseline_single']:.1f}x" if "baseline_single" in m else "-"
+        rows.append(f"| {name} | **{m['batched']:,.0f}** | {m['single']:,.0f} | {base} | {ratio} |")
+    return (f"Command: `python bench/batched.py arm --steps {r['steps']} --worlds {r['worlds']} "
+            f"--repeats {r['repeats']}{' --baseline CHECKOUT' if baseline else ''}` ({when}; {machine()}; "
+            f"{versions('mujoco')}).\n\n"
+            f"| task, random actions, resets included (control steps/s, median of {r['repeats']}) | batched, "
+            f"{r['worlds']} worlds | single-world env (this checkout) | single env (baseline checkout) | batched / "
+            "baseline |\n| --- | --- | --- | --- | --- |\n" + "\n".join(rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["ppo", "env"])
-    ap.add_argument("--baseline", type=Path, help="ppo: the other checkout (with its .venv)")
+    ap.add_argument("what", choices=["ppo", "env", "arm"])
+    ap.add_argument("--baseline", type=Path, help="ppo, arm: the other checkout (with its .venv)")
     ap.add_argument("--steps", type=int)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--worlds", type=int, default=32)
@@ -153,6 +212,11 @@ def main() -> None:
                 f"{r['median']['baseline']:.0f} |\n\nSpeed-up: **{r['speedup']:.2f}x** (target >= 2x). Runs alternate "
                 "ours and the baseline's, seeds 0, 1, 2, nothing else running.")
         update_section("batched-ppo", body)
+    elif args.what == "arm":
+        baseline = args.baseline.resolve() if args.baseline else None
+        r = arm_rates(baseline, args.steps or 50_000, args.worlds, args.repeats)
+        save_json("batched_arm", r)
+        update_section("batched-arm", arm_section(r, when, baseline))
     else:
         r = env_rates(args.steps or 100_000, args.worlds)
         save_json("batched_env", r)

@@ -328,7 +328,7 @@ class Robot:
         out = {}
         for name, values in self._physics_arrays():
             kind = PHYSICS_FIELDS[name][0]
-            rows = values.reshape(values.shape[0], -1)
+            rows = values.reshape(values.shape[0], -1 if values.size else 0)  # a model without sites has none
             obj = {"body": mujoco.mjtObj.mjOBJ_BODY, "geom": mujoco.mjtObj.mjOBJ_GEOM,
                    "joint": mujoco.mjtObj.mjOBJ_JOINT, "actuator": mujoco.mjtObj.mjOBJ_ACTUATOR,
                    "site": mujoco.mjtObj.mjOBJ_SITE}.get(kind)

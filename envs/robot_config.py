@@ -241,6 +241,8 @@ class RobotConfig:
             default = params[k].default
             if isinstance(default, bool):
                 ok, expected = isinstance(v, bool), "true or false"
+            elif default is None:  # a table (the reach template's goal_ranges), its entries checked by the template
+                ok, expected = isinstance(v, dict), "a table"
             elif isinstance(default, tuple):
                 ok = isinstance(v, list) and len(v) == len(default) and all(finite_number(x) for x in v)
                 expected = f"a list of {len(default)} finite numbers like {list(default)}"

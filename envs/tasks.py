@@ -203,29 +203,9 @@ _add(TaskDef("robotrl/Pusher-v5", "Pusher-v5", "seven-joint arm pushing an objec
              _pusher))
 
 
-def _arm(hard: bool):
-    def make(**kwargs: Any) -> gym.Env:
-        from robotrl.envs.arm import ArmReachEnv
-
-        return ArmReachEnv(hard=hard, **kwargs)
-
-    return make
-
-
-def _arm_observation(model: mujoco.MjModel) -> list[ObsElement]:
-    from robotrl.envs.arm import arm_observation
-
-    return arm_observation(model)
-
-
-_add(TaskDef("robotrl/ArmReach-v0", _arm(False), "our 6-joint arm, position servos, reach a goal in front (5 cm)",
-             _arm_observation, max_episode_steps=100))
-_add(TaskDef("robotrl/ArmReachHard-v0", _arm(True),
-             "the arm with a 0.5 kg payload, random start, goals all around, reach and hold within 2 cm",
-             _arm_observation, max_episode_steps=150))
-
-
 QUADRUPED_CONFIG = Path(__file__).resolve().parent / "assets" / "quadruped.toml"
+ARM_CONFIG = Path(__file__).resolve().parent / "assets" / "arm6.toml"  # our arm (envs/arm.py)
+ARM_HARD_CONFIG = Path(__file__).resolve().parent / "assets" / "arm6_hard.toml"
 
 
 _PROBED: dict[tuple, str | None] = {}  # `Robot.probe`'s answers by robot (its whole model, bounds, start)
@@ -317,6 +297,10 @@ def robot_task(template: str, config: str | Path, task_id: str):
 _add(TaskDef("robotrl/Quadruped-v0", robot_task("legged", QUADRUPED_CONFIG, "robotrl/Quadruped-v0"),
              "our 12-joint quadruped, joint position targets, follow a velocity command (vx, vy, yaw rate)",
              None))
+_add(TaskDef("robotrl/ArmReach-v0", robot_task("reach", ARM_CONFIG, "robotrl/ArmReach-v0"),
+             "our 6-joint arm, position servos, reach a goal in front (5 cm)", None))
+_add(TaskDef("robotrl/ArmReachHard-v0", robot_task("reach", ARM_HARD_CONFIG, "robotrl/ArmReachHard-v0"),
+             "the arm with a 0.5 kg payload, random start, goals all around, reach and hold within 2 cm", None))
 
 
 def register() -> None:

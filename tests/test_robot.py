@@ -273,7 +273,7 @@ def test_a_model_with_position_servos_keeps_them_unless_the_config_overrides(tmp
     arm = Path(__file__).resolve().parents[1] / "envs" / "assets" / "arm6.xml"
     p = tmp_path / "arm6.toml"
     p.write_text(f'model = "{arm}"\nend_effector = "fingertip"\n[joints."*"]\ndefault = 0.0\n')
-    own = Robot.load(p)  # (its MJCF has a goal body of its own, which the reach template would refuse)
+    own = Robot.load(p)
     assert set(own.servo_source.values()) == {"the model's position servo"}
     raw = own.raw_model
     np.testing.assert_array_equal(own.kp, raw.actuator_gainprm[own.actuator, 0])
@@ -288,11 +288,14 @@ def test_a_model_with_position_servos_keeps_them_unless_the_config_overrides(tmp
 
 
 def test_inspect_reports_what_the_reach_template_would_refuse(tmp_path, capsys):
-    """Our arm's MJCF has a body named 'goal' (its own task's marker): inspect must not call it ready for the reach
-    template, which adds its marker under that name and refuses such a model."""
+    """An arm's MJCF with a body named 'goal' (our arm's own marker, before the arm became a reach task): inspect
+    must not call it ready for the reach template, which adds its marker under that name and refuses such a model."""
     from robotrl.cli import main
 
-    arm = Path(__file__).resolve().parents[1] / "envs" / "assets" / "arm6.xml"
+    arm = tmp_path / "arm6.xml"
+    marker = '    <body name="goal" mocap="true"><geom type="sphere" size="0.02"/></body>\n'
+    arm.write_text((Path(__file__).resolve().parents[1] / "envs" / "assets" / "arm6.xml").read_text().replace(
+        "  </worldbody>", marker + "  </worldbody>"))
     p = tmp_path / "arm6.toml"
     p.write_text(f'model = "{arm}"\nend_effector = "fingertip"\n[joints."*"]\ndefault = 0.0\n')
     assert main(["robot", "inspect", str(p)]) == 2  # the config names an end effector: it is meant for reach

@@ -9,8 +9,8 @@ test's template, a user's) calls `register` on import itself. Whatever depends o
 its entry, and nothing else names a template: the robot config's ``[NAME]`` table
 (`robotrl.envs.robot_config`), what the robot must give and what the template adds to its model
 (`robotrl.envs.robot.Robot`), `robot inspect` (`robotrl.envs.robot_inspect`), the task id ``NAME:CONFIG.toml``
-and its env (`robotrl.envs`), the per-task defaults (`robotrl.algos`). A new template is a module here (its env,
-or a function that imports it, and its entry) and its tests.
+and its env (`robotrl.envs`), the per-task defaults (`robotrl.algorithms.registry`). A new template is a module
+here (its env, or a function that imports it, and its entry) and its tests.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class Template:
     """Robot config fields that show a config is written for this template (as its ``[NAME]`` table does): `robot
     inspect` then exits 2 while the template lacks something."""
     family: str = ""
-    """The task family its tasks share in `robotrl.algos.TASK_DEFAULTS` (per-task defaults); empty: the name."""
+    """The task family its tasks share in `robotrl.algorithms.registry.TASK_DEFAULTS` (per-task defaults); empty: the
+    name."""
     at_rest: Callable[[Any], None] | None = None
     """Makes a built env ask for no motion before `robot inspect` holds the default pose for a second (legged: a
     zero velocity command); None: nothing to do."""

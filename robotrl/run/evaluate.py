@@ -198,6 +198,7 @@ def _evaluate_batched(policy: Policy, task_id: str, episodes: int, seed: int, m:
         return None
     task = vec.task
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    success = np.full(episodes, np.nan)  # info["is_success"] at an episode's last step, where the task says
     try:
         episode = np.arange(m)  # the episode each world plays; -1: idle
         task.seed(range(m), [seed + k for k in range(m)])
@@ -208,10 +209,12 @@ def _evaluate_batched(policy: Policy, task_id: str, episodes: int, seed: int, m:
             active = np.flatnonzero(episode >= 0)
             actions = np.tile(hold, (m, 1))
             actions[active] = np.asarray(policy(task.observe()[active]), dtype=np.float64)
-            _, reward, terminated, truncated, _ = task.step(actions)
+            _, reward, terminated, truncated, info = task.step(actions)
             returns[episode[active]] += reward[active]
             lengths[episode[active]] += 1
             for j in active[(terminated | truncated)[active]]:
+                if "is_success" in info:
+                    success[episode[j]] = float(info["is_success"][j])
                 if next_episode < episodes:
                     episode[j] = next_episode
                     task.seed([j], [seed + next_episode])
@@ -221,7 +224,7 @@ def _evaluate_batched(policy: Policy, task_id: str, episodes: int, seed: int, m:
                     episode[j] = -1
     finally:
         vec.close()
-    return _summary(returns, lengths, np.full(episodes, np.nan), episodes, seed)
+    return _summary(returns, lengths, success, episodes, seed)
 
 
 def _summary(returns: np.ndarray, lengths: np.ndarray, success: np.ndarray, episodes: int, seed: int
