@@ -1,6 +1,6 @@
 """The fuzz suite with more, fresh random cases than CI runs; a table of cases and times.
 
-tests/test_fuzz.py, and the study files' property of tests/test_hardening_sweep.py (issue 31).
+tests/test_fuzz.py, and the study files' property of tests/sweep/test_hardening_sweep.py (issue 31).
 
     python bench/fuzz.py                 # 1000 random cases per property
     python bench/fuzz.py --cases 5000 -k damaged

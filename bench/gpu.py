@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_timed, update_section
 
-# The CI learning tests' settings and thresholds (tests/test_learning.py, test_ddpg.py, test_offpolicy.py).
+# The CI learning tests' settings and thresholds (tests/algorithms/test_learning.py, test_ddpg.py, test_offpolicy.py).
 LEARN = {
     "ppo": ("InvertedPendulum-v5", 50_000, 950.0),
     "trpo": ("InvertedPendulum-v5", 50_000, 950.0),

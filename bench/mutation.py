@@ -93,19 +93,22 @@ class Target:
 
 
 TARGETS = {
-    "functional": Target("robotrl.algorithms.functional", "robotrl/algorithms/functional.py", ("tests/test_functional.py",)),
-    "noise": Target("robotrl.algorithms.noise", "robotrl/algorithms/noise.py", ("tests/test_noise.py",)),
-    "buffers": Target("robotrl.algorithms.buffers", "robotrl/algorithms/buffers.py", ("tests/test_buffers.py",)),
-    "spec": Target("robotrl.spec", "robotrl/spec.py", ("tests/test_spec.py", "tests/test_envs.py")),
-    "normalizer": Target("robotrl.policies.normalizer", "policies/normalizer.py", ("tests/test_normalizer.py",)),
+    "functional": Target("robotrl.algorithms.functional", "robotrl/algorithms/functional.py",
+                         ("tests/algorithms/test_functional.py",)),
+    "noise": Target("robotrl.algorithms.noise", "robotrl/algorithms/noise.py", ("tests/algorithms/test_noise.py",)),
+    "buffers": Target("robotrl.algorithms.buffers", "robotrl/algorithms/buffers.py",
+                      ("tests/algorithms/test_buffers.py",)),
+    "spec": Target("robotrl.spec", "robotrl/spec.py", ("tests/test_spec.py", "tests/envs/test_envs.py")),
+    "normalizer": Target("robotrl.policies.normalizer", "policies/normalizer.py",
+                         ("tests/policies/test_normalizer.py",)),
     "export": Target("robotrl.policies.export", "policies/export.py",
-                     ("tests/test_export_graph.py", "tests/test_export.py")),
+                     ("tests/policies/test_export_graph.py", "tests/policies/test_export.py")),
     "runtime": Target("robotrl.deploy.runtime", "deploy/runtime.py",
-                      ("tests/test_runtime.py", "tests/test_export.py")),
+                      ("tests/deploy/test_runtime.py", "tests/policies/test_export.py")),
     "observation": Target("robotrl.deploy.observation", "deploy/observation.py",
-                          ("tests/test_observation.py", "tests/test_deploy_core.py")),
+                          ("tests/deploy/test_observation.py", "tests/deploy/test_deploy_core.py")),
     "safety": Target("robotrl.deploy.safety", "deploy/safety.py",
-                     ("tests/test_safety.py", "tests/test_deploy_core.py")),
+                     ("tests/deploy/test_safety.py", "tests/deploy/test_deploy_core.py")),
 }
 ROBOT_SIDE = ("runtime", "observation", "safety")
 

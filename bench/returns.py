@@ -152,7 +152,7 @@ def main() -> None:
 
     # Concurrent runs on one core each, so every run of a table gets the same share of the machine
     # and its wall time means the same thing. Results do not change (DDPG's actor-step thread gives
-    # bit-identical weights with or without a second core, tests/test_ddpg.py).
+    # bit-identical weights with or without a second core, tests/algorithms/test_ddpg.py).
     free_cpus: queue.Queue[int | None] = queue.Queue()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     for i in range(a.jobs):

@@ -16,8 +16,8 @@ from robotrl.spec import OBS_KINDS, ObsElement
 
 
 def test_every_kind_a_robot_can_measure_is_used_by_a_task_the_robot_side_test_covers():
-    """tests/test_deploy_core.py rebuilds every task's observation from the simulated robot's messages; together the
-    tasks must use every kind that has a robot recipe, so no kind goes unchecked on both sides."""
+    """tests/deploy/test_deploy_core.py rebuilds every task's observation from the simulated robot's messages;
+    together the tasks must use every kind that has a robot recipe, so no kind goes unchecked on both sides."""
     used = set()
     for task in TASKS:
         used |= {e.kind for e in make(task).get_wrapper_attr("task_spec").observation}

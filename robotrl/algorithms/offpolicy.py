@@ -24,8 +24,8 @@ and SAC papers step the actor through the updated critic, ``"sequential"``). `be
 them in a second thread while the other runs in this one, each a single-threaded chain of matrix
 products; with two critics (TD3, SAC) their two regressions are independent in either order and
 are split the same way. Every random number an update needs is drawn in the main thread before the
-split, so the results are bit-identical with and without the second thread (tests/test_ddpg.py,
-tests/test_offpolicy.py); only the time differs (bench/offpolicy_update.py).
+split, so the results are bit-identical with and without the second thread (tests/algorithms/test_ddpg.py,
+tests/algorithms/test_offpolicy.py); only the time differs (bench/offpolicy_update.py).
 """
 
 from __future__ import annotations

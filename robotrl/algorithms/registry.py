@@ -47,7 +47,7 @@ DEFAULT_STEPS = 1_000_000
 TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "ppo": {
         "InvertedPendulum": {"steps": 50_000, "config": {},
-                             "why": "reaches 1000 by 50k steps (tests/test_learning.py)"},
+                             "why": "reaches 1000 by 50k steps (tests/algorithms/test_learning.py)"},
         "Hopper": {"config": {"minibatch_size": 512},
                    "why": "1M-step sweep, 2 seeds: minibatch 64 -> 2222/3304, 256 -> 3294/3004, 512 -> 3174/3303; "
                           "512 is also 2x faster"},
@@ -62,7 +62,7 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "trpo": {
         "InvertedPendulum": {"steps": 50_000, "config": {},
-                             "why": "reaches 1000 by 50k steps (tests/test_learning.py)"},
+                             "why": "reaches 1000 by 50k steps (tests/algorithms/test_learning.py)"},
         "Hopper": {"config": {"gae_lambda": 0.97},
                    "why": "1M-step sweep, seeds 0-4: lambda 0.95 -> 3651/3403/710/3577/2307, 0.97 -> "
                           "3568/3539/3479/3276/761 (the low ones stuck diving forward, episodes of ~200-700 steps); "
@@ -70,7 +70,7 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "ddpg": {
         "Pendulum": {"steps": 10_000, "config": {"learning_starts": 1000, "hidden_sizes": (128, 128)},
-                     "why": "swings up by 4k steps with these (tests/test_ddpg.py)"},
+                     "why": "swings up by 4k steps with these (tests/algorithms/test_ddpg.py)"},
     },
     "td3": {
         # The paper's experiment script (github.com/sfujim/TD3, run_experiments.sh) starts learning after 1,000
@@ -80,12 +80,14 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
            for family in ("Hopper", "Walker2d", "InvertedPendulum", "InvertedDoublePendulum", "Reacher")},
         "Pendulum": {"steps": 10_000, "config": {"learning_starts": 1000, "hidden_sizes": (128, 128),
                                                  "actor_learning_rate": 1e-3, "critic_learning_rate": 1e-3},
-                     "why": "RL Zoo's learning rate for Pendulum; swings up by 5k steps (tests/test_offpolicy.py)"},
+                     "why": "RL Zoo's learning rate for Pendulum; swings up by 5k steps "
+                            "(tests/algorithms/test_offpolicy.py)"},
     },
     "sac": {
         "Pendulum": {"steps": 10_000, "config": {"learning_starts": 1000, "hidden_sizes": (128, 128),
                                                  "actor_learning_rate": 1e-3, "critic_learning_rate": 1e-3},
-                     "why": "RL Zoo's learning rate for Pendulum; swings up by 5k steps (tests/test_offpolicy.py)"},
+                     "why": "RL Zoo's learning rate for Pendulum; swings up by 5k steps "
+                            "(tests/algorithms/test_offpolicy.py)"},
     },
 }
 

@@ -9,7 +9,7 @@ payload) of `tensorflow.Event` protocol-buffer messages, which this module encod
               SessionLog session_log = 7; }
     Summary { repeated Value value = 1; }   Value { string tag = 1; float simple_value = 2; }
 
-TensorBoard reads the files as it reads any others (tests/test_tbevents.py checks with its own
+TensorBoard reads the files as it reads any others (tests/run/test_tbevents.py checks with its own
 reader). Every event is flushed to the file as it is written, as metrics.csv's rows are: a run killed
 outright (SIGKILL) keeps in TensorBoard what it kept in the CSV.
 

@@ -21,7 +21,7 @@ import pytest
 from robotrl.cli import main
 from robotrl.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUADRUPED = ROOT / "envs" / "assets"
 ARM3 = ROOT / "tests" / "assets"
 

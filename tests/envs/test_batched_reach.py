@@ -23,7 +23,7 @@ from robotrl.envs.worlds import Worlds
 from robotrl.run.evaluate import robot_change
 from robotrl.spec import TaskSpec
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 REACH = {"arm": "robotrl/ArmReach-v0", "arm-hard": "robotrl/ArmReachHard-v0", "arm3": f"reach:{ASSETS / 'arm3.toml'}"}
 
 
@@ -119,7 +119,7 @@ def test_our_arm_is_the_reach_template_with_the_pretrained_actors_elements():
     """The shipped actor's card names the elements the arm's reach config gives, in the same order and ranges."""
     import onnx
 
-    card = json.loads(next(p.value for p in onnx.load(Path(__file__).resolve().parents[1] / "policies" / "pretrained"
+    card = json.loads(next(p.value for p in onnx.load(Path(__file__).resolve().parents[2] / "policies" / "pretrained"
                                                       / "arm-reach.onnx").metadata_props if p.key == "robotrl_card"))
     trained = TaskSpec.from_dict({**card["spec"], "task_id": card["task_id"]})
     for task in ("robotrl/ArmReach-v0", "robotrl/ArmReachHard-v0"):

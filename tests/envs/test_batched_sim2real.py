@@ -18,7 +18,7 @@ from robotrl.envs.sim2real import RANDOMIZED, DomainRandomization, WorldsSim2Rea
 from robotrl.envs.vector import GroupedVectorEnv, TaskVectorEnv
 from robotrl.errors import UserError
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 LEGGED = {"quadruped": "robotrl/Quadruped-v0", "critter": f"legged:{ASSETS / 'critter.toml'}"}
 ALL = {"randomize_mass": 0.3, "randomize_friction": 0.3, "randomize_damping": 0.3, "randomize_gain": 0.3,
        "obs_noise": 0.05, "action_delay": 2}

@@ -23,8 +23,8 @@ from robotrl.envs import Observer, make
 from robotrl.envs.robot import Robot
 from robotrl.envs.robot_config import RobotConfigError
 
-ASSETS = Path(__file__).parent / "assets"
-QUADRUPED = Path(__file__).resolve().parents[1] / "envs" / "assets" / "quadruped.toml"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+QUADRUPED = Path(__file__).resolve().parents[2] / "envs" / "assets" / "quadruped.toml"
 LEGGED = {"quadruped": "robotrl/Quadruped-v0", "critter": f"legged:{ASSETS / 'critter.toml'}"}
 
 
@@ -270,7 +270,7 @@ def test_a_users_arm_learns_to_reach_with_the_reach_template(tmp_path):
 def test_a_model_with_position_servos_keeps_them_unless_the_config_overrides(tmp_path):
     """Our arm's MJCF has its own position servos: the reach template uses them as they are, and a config's kp/kd
     override their gains (kp and its bias term together, so they stay servos)."""
-    arm = Path(__file__).resolve().parents[1] / "envs" / "assets" / "arm6.xml"
+    arm = Path(__file__).resolve().parents[2] / "envs" / "assets" / "arm6.xml"
     p = tmp_path / "arm6.toml"
     p.write_text(f'model = "{arm}"\nend_effector = "fingertip"\n[joints."*"]\ndefault = 0.0\n')
     own = Robot.load(p)
@@ -294,7 +294,7 @@ def test_inspect_reports_what_the_reach_template_would_refuse(tmp_path, capsys):
 
     arm = tmp_path / "arm6.xml"
     marker = '    <body name="goal" mocap="true"><geom type="sphere" size="0.02"/></body>\n'
-    arm.write_text((Path(__file__).resolve().parents[1] / "envs" / "assets" / "arm6.xml").read_text().replace(
+    arm.write_text((Path(__file__).resolve().parents[2] / "envs" / "assets" / "arm6.xml").read_text().replace(
         "  </worldbody>", marker + "  </worldbody>"))
     p = tmp_path / "arm6.toml"
     p.write_text(f'model = "{arm}"\nend_effector = "fingertip"\n[joints."*"]\ndefault = 0.0\n')

@@ -608,7 +608,7 @@ def test_the_shipped_parameter_file_names_every_parameter_and_the_node_takes_it(
 
     from robotrl.deploy.node import PARAMS, check_params
 
-    path = os.path.join(os.path.dirname(__file__), "..", "deploy", "config", "policy.yaml")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "config", "policy.yaml")
     with open(path) as f:
         original = f.read()
     shipped = yaml.safe_load(original)["robotrl_policy"]["ros__parameters"]
@@ -742,7 +742,7 @@ def test_your_robot_end_to_end_from_a_config_file(tmp_path):
     work = tmp_path / "project"
     work.mkdir()
     for f in ("critter.xml", "critter.toml"):
-        shutil.copy(os.path.join(os.path.dirname(__file__), "assets", f), work / f)
+        shutil.copy(os.path.join(os.path.dirname(__file__), "..", "assets", f), work / f)
     cli = [sys.executable, "-m", "robotrl.cli"]
     r = subprocess.run([*cli, "train", "ppo", "legged:critter.toml", "--steps", "2048", "--num-envs", "4",
                         "--rollout-steps", "256", "--minibatch-size", "256", "--eval-episodes", "1", "--workers", "0",

@@ -18,7 +18,7 @@ from robotrl.envs.legged import TERMS, LeggedVelocityTask
 from robotrl.envs.vector import TaskVectorEnv
 from robotrl.envs.worlds import Worlds
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 LEGGED = {"quadruped": "robotrl/Quadruped-v0", "critter": f"legged:{ASSETS / 'critter.toml'}"}
 
 

@@ -134,7 +134,7 @@ def test_td3_updates_actor_and_targets_every_policy_delay_updates(actor_update):
 def test_restored_algorithm_makes_bit_identical_updates(algo):
     """A fresh algorithm loaded from a state_dict continues exactly as the original: same minibatches, same
     noise, same weights after each update. (A resumed *run* also restarts its envs' episodes, which the
-    checkpoint cannot hold; tests/test_algorithms.py checks that everything else is restored.)"""
+    checkpoint cannot hold; tests/algorithms/test_algorithms.py checks that everything else is restored.)"""
     a = _algo(algo, seed=5)
     b = _algo(algo, seed=9)  # different weights and generators until the state is loaded
     try:

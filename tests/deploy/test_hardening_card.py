@@ -25,7 +25,7 @@ import pytest
 
 from robotrl.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "envs" / "assets"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_broken_ros_install_fails_the_ros_tests_instead_of_skipping(tmp_path):
@@ -21,7 +21,8 @@ def test_a_broken_ros_install_fails_the_ros_tests_instead_of_skipping(tmp_path):
     broken = tmp_path / "rclpy"
     broken.mkdir()
     (broken / "__init__.py").write_text("raise ImportError('librcl.so: cannot open shared object file')\n")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--co", "tests/test_ros.py"],
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--co",
+                        "tests/deploy/test_ros.py"],
                        cwd=REPO, env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True,
                        timeout=300)
     out = r.stdout + r.stderr

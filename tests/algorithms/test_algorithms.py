@@ -104,7 +104,7 @@ def test_resume_puts_back_everything_the_checkpoint_holds(tmp_path, algo):
     """Weights, optimisers, normaliser, random generators, noise, SAC's temperature and (off-policy) the replay
     buffer: a fresh algorithm loaded from the checkpoint has exactly the state that was saved. (A resumed run is
     not bit-identical to an unbroken one: its envs start fresh episodes, as the checkpoint does not hold MuJoCo's
-    mid-episode state; tests/test_offpolicy.py shows that the restored state makes bit-identical updates.)"""
+    mid-episode state; tests/algorithms/test_offpolicy.py shows that the restored state makes bit-identical updates.)"""
     run = train(algo, TASK, algo_flags=SMALL[algo], run_flags={"workers": "0", "eval_episodes": "0", "seed": "3",
                                                                "total_steps": "1024"},
                 out=tmp_path / "run", progress=False)

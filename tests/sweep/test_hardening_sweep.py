@@ -27,7 +27,7 @@ from sessions import kill_session
 
 from robotrl.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STUDY = """
 [study]
 algo = "ppo"

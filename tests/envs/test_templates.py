@@ -20,7 +20,7 @@ from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.templates import Template
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
-ARM3 = Path(__file__).parent / "assets" / "arm3.toml"
+ARM3 = Path(__file__).resolve().parents[1] / "assets" / "arm3.toml"
 
 
 class HoldEnv(gym.Env):
