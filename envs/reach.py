@@ -302,9 +302,24 @@ class ReachTask:
         return self._observer(self._frame)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        w, N = self.worlds, self.num_worlds
+        """One control step of every world: `apply`, `simulate`, `finish`."""
+        self.apply(actions)
+        self.simulate()
+        return self.finish()
+
+    def apply(self, actions: np.ndarray) -> None:
+        """Set the servo targets of every world from ``actions [N, n]`` (clipped to the action bounds)."""
+        N = self.num_worlds
         self.ctrl[:, self._act] = np.clip(np.asarray(actions, dtype=np.float64).reshape(N, -1), self.low, self.high)
-        w.step(self.ctrl, self.frame_skip)
+
+    def simulate(self) -> None:
+        """The physics of one control step; it touches only this task's state arrays and runs in MuJoCo without the
+        GIL, so it may run on another thread (`robotrl.envs.vector.GroupedVectorEnv`)."""
+        self.worlds.step(self.ctrl, self.frame_skip)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Observations, rewards, success and the episode clock after `simulate`."""
+        w, N = self.worlds, self.num_worlds
         self.stop_if_diverged()
         self.t += 1
         self.ee[:] = w.sensordata[:, self._ee_cols]
