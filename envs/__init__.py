@@ -180,16 +180,12 @@ def make(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, **kwar
 
 
 def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any] | None = None,
-                threads: int | None = None, groups: int = 1, **kwargs: Any) -> Any | None:
+                threads: int | None = None, **kwargs: Any) -> Any | None:
     """`num_envs` worlds of `task_id` stepped as one batch in this process (`robotrl.envs.vector.TaskVectorEnv`)
     where the task's template is batched; None otherwise (the caller then steps copies of `make(task_id, sim2real)`).
     `kwargs` are the template's settings, as `make(task_id, **kwargs)` takes. The sim-to-real settings apply to the
     worlds as arrays (`robotrl.envs.sim2real.WorldsSim2Real`): world i gives what `make(task_id, sim2real)` reset with
-    world i's seed gives.
-
-    `groups` > 1 (at most `num_envs`): the worlds split into that many groups, each stepping its physics on a thread of
-    its own (`robotrl.envs.vector.GroupedVectorEnv`: a learner overlaps one group's physics with its work on another);
-    `threads` then does not apply."""
+    world i's seed gives."""
     check_task(task_id)
     s2r = _sim2real_settings(sim2real)
     parts = robot_task_parts(task_id)
@@ -205,23 +201,11 @@ def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any]
         if template is None:
             return None
     from robotrl.envs.robot_config import RobotConfig
-    from robotrl.envs.vector import GroupedVectorEnv, TaskVectorEnv
+    from robotrl.envs.vector import TaskVectorEnv
 
-    robot = RobotConfig.load(config)
-    groups = max(1, min(int(groups), num_envs))
-    if groups == 1:
-        task = _with_sim2real(template_task(template, robot, task_id, num_envs, threads=threads, **kwargs), s2r)
-        return TaskVectorEnv(task) if task is not None else None
-    sizes = [num_envs // groups + (g < num_envs % groups) for g in range(groups)]
-    tasks = []
-    for size in sizes:
-        task = _with_sim2real(template_task(template, robot, task_id, size, threads=0, **kwargs), s2r)
-        if task is None or not hasattr(task, "simulate"):  # no batched form, or no split step to overlap
-            for t in [*tasks, *([task] if task is not None else [])]:
-                t.close()
-            return None if task is None else make_vector(task_id, num_envs, s2r, threads, **kwargs)
-        tasks.append(task)
-    return GroupedVectorEnv(tasks)
+    task = _with_sim2real(template_task(template, RobotConfig.load(config), task_id, num_envs, threads=threads,
+                                        **kwargs), s2r)
+    return TaskVectorEnv(task) if task is not None else None
 
 
 def _with_sim2real(task: Any | None, settings: Sim2Real) -> Any | None:

@@ -360,9 +360,8 @@ class LeggedVelocityTask:
         self.ctrl[:, self._act] = self._target
 
     def simulate(self) -> None:
-        """The physics of one control step (`frame_skip` physics steps of every world). It touches only this task's
-        state arrays and spends its time in MuJoCo without the GIL, so it may run on another thread while the caller
-        works on something else (`robotrl.envs.vector.GroupedVectorEnv`)."""
+        """The physics of one control step (`frame_skip` physics steps of every world), between `apply` and `finish`
+        (the sim-to-real layer, `robotrl.envs.sim2real.WorldsSim2Real`, works around each of the three)."""
         self.worlds.step(self.ctrl, self.frame_skip)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:

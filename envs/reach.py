@@ -313,8 +313,7 @@ class ReachTask:
         self.ctrl[:, self._act] = np.clip(np.asarray(actions, dtype=np.float64).reshape(N, -1), self.low, self.high)
 
     def simulate(self) -> None:
-        """The physics of one control step; it touches only this task's state arrays and runs in MuJoCo without the
-        GIL, so it may run on another thread (`robotrl.envs.vector.GroupedVectorEnv`)."""
+        """The physics of one control step of every world."""
         self.worlds.step(self.ctrl, self.frame_skip)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:

@@ -178,11 +178,7 @@ class OnPolicyAlgorithm:
         self._ret[:] = 0.0
 
     def collect(self) -> tuple[list[float], list[int]]:
-        """Fill the buffer with one rollout and compute advantages; returns finished episodes.
-
-        Envs that come in groups (`robotrl.envs.vector.GroupedVectorEnv`) are stepped group by group, each group's
-        step started as soon as its actions are known: its physics then runs while the policy works on the next
-        group."""
+        """Fill the buffer with one rollout and compute advantages; returns finished episodes."""
         cfg, buf = self.config, self.buffer
         if self._obs is None:
             self._reset_envs()
@@ -190,21 +186,12 @@ class OnPolicyAlgorithm:
         self._episodes: tuple[list[float], list[int]] = ([], [])
         buf.trunc_index.clear()
         buf.trunc_obs.clear()
-        slices = getattr(self.envs, "slices", None)
-        obs = self._obs.copy()
-        if slices is None:
-            for t in range(cfg.rollout_steps):
-                self._check_stop()
-                obs = self._record(t, slice(None), self.envs.step(self._act(t, slice(None), obs)))
-        else:
-            for t in range(cfg.rollout_steps):
-                self._check_stop(drain=t > 0)
-                for g, envs in enumerate(slices):
-                    if t > 0:
-                        obs[envs] = self._record(t - 1, envs, self.envs.step_wait(g))
-                    self.envs.step_async(g, self._act(t, envs, obs[envs]))
-            for g, envs in enumerate(slices):
-                obs[envs] = self._record(cfg.rollout_steps - 1, envs, self.envs.step_wait(g))
+        obs = self._obs
+        for t in range(cfg.rollout_steps):
+            if self.should_stop():  # a rollout may be 2**24 steps: drop it rather than finish it
+                self._obs = None  # the envs are mid-episode in a rollout nobody learns from: start afresh
+                raise IterationAborted
+            obs = self._record(t, slice(None), self.envs.step(self._act(t, slice(None), obs)))
         self._obs = obs
         buf.last_obs[:] = self._normalize_obs(obs, update=False)
         self.num_steps += cfg.batch_size
@@ -214,17 +201,6 @@ class OnPolicyAlgorithm:
         buf.log_probs[:] = logp.cpu().numpy().reshape(buf.log_probs.shape)
         self.compute_advantages()
         return self._episodes
-
-    def _check_stop(self, drain: bool = False) -> None:
-        """A stop asked for: drop the rollout (it may be 2**24 steps) rather than finish it; with `drain`, first let
-        the steps in flight finish (their physics writes the arrays the next reset rewrites)."""
-        if not self.should_stop():
-            return
-        if drain:
-            for g in range(len(self.envs.slices)):
-                self.envs.step_wait(g)
-        self._obs = None  # the envs are mid-episode in a rollout nobody learns from: start afresh
-        raise IterationAborted
 
     def _act(self, t: int, envs: slice, obs: np.ndarray) -> np.ndarray:
         """The policy's actions for `envs` at step t (stored in the buffer), as the envs take them."""

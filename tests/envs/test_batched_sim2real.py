@@ -15,7 +15,7 @@ import pytest
 
 from robotrl.envs import make, make_vector
 from robotrl.envs.sim2real import RANDOMIZED, DomainRandomization, WorldsSim2Real
-from robotrl.envs.vector import GroupedVectorEnv, TaskVectorEnv
+from robotrl.envs.vector import TaskVectorEnv
 from robotrl.errors import UserError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -32,7 +32,7 @@ def _dr(env):
     return env
 
 
-def _same_as_singles(vec, singles, steps, seed, *, grouped_steps=False):
+def _same_as_singles(vec, singles, steps, seed):
     """Step `vec` and `singles` with the same random actions; compare every output. Returns the number of ends."""
     n = len(singles)
     obs, _ = vec.reset(seed=seed)
@@ -42,14 +42,7 @@ def _same_as_singles(vec, singles, steps, seed, *, grouped_steps=False):
     ends = 0
     for t in range(steps):
         a = rng.uniform(lo, hi, (n, len(lo)))
-        if grouped_steps and t % 2:  # PPO's collection: every group's step started before the first is collected
-            for g, sl in enumerate(vec.slices):
-                vec.step_async(g, a[sl])
-            parts = [vec.step_wait(g) for g in range(len(vec.slices))]
-            obs, r, term, trunc = (np.concatenate([p[k] for p in parts]) for k in range(4))
-            info = vec._merge([p[4] for p in parts], obs)
-        else:
-            obs, r, term, trunc, info = vec.step(a)
+        obs, r, term, trunc, info = vec.step(a)
         for i, e in enumerate(singles):
             o1, r1, term1, trunc1, _ = e.step(a[i])
             assert (term[i], trunc[i]) == (term1, trunc1), (t, i)
@@ -84,15 +77,6 @@ def test_each_world_with_sim2real_is_the_wrapped_single_env_seeded_alike(name, s
     vec.close()
     for e in singles:
         e.close()
-
-
-def test_grouped_worlds_with_sim2real_are_the_wrapped_single_envs_seeded_alike():
-    task, n = LEGGED["critter"], 5
-    vec = make_vector(task, n, ALL, groups=2, **SHORT)
-    assert isinstance(vec, GroupedVectorEnv) and all(isinstance(g.task, WorldsSim2Real) for g in vec.groups)
-    singles = [make(task, sim2real=ALL, **SHORT) for _ in range(n)]
-    assert _same_as_singles(vec, singles, 120, 3, grouped_steps=True) > n
-    vec.close()
 
 
 def test_randomisation_gives_each_world_its_own_model_and_never_compounds():
@@ -177,9 +161,8 @@ def test_a_training_run_with_sim2real_steps_the_batched_worlds_and_its_card_reco
                                   run_flags={"randomize_mass": "0.2", "obs_noise": "0.01", "action_delay": "1"})
     algo, spec = _build("ppo", "robotrl/Quadruped-v0", run_cfg, cfg)
     try:
-        groups = algo.envs.groups if isinstance(algo.envs, GroupedVectorEnv) else [algo.envs]
-        assert all(isinstance(g, TaskVectorEnv) and isinstance(g.task, WorldsSim2Real) for g in groups)
-        assert groups[0].task.settings == run_cfg.sim2real()
+        assert isinstance(algo.envs, TaskVectorEnv) and isinstance(algo.envs.task, WorldsSim2Real)
+        assert algo.envs.task.settings == run_cfg.sim2real()
         assert spec.extras["sim2real"] == {"randomize_mass": 0.2, "randomize_friction": 0.0, "randomize_damping": 0.0,
                                            "randomize_gain": 0.0, "obs_noise": 0.01, "action_delay": 1}
     finally:
