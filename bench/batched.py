@@ -41,9 +41,9 @@ ARM_TASKS = ("robotrl/ArmReach-v0", f"reach:{REPO / 'tests' / 'assets' / 'arm3.t
 RATE = """
 import sys, time
 import numpy as np
-from robotrl.envs import make, make_vector
+from robotrl import envs  # an older checkout has no make_vector: only its single env is measured
 task, steps, worlds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-env = make(task) if worlds == 0 else make_vector(task, worlds)
+env = envs.make(task) if worlds == 0 else envs.make_vector(task, worlds)
 lo, hi = env.action_space.low, env.action_space.high
 actions = np.random.default_rng(0).uniform(lo, hi, (64, *lo.shape))
 env.reset(seed=0)
