@@ -51,7 +51,7 @@ from gymnasium.utils import seeding
 from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
 from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.terms import Terms
-from robotrl.envs.worlds import Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
+from robotrl.envs.worlds import BatchedTask, Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
 from robotrl.kinds import rotations, sim_observer
 from robotrl.spec import MAX_COMMAND, ActElement, ObsElement, TaskSpec
 
@@ -122,7 +122,7 @@ def _foot_object(model: mujoco.MjModel, name: str) -> tuple[mujoco.mjtObj, str]:
     return mujoco.mjtObj.mjOBJ_SITE, name
 
 
-class LeggedVelocityTask:
+class LeggedVelocityTask(BatchedTask):
     """The legged template over `num_worlds` worlds: arrays in, arrays out (see the module docstring).
 
     `reset(worlds, seeds)` starts new episodes in the given worlds; `step(actions [N, n])` returns
@@ -347,22 +347,11 @@ class LeggedVelocityTask:
         as its kind says (`robotrl.kinds`)."""
         return self._observer(self._frame)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """One control step of every world: `apply`, `simulate`, `finish`."""
-        self.apply(actions)
-        self.simulate()
-        return self.finish()
-
     def apply(self, actions: np.ndarray) -> None:
         """Set the servo targets of every world from ``actions [N, n]`` (clipped to the action bounds)."""
         self._target = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_worlds, -1), self.low,
                                self.high)
         self.ctrl[:, self._act] = self._target
-
-    def simulate(self) -> None:
-        """The physics of one control step (`frame_skip` physics steps of every world), between `apply` and `finish`
-        (the sim-to-real layer, `robotrl.envs.sim2real.WorldsSim2Real`, works around each of the three)."""
-        self.worlds.step(self.ctrl, self.frame_skip)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Observations, rewards, terminations and the task's bookkeeping after `simulate`."""
@@ -405,17 +394,6 @@ class LeggedVelocityTask:
                 "tracking_error_lin": np.hypot(cmd[:, 0] - v_body[:, 0], cmd[:, 1] - v_body[:, 1]),
                 "tracking_error_yaw": np.abs(cmd[:, 2] - w_body[:, 2]), "feet_contact": feet_down}
         return self.observe(), reward, terminated, truncated, info
-
-    def stop_if_diverged(self) -> None:
-        """A world's simulation diverged in an episode although the build-time probe passed: stop (a
-        RobotConfigError). MuJoCo has reset that world, so it would go on from a state the robot never had, and a
-        policy trained on such steps (or a return measured on them) is not one to put on a robot."""
-        if self.worlds.diverged.any():
-            raise RobotConfigError(f"{self.robot.config.where}: " + self.robot.instability(
-                "; it resets the state, and training on that learns nothing", "in an episode"))
-
-    def close(self) -> None:
-        self.worlds.close()
 
 
 class LeggedVelocityEnv(gym.Env):

@@ -47,7 +47,7 @@ from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
 from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.templates.reach import GOAL_BODY
 from robotrl.envs.terms import Terms
-from robotrl.envs.worlds import Worlds, add_frame_position_sensor, sensor_columns
+from robotrl.envs.worlds import BatchedTask, Worlds, add_frame_position_sensor, sensor_columns
 from robotrl.kinds import sim_observer
 from robotrl.spec import ActElement, ObsElement, TaskSpec
 
@@ -79,7 +79,7 @@ def squared_norms(x: np.ndarray) -> np.ndarray:
     return out
 
 
-class ReachTask:
+class ReachTask(BatchedTask):
     """The reach template over `num_worlds` worlds: arrays in, arrays out (see the module docstring).
 
     `reset(worlds)` starts new episodes in the given worlds; `step(actions [N, n])` returns ``obs [N, 2n + 6],
@@ -301,20 +301,10 @@ class ReachTask:
         kind says (`robotrl.kinds`)."""
         return self._observer(self._frame)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """One control step of every world: `apply`, `simulate`, `finish`."""
-        self.apply(actions)
-        self.simulate()
-        return self.finish()
-
     def apply(self, actions: np.ndarray) -> None:
         """Set the servo targets of every world from ``actions [N, n]`` (clipped to the action bounds)."""
         N = self.num_worlds
         self.ctrl[:, self._act] = np.clip(np.asarray(actions, dtype=np.float64).reshape(N, -1), self.low, self.high)
-
-    def simulate(self) -> None:
-        """The physics of one control step of every world."""
-        self.worlds.step(self.ctrl, self.frame_skip)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Observations, rewards, success and the episode clock after `simulate`."""
@@ -331,16 +321,6 @@ class ReachTask:
             reward = reward + v
         info = {"reward_terms": terms, "distance": dist, "is_success": dist < self.tolerance}
         return obs, reward, np.zeros(N, dtype=bool), self.t >= self.max_steps, info
-
-    def stop_if_diverged(self) -> None:
-        """A world's simulation diverged in an episode although the build-time probe passed: stop (a
-        RobotConfigError), as `LeggedVelocityTask.stop_if_diverged` does."""
-        if self.worlds.diverged.any():
-            raise RobotConfigError(f"{self.robot.config.where}: " + self.robot.instability(
-                "; it resets the state, and training on that learns nothing", "in an episode"))
-
-    def close(self) -> None:
-        self.worlds.close()
 
 
 class ReachEnv(gym.Env):

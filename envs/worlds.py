@@ -162,3 +162,34 @@ def sensor_columns(model: mujoco.MjModel, names: Sequence[str]) -> np.ndarray:
         adr, dim = int(model.sensor_adr[s]), int(model.sensor_dim[s])
         cols.extend(range(adr, adr + dim))
     return np.asarray(cols, dtype=np.intp)
+
+
+class BatchedTask:
+    """What a template's batched task (`LeggedVelocityTask`, `ReachTask`) shares: a step as `apply` (the task's: set
+    the targets), `simulate` (the physics of every world) and `finish` (the task's: observations, rewards, ends), a
+    stop where a world's simulation diverged, and `close`. The task sets `worlds`, `ctrl`, `frame_skip` and `robot`."""
+
+    def step(self, actions: np.ndarray) -> tuple:
+        """One control step of every world: `apply`, `simulate`, `finish`."""
+        self.apply(actions)
+        self.simulate()
+        return self.finish()
+
+    def simulate(self) -> None:
+        """The physics of one control step (`frame_skip` physics steps of every world), between `apply` and `finish`
+        (the sim-to-real layer, `robotrl.envs.sim2real.WorldsSim2Real`, works around each of the three)."""
+        self.worlds.step(self.ctrl, self.frame_skip)
+
+    def stop_if_diverged(self) -> None:
+        """A world's simulation diverged in an episode although the build-time probe passed: stop (a
+        RobotConfigError). MuJoCo has reset that world, so it would go on from a state the robot never had, and a
+        policy trained on such steps (or a return measured on them) is not one to put on a robot."""
+        if self.worlds.diverged.any():
+            from robotrl.envs.robot_config import RobotConfigError
+
+            raise RobotConfigError(f"{self.robot.config.where}: " + self.robot.instability(
+                "; it resets the state, and training on that learns nothing", "in an episode"))
+
+    def close(self) -> None:
+        self.worlds.close()
+
