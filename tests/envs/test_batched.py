@@ -12,6 +12,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 import pytest
+from batching import same_as_singles
 
 from robotrl.envs import make, make_vector
 from robotrl.envs.legged import TERMS, LeggedVelocityTask
@@ -28,24 +29,7 @@ def test_each_world_of_a_batch_is_the_single_world_seeded_alike(name):
     vec = make_vector(task, n, episode_s=2.0, push_interval_s=0.5)  # short: resets and pushes within the test
     assert isinstance(vec, TaskVectorEnv)
     singles = [make(task, episode_s=2.0, push_interval_s=0.5) for _ in range(n)]
-    obs, _ = vec.reset(seed=10)
-    np.testing.assert_array_equal(obs, np.stack([e.reset(seed=10 + i)[0] for i, e in enumerate(singles)]))
-    rng = np.random.default_rng(0)
-    lo, hi = vec.single_action_space.low, vec.single_action_space.high
-    ends = 0
-    for t in range(500):
-        a = rng.uniform(lo, hi, (n, len(lo)))
-        obs, r, term, trunc, info = vec.step(a)
-        for i, e in enumerate(singles):
-            o1, r1, term1, trunc1, _ = e.step(a[i])
-            assert (term[i], trunc[i]) == (term1, trunc1), (t, i)
-            assert abs(r[i] - r1) <= 1e-12 * max(1.0, abs(r1)), (t, i, r[i], r1)
-            if term1 or trunc1:
-                np.testing.assert_array_equal(info["final_obs"][i], o1)
-                assert info["_episode"][i] and info["episode"]["l"][i] > 0
-                o1, _ = e.reset()
-                ends += 1
-            np.testing.assert_array_equal(obs[i], o1, err_msg=f"step {t}, world {i}")
+    ends = same_as_singles(vec, singles, 500, 10)
     assert ends > 0  # random actions make the robots fall: resets were compared too
     vec.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from batching import same_as_singles
 
 from robotrl.envs import make, make_vector
 from robotrl.envs.sim2real import RANDOMIZED, DomainRandomization, WorldsSim2Real
@@ -32,30 +33,6 @@ def _dr(env):
     return env
 
 
-def _same_as_singles(vec, singles, steps, seed):
-    """Step `vec` and `singles` with the same random actions; compare every output. Returns the number of ends."""
-    n = len(singles)
-    obs, _ = vec.reset(seed=seed)
-    np.testing.assert_array_equal(obs, np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(singles)]))
-    rng = np.random.default_rng(0)
-    lo, hi = vec.single_action_space.low, vec.single_action_space.high
-    ends = 0
-    for t in range(steps):
-        a = rng.uniform(lo, hi, (n, len(lo)))
-        obs, r, term, trunc, info = vec.step(a)
-        for i, e in enumerate(singles):
-            o1, r1, term1, trunc1, _ = e.step(a[i])
-            assert (term[i], trunc[i]) == (term1, trunc1), (t, i)
-            assert abs(r[i] - r1) <= 1e-12 * max(1.0, abs(r1)), (t, i, r[i], r1)
-            if term1 or trunc1:
-                np.testing.assert_array_equal(info["final_obs"][i], o1, err_msg=f"final, step {t}, world {i}")
-                assert info["_episode"][i]
-                o1, _ = e.reset()
-                ends += 1
-            np.testing.assert_array_equal(obs[i], o1, err_msg=f"step {t}, world {i}")
-    return ends
-
-
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
 @pytest.mark.parametrize("name", sorted(LEGGED))
 def test_each_world_with_sim2real_is_the_wrapped_single_env_seeded_alike(name, setting):
@@ -63,7 +40,7 @@ def test_each_world_with_sim2real_is_the_wrapped_single_env_seeded_alike(name, s
     vec = make_vector(task, n, s2r, **SHORT)
     assert isinstance(vec, TaskVectorEnv) and isinstance(vec.task, WorldsSim2Real)
     singles = [make(task, sim2real=s2r, **SHORT) for _ in range(n)]
-    assert _same_as_singles(vec, singles, 120, 10) > n  # autoresets were compared too
+    assert same_as_singles(vec, singles, 120, 10) > n  # autoresets were compared too
     if vec.task.settings.randomizes:  # each world's model is its wrapped env's, drawn alike
         for i, e in enumerate(singles):
             assert vec.task.factors[i].keys() == _dr(e).factors.keys()
