@@ -51,7 +51,8 @@ from gymnasium.utils import seeding
 from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
 from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.terms import Terms
-from robotrl.envs.worlds import BatchedTask, Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
+from robotrl.envs.worlds import (BatchedTask, Worlds, add_actuator_force_sensor, add_contact_sensor,
+                                 add_frame_position_sensor, add_frame_velocity_sensor, sensor_columns)
 from robotrl.kinds import rotations, sim_observer
 from robotrl.spec import MAX_COMMAND, ActElement, ObsElement, TaskSpec
 
@@ -86,9 +87,10 @@ def orientation(s: Any) -> np.ndarray:
     return s.up[:, 0] ** 2 + s.up[:, 1] ** 2
 
 
-@TERMS.term(weight=-2e-4, doc="joint torques squared [N^2 m^2]")
-def torque(s: Any) -> np.ndarray:
-    return np.sum(s.torque ** 2, axis=1)
+@TERMS.term(weight=-0.1, doc="joint torques as fractions of their effort limits, squared (of kp x action scale for a "
+                             "joint without a limit): the same for a robot of any size")
+def effort(s: Any) -> np.ndarray:
+    return np.sum((s.torque / s.effort) ** 2, axis=1)
 
 
 @TERMS.term(weight=-0.01, doc="change of the normalised action since the last step, squared")
@@ -111,7 +113,35 @@ def feet_air_time(s: Any) -> np.ndarray:
     return np.where(s.moving, np.sum((s.air - s.air_time) * s.first_contact, axis=1), 0.0)
 
 
+@TERMS.term(weight=-0.1, doc="horizontal speed of the feet that touch the ground, summed [m/s]: slipping")
+def feet_slip(s: Any) -> np.ndarray:
+    return np.sum(np.where(s.feet_down, s.foot_speed, 0.0), axis=1)
+
+
+@TERMS.term(weight=-0.5, doc="swing feet away from the clearance height: ((height - clearance) / clearance)^2 per "
+                             "foot in the air, weighed by tanh(its horizontal speed / 0.5 m/s)")
+def feet_clearance(s: Any) -> np.ndarray:
+    miss = ((s.foot_height - s.clearance) / s.clearance) ** 2 * np.tanh(s.foot_speed / 0.5)
+    return np.sum(np.where(s.feet_down, 0.0, miss), axis=1)
+
+
 REWARD_WEIGHTS = TERMS.defaults()
+REFERENCE_HEIGHT = 0.3
+"""[m] the base height over the feet of the robot the unscaled defaults were written for (ours): a robot of height h
+gets commands, tracking kernel and gait times scaled by ``size = clip(sqrt(h / 0.3), 0.5, 1)`` (Froude scaling:
+speeds of dynamically similar gaits grow as the square root of leg length)."""
+
+
+def robot_size(robot: Robot, qb: int) -> tuple[float, float]:
+    """(height of the base over its lowest collision point at the default pose [m], the size factor)."""
+    m = robot.model
+    d = mujoco.MjData(m)
+    d.qpos[robot.qpos_adr] = robot.default
+    mujoco.mj_kinematics(m, d)
+    lowest = min((float(d.geom_xpos[g, 2] - m.geom_rbound[g]) for g in range(m.ngeom)
+                  if m.geom_bodyid[g] != 0 and (m.geom_contype[g] or m.geom_conaffinity[g])), default=0.0)
+    height = max(float(d.qpos[qb + 2]) - lowest, 1e-3)
+    return height, float(np.clip(math.sqrt(height / REFERENCE_HEIGHT), 0.5, 1.0))
 
 
 def _foot_object(model: mujoco.MjModel, name: str) -> tuple[mujoco.mjtObj, str]:
@@ -133,15 +163,25 @@ class LeggedVelocityTask(BatchedTask):
     def __init__(self, robot: Robot | str, *, num_worlds: int = 1, threads: int | None = None,
                  task_id: str = "legged", command_ranges: dict[str, tuple] | None = None,
                  stand_probability: float = 0.1, resample_s: tuple[float, float] = (4.0, 8.0),
-                 episode_s: float = 20.0, tracking_sigma: float = 0.25, air_time: float = 0.3,
-                 soft_limit: float = 0.9, max_tilt: float = 1.0, reset_noise: float = 0.1,
+                 episode_s: float = 20.0, tracking_sigma: float | None = None, air_time: float | None = None,
+                 clearance: float | None = None, command_curriculum: float = 0.3, soft_limit: float = 0.9, max_tilt: float = 1.0, reset_noise: float = 0.1,
                  push_interval_s: float = 8.0, push_velocity: float = 0.5, only_positive_rewards: bool = True,
                  reward_weights: dict[str, float] | None = None):
         self.robot = robot if isinstance(robot, Robot) else Robot.load(robot, "legged")
         r = self.robot
         self.frame_skip = r.config.decimation
         self.dt = r.control_period
-        ranges = {"x": (-0.6, 1.0), "y": (-0.4, 0.4), "yaw": (-1.0, 1.0), **(command_ranges or {})}
+        base = mujoco.mj_name2id(r.model, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
+        free = [j for j in range(r.model.njnt) if int(r.model.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_FREE)
+                and r.model.jnt_bodyid[j] == base]
+        if not free:
+            raise RobotConfigError(f"{r.config.where}: the base {r.config.base!r} has no free joint")
+        # what the config leaves out is scaled to the robot's size (REFERENCE_HEIGHT)
+        self.height, k = robot_size(r, int(r.model.jnt_qposadr[free[0]]))
+        tracking_sigma = 0.25 * k * k if tracking_sigma is None else tracking_sigma
+        air_time = round(0.3 * k, 3) if air_time is None else air_time
+        clearance = round(0.08 * k, 3) if clearance is None else clearance
+        ranges = {"x": (-0.6 * k, 1.0 * k), "y": (-0.4 * k, 0.4 * k), "yaw": (-1.0, 1.0), **(command_ranges or {})}
         for a, (lo, hi) in ranges.items():
             if a not in AXES or not lo <= 0.0 <= hi:
                 raise ValueError(f"command range {a}: {lo}..{hi} must be an axis of {AXES} and contain 0")
@@ -157,6 +197,9 @@ class LeggedVelocityTask(BatchedTask):
                       episode_s <= 3600,
                   "tracking_sigma must be in (0, 100]": 0 < tracking_sigma <= 100,
                   "air_time must be in [0, 60] seconds": 0 <= air_time <= 60,
+                  "clearance must be in (0, 10] m": 0 < clearance <= 10,
+                  "command_curriculum must be in (0, 1] (the part of the command ranges training starts with)":
+                      0 < command_curriculum <= 1,
                   "soft_limit must be in (0, 1]": 0 < soft_limit <= 1,
                   "max_tilt must be in (0, pi]": 0 < max_tilt <= math.pi,
                   "reset_noise must be in [0, pi] (rad, or m for a slide joint)": 0 <= reset_noise <= math.pi,
@@ -178,6 +221,7 @@ class LeggedVelocityTask(BatchedTask):
         self.stand_probability, self.resample_s = float(stand_probability), tuple(resample_s)
         self.max_steps = round(episode_s / self.dt)
         self.sigma, self.air_time, self.max_tilt = tracking_sigma, air_time, max_tilt
+        self.clearance, self.curriculum_start = clearance, float(command_curriculum)
         self.reset_noise, self.only_positive = reset_noise, only_positive_rewards
         self.push_every = round(push_interval_s / self.dt) if push_interval_s > 0 else 0
         self.push_velocity = push_velocity
@@ -186,7 +230,8 @@ class LeggedVelocityTask(BatchedTask):
             "command_ranges": {a: list(r) for a, r in self.command_ranges.items()},  # JSON's own types: round-trips
             "stand_probability": float(stand_probability),
             "resample_s": [float(x) for x in resample_s], "episode_s": float(episode_s),
-            "tracking_sigma": float(tracking_sigma), "air_time": float(air_time), "soft_limit": float(soft_limit),
+            "tracking_sigma": float(tracking_sigma), "air_time": float(air_time), "clearance": float(clearance),
+            "command_curriculum": float(command_curriculum), "soft_limit": float(soft_limit),
             "max_tilt": float(max_tilt), "reset_noise": float(reset_noise), "push_interval_s": float(push_interval_s),
             "push_velocity": float(push_velocity), "only_positive_rewards": bool(only_positive_rewards),
             "rewards": dict(self.weights)}
@@ -200,7 +245,10 @@ class LeggedVelocityTask(BatchedTask):
         self.base_body = base
         self._qb, self._vb = int(m.jnt_qposadr[free[0]]), int(m.jnt_dofadr[free[0]])
         self._qa, self._va, self._act = r.qpos_adr, r.dof_adr, r.actuator
-        self._feet_cols = sensor_columns(m, [f"robotrl_foot{i}" for i in range(len(r.config.feet))])
+        nf = len(r.config.feet)
+        self._feet_cols = sensor_columns(m, [f"robotrl_foot{i}" for i in range(nf)])
+        self._footpos_cols = sensor_columns(m, [f"robotrl_footpos{i}" for i in range(nf)])
+        self._footvel_cols = sensor_columns(m, [f"robotrl_footvel{i}" for i in range(nf)])
         self._hit_cols = sensor_columns(m, self._hit_sensors)
         self._torque_cols = sensor_columns(m, [f"robotrl_torque{i}" for i in range(len(r.joints))])
         self.low, self.high = r.action_low, r.action_high
@@ -209,10 +257,16 @@ class LeggedVelocityTask(BatchedTask):
         mid, half = (bounded[:, 0] + bounded[:, 1]) / 2, (bounded[:, 1] - bounded[:, 0]) / 2
         self._soft_lo = np.where(r.limited, mid - soft_limit * half, -np.inf)
         self._soft_hi = np.where(r.limited, mid + soft_limit * half, np.inf)
+        # the torque a joint's `effort` term counts against: its limit, or what its servo gives at the action's edge
+        self._effort = np.where(np.isfinite(r.effort_limit), r.effort_limit, np.maximum(r.kp * self._scale, 1e-6))
         n = len(r.joints)
         self.obs_dim = 9 + 3 * n
         self.task_spec = self._spec(task_id)
         self._settle()
+        d = mujoco.MjData(m)
+        d.qpos[:] = self._rest_qpos
+        mujoco.mj_forward(m, d)
+        self._foot_rest_z = d.sensordata[self._footpos_cols].reshape(nf, 3)[:, 2].copy()  # feet on the ground
 
         N = self.num_worlds = int(num_worlds)
         self.worlds = Worlds(m, N, threads=threads)
@@ -224,6 +278,11 @@ class LeggedVelocityTask(BatchedTask):
         self.t = np.zeros(N, dtype=np.int64)
         self._next_resample = np.zeros(N, dtype=np.int64)
         self.rngs = [seeding.np_random(None)[0] for _ in range(N)]
+        # the command curriculum (training only, `set_training`): world i's commands span level[i] of the ranges
+        self.training = False
+        self.level = np.ones(N)
+        self._ep_kernels = np.zeros((N, 2))  # this episode's summed tracking kernels (planar, yaw)
+        self._fell = np.zeros(N, dtype=bool)
         self._observer = sim_observer(m, self.task_spec.observation)
         self._frame = SimpleNamespace(qpos=self.worlds.qpos, qvel=self.worlds.qvel, command=self.command,
                                       prev_action=self.prev_action, action_joints=tuple(r.joints))
@@ -246,6 +305,11 @@ class LeggedVelocityTask(BatchedTask):
                      (mujoco.mjtObj.mjOBJ_XBODY, mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, root)))
             add_contact_sensor(spec, f"robotrl_basehit{k}", (mujoco.mjtObj.mjOBJ_BODY, r.config.base), other)
             self._hit_sensors.append(f"robotrl_basehit{k}")
+        for i, foot in enumerate(r.config.feet):  # where each foot is and how fast it moves (gait terms)
+            kind, name = _foot_object(m, foot)
+            frame = (mujoco.mjtObj.mjOBJ_XBODY if kind == mujoco.mjtObj.mjOBJ_BODY else kind, name)
+            add_frame_position_sensor(spec, f"robotrl_footpos{i}", frame)
+            add_frame_velocity_sensor(spec, f"robotrl_footvel{i}", frame)
         for i, a in enumerate(r.actuator):
             add_actuator_force_sensor(spec, f"robotrl_torque{i}", mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR,
                                                                                    int(a)))
@@ -306,12 +370,34 @@ class LeggedVelocityTask(BatchedTask):
             if s is not None:
                 self.rngs[i] = seeding.np_random(int(s))[0]
 
+    def set_training(self, on: bool) -> None:
+        """Training (`on`) starts every world's commands at `command_curriculum` of the ranges, to be widened by
+        `_advance_curriculum`; otherwise (evaluation, the simulated robot) commands span the whole ranges."""
+        self.training = bool(on)
+        self.level[:] = self.curriculum_start if on else 1.0
+
+    CURRICULUM_STEP = 0.1
+    CURRICULUM_GOOD = 0.8
+
+    def _advance_curriculum(self, i: int) -> None:
+        """After world i's episode (training): a fall narrows its command ranges by CURRICULUM_STEP (not below the
+        start); an episode that ran to its end with mean tracking kernels of at least CURRICULUM_GOOD (planar: an
+        error of about half of sqrt(tracking_sigma)) widens them (legged_gym's command curriculum, per world)."""
+        if self._fell[i]:
+            self.level[i] = max(self.curriculum_start, self.level[i] - self.CURRICULUM_STEP)
+        elif self.t[i] >= self.max_steps and np.all(self._ep_kernels[i] / self.t[i] >= self.CURRICULUM_GOOD):
+            self.level[i] = min(1.0, self.level[i] + self.CURRICULUM_STEP)
+
     def reset(self, worlds: np.ndarray | list[int]) -> None:
         """New episodes in `worlds`: the settled pose, a random heading, joints perturbed by reset_noise."""
         w = self.worlds
         qb, vb = self._qb, self._vb
         for i in worlds:
             rng = self.rngs[i]
+            if self.training and self.t[i] > 0:
+                self._advance_curriculum(i)
+            self._ep_kernels[i] = 0.0
+            self._fell[i] = False
             q = self._rest_qpos.copy()
             yaw = rng.uniform(-math.pi, math.pi)
             q[qb + 3:qb + 7] = _quat_mul(np.array([math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]), q[qb + 3:qb + 7])
@@ -333,7 +419,8 @@ class LeggedVelocityTask(BatchedTask):
         if rng.uniform() < self.stand_probability:
             self.command[i] = 0.0
         else:
-            self.command[i] = [rng.uniform(*self.command_ranges[a]) for a in AXES]
+            level = self.level[i]
+            self.command[i] = [rng.uniform(*(level * np.asarray(self.command_ranges[a]))) for a in AXES]
         self._next_resample[i] = self.t[i] + max(1, round(rng.uniform(*self.resample_s) / self.dt))
 
     def set_command(self, i: int, vx: float, vy: float, yaw_rate: float, *, lock: bool = True) -> None:
@@ -374,10 +461,15 @@ class LeggedVelocityTask(BatchedTask):
         self.feet_air[feet_down] = 0.0
         cmd = self.command.copy()
         q = w.qpos[:, self._qa]
+        nf = feet_down.shape[1]
+        foot_vel = sens[:, self._footvel_cols].reshape(N, nf, 3)
         s = SimpleNamespace(n=N, cmd=cmd, v=v_body, w=w_body, up=R[:, 2, :], torque=sens[:, self._torque_cols],
-                            a=a, prev_a=self.prev_action, q=q, q_rel=q - self.robot.default,
+                            effort=self._effort, a=a, prev_a=self.prev_action, q=q, q_rel=q - self.robot.default,
                             soft_lo=self._soft_lo, soft_hi=self._soft_hi, moving=np.abs(cmd).sum(axis=1) > 0.1,
-                            air=air, first_contact=first_contact, air_time=self.air_time, sigma=self.sigma)
+                            air=air, first_contact=first_contact, air_time=self.air_time, sigma=self.sigma,
+                            feet_down=feet_down, foot_speed=np.hypot(foot_vel[..., 0], foot_vel[..., 1]),
+                            foot_height=sens[:, self._footpos_cols].reshape(N, nf, 3)[..., 2] - self._foot_rest_z,
+                            clearance=self.clearance)
         terms = TERMS.evaluate(s, self.weights, self.dt)
         reward = sum(terms.values())
         if self.only_positive:
@@ -390,9 +482,14 @@ class LeggedVelocityTask(BatchedTask):
         for i in np.flatnonzero(~self.command_locked & (self.t >= self._next_resample)):
             self._resample(i)
         truncated = self.t >= self.max_steps
+        err_lin = np.hypot(cmd[:, 0] - v_body[:, 0], cmd[:, 1] - v_body[:, 1])
+        err_yaw = np.abs(cmd[:, 2] - w_body[:, 2])
+        if self.training:
+            self._ep_kernels[:, 0] += np.exp(-err_lin ** 2 / self.sigma)
+            self._ep_kernels[:, 1] += np.exp(-err_yaw ** 2 / self.sigma)
+            self._fell |= terminated
         info = {"reward_terms": terms, "command": cmd, "base_lin_vel": v_body, "base_yaw_rate": w_body[:, 2],
-                "tracking_error_lin": np.hypot(cmd[:, 0] - v_body[:, 0], cmd[:, 1] - v_body[:, 1]),
-                "tracking_error_yaw": np.abs(cmd[:, 2] - w_body[:, 2]), "feet_contact": feet_down}
+                "tracking_error_lin": err_lin, "tracking_error_yaw": err_yaw, "feet_contact": feet_down}
         return self.observe(), reward, terminated, truncated, info
 
 

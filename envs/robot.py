@@ -282,13 +282,6 @@ class Robot:
         self.limited = np.array([bool(m.jnt_limited[j]) for j in jid])
         st = [self.settings[j] for j in self.joints]
         self.default = np.array([s.get("default", 0.0) for s in st])
-        scale = np.array([s.get("action_scale", np.nan) for s in st])
-        command = np.array([self.command_range.get(j, (-np.inf, np.inf)) for j in self.joints], dtype=float)
-        command = command.reshape(len(self.joints), 2)
-        low = np.where(np.isnan(scale), command[:, 0], self.default - scale)
-        high = np.where(np.isnan(scale), command[:, 1], self.default + scale)
-        self.action_low = np.maximum(low, command[:, 0])
-        self.action_high = np.minimum(high, command[:, 1])
         has = self.actuator >= 0
         a = np.where(has, self.actuator, 0)
         self.kp = np.where(has, m.actuator_gainprm[a, 0], np.nan) if m.nu else np.full(len(jid), np.nan)
@@ -296,6 +289,25 @@ class Robot:
         self.kd = np.where(has, 0.0 - m.actuator_biasprm[a, 2], np.nan) if m.nu else np.full(len(jid), np.nan)
         self.effort_limit = (np.where(has & m.actuator_forcelimited[a].astype(bool), m.actuator_forcerange[a, 1],
                                       np.inf) if m.nu else np.full(len(jid), np.inf))
+        scale = np.array([s.get("action_scale", np.nan) for s in st])
+        command = np.array([self.command_range.get(j, (-np.inf, np.inf)) for j in self.joints], dtype=float)
+        command = command.reshape(len(self.joints), 2)
+        entry = templates.find(self.template) if self.template is not None else None
+        self.scale_derived = np.zeros(len(jid), dtype=bool)  # action_scale from effort_limit / kp (see Template)
+        if entry is not None and entry.derive_action_scale:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                derived = self.effort_limit / self.kp
+                # symmetric about the default pose (a zero action holds it) where its nearer range end allows a
+                # quarter of that at least; else the whole of it, cut by the range on one side
+                room = np.minimum(self.default - command[:, 0], command[:, 1] - self.default)
+                derived = np.where(room >= 0.25 * derived, np.minimum(derived, room), derived)
+            self.scale_derived = np.isnan(scale) & np.isfinite(derived) & (derived > 0)
+            scale = np.where(self.scale_derived, derived, scale)
+        self.action_scale = scale  # nan: the joint's whole range of targets
+        low = np.where(np.isnan(scale), command[:, 0], self.default - scale)
+        high = np.where(np.isnan(scale), command[:, 1], self.default + scale)
+        self.action_low = np.maximum(low, command[:, 0])
+        self.action_high = np.minimum(high, command[:, 1])
         self.control_period = float(m.opt.timestep) * self.config.decimation
 
     def physics_fingerprint(self) -> str:

@@ -152,6 +152,13 @@ def add_frame_position_sensor(spec: mujoco.MjSpec, name: str, obj: tuple[mujoco.
     s.objtype, s.objname = obj
 
 
+def add_frame_velocity_sensor(spec: mujoco.MjSpec, name: str, obj: tuple[mujoco.mjtObj, str]) -> None:
+    """A sensor of three values: the world-frame linear velocity of a site, geom or body frame (``mjOBJ_XBODY``)."""
+    s = spec.add_sensor()
+    s.type, s.name = mujoco.mjtSensor.mjSENS_FRAMELINVEL, name
+    s.objtype, s.objname = obj
+
+
 def sensor_columns(model: mujoco.MjModel, names: Sequence[str]) -> np.ndarray:
     """The columns of `sensordata` that the named sensors fill, in order."""
     cols = []

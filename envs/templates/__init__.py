@@ -75,6 +75,12 @@ class Template:
     held_ends: str = ""
     """What an episode that ends while the robot holds its default pose means, and what to check, for `robot
     inspect`'s warning; empty: such an episode end is not reported."""
+    derive_action_scale: bool = False
+    """A joint whose config gives no ``action_scale`` gets ``effort_limit / kp`` (the target offset at which its
+    servo, holding still, gives its whole torque: beyond it a target only saturates the motor), less where the
+    default pose is nearer an end of the joint's range (targets symmetric about the default, so a zero action holds
+    it) unless that leaves under a quarter of it; False, or a joint without an effort limit: its whole range of
+    targets."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):

@@ -34,11 +34,7 @@ def _needs(robot: Robot) -> list[str]:
         out.append("base = BODY (the floating base)")
     if not c.feet:
         out.append("feet = [BODY or GEOM, ...]")
-    out += default_pose_needed(robot)
-    no_scale = robot.lacking("action_scale")
-    if no_scale:
-        out.append(f"action_scale for {listing(no_scale, 6)} (targets span default +- scale)")
-    return out
+    return out + default_pose_needed(robot)
 
 
 def _check(robot: Robot, raw: mujoco.MjModel) -> None:
@@ -97,4 +93,5 @@ def _stand(env: Any) -> None:
 LEGGED = register(Template(
     "legged", "velocity tracking for a floating-base robot: base, feet, a default pose, PD gains", _env,
     needs=_needs, check=_check, add_to_model=_add_floor, signs=("base", "feet"), at_rest=_stand,
+    derive_action_scale=True,
     held_ends="(the base touches the ground or tilts beyond max_tilt): check the default pose and the base"))

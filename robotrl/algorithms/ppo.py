@@ -20,7 +20,10 @@ Deviations from the paper, all standard for MuJoCo (Andrychowicz et al. 2021; Hu
   discounted return; per-minibatch advantage standardisation; orthogonal initialisation with a
   0.01-gain last policy layer; global gradient-norm clipping; linear learning-rate annealing;
 - optional: re-computing advantages with the current critic before every epoch
-  (``recompute_advantage``), early stop of an update when the approximate KL passes ``target_kl``.
+  (``recompute_advantage``), early stop of an update when the approximate KL passes ``target_kl``, and a
+  learning rate adapted after every minibatch to keep the analytic KL between the rollout's policy and the updated
+  one near ``desired_kl`` (``adaptive_lr``: divided by 1.5 above twice it, multiplied by 1.5 below half of it, within
+  [1e-5, 1e-2], as rsl_rl does for legged robots; it replaces ``anneal_lr``).
 """
 
 from __future__ import annotations
@@ -84,6 +87,11 @@ class PPOConfig(OnPolicyConfig):
     """Recompute values and GAE with the current critic before every epoch."""
     adam_eps: float = 1e-5
     """epsilon of Adam."""
+    adaptive_lr: bool = False
+    """Adapt the learning rate after every minibatch to keep the KL of the update near desired_kl (replaces
+    anneal_lr; learning_rate is where it starts)."""
+    desired_kl: float = 0.01
+    """The KL per minibatch step that adaptive_lr steers toward."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +112,7 @@ class PPOConfig(OnPolicyConfig):
         check_range(self, "max_grad_norm", gt=0)
         check_range(self, "target_kl", gt=0)
         check_range(self, "adam_eps", gt=0, lt=1)
+        check_range(self, "desired_kl", gt=0, le=10)
 
 
 class PPO(OnPolicyAlgorithm):
@@ -116,17 +125,33 @@ class PPO(OnPolicyAlgorithm):
         self.params = [*self.actor.parameters(), *self.critic.parameters()]
         self.optimizer = Adam(self.params, lr=config.learning_rate, eps=config.adam_eps)
         self.kl_beta = config.kl_beta_init
+        self.lr = config.learning_rate  # adaptive_lr's current rate
+
+    ADAPTIVE_LR_RANGE = (1e-5, 1e-2)
+
+    def adapt_lr(self, kl: float) -> None:
+        """adaptive_lr's rule after a minibatch step whose policy moved by `kl` from the rollout's."""
+        lo, hi = self.ADAPTIVE_LR_RANGE
+        if kl > 2.0 * self.config.desired_kl:
+            self.lr = max(lo, self.lr / 1.5)
+        elif 0.0 < kl < 0.5 * self.config.desired_kl:
+            self.lr = min(hi, self.lr * 1.5)
+        self.optimizer.lr = self.lr
 
     def update(self) -> dict[str, float]:
         cfg, buf = self.config, self.buffer
-        lr = cfg.learning_rate * max(0.0, 1.0 - self.num_steps / self.total_steps) if cfg.anneal_lr \
-            else cfg.learning_rate
+        if cfg.adaptive_lr:
+            lr = self.lr
+        elif cfg.anneal_lr:
+            lr = cfg.learning_rate * max(0.0, 1.0 - self.num_steps / self.total_steps)
+        else:
+            lr = cfg.learning_rate
         self.optimizer.lr = lr
         dev = self.device
         obs, actions = buf.flat("obs").to(dev), buf.flat("actions").to(dev)
         old_logp = buf.flat("log_probs").to(dev)
         old_log_std = self.actor.log_std.detach().clone()
-        if cfg.objective == "kl_penalty":
+        if cfg.objective == "kl_penalty" or cfg.adaptive_lr:
             with torch.no_grad():
                 old_mean = self.actor(obs)
         B, mb = cfg.batch_size, cfg.minibatch_size
@@ -144,7 +169,7 @@ class PPO(OnPolicyAlgorithm):
             p_adv = advantages[perm].view(n_mb, mb)
             if cfg.normalize_advantage:  # per minibatch, all minibatches at once
                 p_adv = (p_adv - p_adv.mean(1, keepdim=True)) / (p_adv.std(1, keepdim=True) + 1e-8)
-            p_old_mean = old_mean[perm] if cfg.objective == "kl_penalty" else None
+            p_old_mean = old_mean[perm] if cfg.objective == "kl_penalty" or cfg.adaptive_lr else None
             ratios, log_ratios = [], []
             for i in range(n_mb):
                 sl = slice(i * mb, (i + 1) * mb)
@@ -167,6 +192,9 @@ class PPO(OnPolicyAlgorithm):
                 loss.backward()
                 clip_grad_norm_(self.params, cfg.max_grad_norm)
                 self.optimizer.step()
+                if cfg.adaptive_lr:  # the KL of this minibatch's policy before its step, as rsl_rl measures it
+                    self.adapt_lr(float(gaussian_kl(p_old_mean[sl], old_log_std, mean.detach(),
+                                                    log_std.detach()).mean()))
 
                 ratios.append(ratio.detach())
                 log_ratios.append(log_ratio.detach())
@@ -192,16 +220,18 @@ class PPO(OnPolicyAlgorithm):
             self.kl_beta = adapt_kl_beta(self.kl_beta, d, cfg.kl_target)
             metrics["train/kl"] = d
             metrics["train/kl_beta"] = self.kl_beta
-        metrics["train/learning_rate"] = lr
+        metrics["train/learning_rate"] = self.lr if cfg.adaptive_lr else lr
         metrics["train/epochs"] = epochs_done
         metrics["train/explained_variance"] = explained_variance(buf.values.ravel(), buf.returns.ravel())
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self._base_state(), "optimizer": self.optimizer.state_dict(), "kl_beta": self.kl_beta}
+        return {**self._base_state(), "optimizer": self.optimizer.state_dict(), "kl_beta": self.kl_beta,
+                "lr": self.lr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_base_state(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_beta = float(state["kl_beta"])
+        self.lr = float(state.get("lr", self.config.learning_rate))
 
