@@ -51,6 +51,7 @@ from gymnasium.utils import seeding
 from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
 from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.terms import Terms
+from robotrl.envs.terrain import Curriculum, footprint_radius, terrain_of
 from robotrl.envs.worlds import BatchedTask, Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
 from robotrl.kinds import rotations, sim_observer
 from robotrl.spec import MAX_COMMAND, ActElement, ObsElement, TaskSpec
@@ -190,6 +191,8 @@ class LeggedVelocityTask(BatchedTask):
             "max_tilt": float(max_tilt), "reset_noise": float(reset_noise), "push_interval_s": float(push_interval_s),
             "push_velocity": float(push_velocity), "only_positive_rewards": bool(only_positive_rewards),
             "rewards": dict(self.weights)}
+        if r.config.terrain is not None:
+            self._settings["terrain"] = r.config.terrain.to_dict()
 
         self.model = m = self._model_with_sensors()
         base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
@@ -227,6 +230,21 @@ class LeggedVelocityTask(BatchedTask):
         self._observer = sim_observer(m, self.task_spec.observation)
         self._frame = SimpleNamespace(qpos=self.worlds.qpos, qvel=self.worlds.qvel, command=self.command,
                                       prev_action=self.prev_action, action_joints=tuple(r.joints))
+        self.curriculum = self._terrain_curriculum()
+
+    def _terrain_curriculum(self) -> Curriculum | None:
+        """On the robot config's [terrain]: each world's tile and level (`robotrl.envs.terrain`); None on the flat
+        floor."""
+        settings = self.robot.config.terrain
+        if settings is None:
+            return None
+        radius = footprint_radius(self.model, self._rest_qpos, self.base_body)
+        return Curriculum(terrain_of(settings), self.num_worlds, radius)
+
+    @property
+    def terrain_level(self) -> float | None:
+        """The mean terrain level of the worlds (0: the easiest), for training to log; None on the flat floor."""
+        return float(self.curriculum.level.clip(0).mean()) if self.curriculum is not None else None
 
     def _model_with_sensors(self) -> mujoco.MjModel:
         """The robot's model with what this template reads after a step as sensors: a contact sensor per foot
@@ -305,14 +323,19 @@ class LeggedVelocityTask(BatchedTask):
         for i, s in zip(worlds, seeds, strict=True):
             if s is not None:
                 self.rngs[i] = seeding.np_random(int(s))[0]
+                if self.curriculum is not None:
+                    self.curriculum.forget([i])
 
     def reset(self, worlds: np.ndarray | list[int]) -> None:
-        """New episodes in `worlds`: the settled pose, a random heading, joints perturbed by reset_noise."""
+        """New episodes in `worlds`: the settled pose, a random heading, joints perturbed by reset_noise; on terrain
+        the pose is moved to the world's tile (its curriculum's step) and lifted by the ground's height there."""
         w = self.worlds
         qb, vb = self._qb, self._vb
         for i in worlds:
             rng = self.rngs[i]
             q = self._rest_qpos.copy()
+            if self.curriculum is not None:  # reads where the last episode ended, before the state is reset
+                q[qb:qb + 3] += self.curriculum.start(i, w.qpos[i, qb:qb + 2], rng)
             yaw = rng.uniform(-math.pi, math.pi)
             q[qb + 3:qb + 7] = _quat_mul(np.array([math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]), q[qb + 3:qb + 7])
             noise = rng.uniform(-self.reset_noise, self.reset_noise, len(self._qa))
@@ -373,6 +396,8 @@ class LeggedVelocityTask(BatchedTask):
         air = self.feet_air.copy()
         self.feet_air[feet_down] = 0.0
         cmd = self.command.copy()
+        if self.curriculum is not None:
+            self.curriculum.track(cmd, self.dt)
         q = w.qpos[:, self._qa]
         s = SimpleNamespace(n=N, cmd=cmd, v=v_body, w=w_body, up=R[:, 2, :], torque=sens[:, self._torque_cols],
                             a=a, prev_a=self.prev_action, q=q, q_rel=q - self.robot.default,
@@ -393,6 +418,8 @@ class LeggedVelocityTask(BatchedTask):
         info = {"reward_terms": terms, "command": cmd, "base_lin_vel": v_body, "base_yaw_rate": w_body[:, 2],
                 "tracking_error_lin": np.hypot(cmd[:, 0] - v_body[:, 0], cmd[:, 1] - v_body[:, 1]),
                 "tracking_error_yaw": np.abs(cmd[:, 2] - w_body[:, 2]), "feet_contact": feet_down}
+        if self.curriculum is not None:
+            info["terrain_level"] = self.curriculum.level.astype(float)
         return self.observe(), reward, terminated, truncated, info
 
 
@@ -441,6 +468,8 @@ class LeggedVelocityEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.task.rngs[0] = self.np_random  # the task draws from the generator Gymnasium seeded
+        if seed is not None and self.task.curriculum is not None:
+            self.task.curriculum.forget([0])
         self.task.reset([0])
         self._sync()
         return self._observe(), {"command": self.command}
@@ -467,11 +496,14 @@ class LeggedVelocityEnv(gym.Env):
     def step(self, action):
         obs, reward, terminated, _, info = self.task.step(np.asarray(action, dtype=np.float64)[None])
         self._sync()
+        level = info.get("terrain_level")
         info = {"reward_terms": {k: float(v[0]) for k, v in info["reward_terms"].items()},
                 "command": info["command"][0], "base_lin_vel": info["base_lin_vel"][0],
                 "base_yaw_rate": float(info["base_yaw_rate"][0]),
                 "tracking_error_lin": float(info["tracking_error_lin"][0]),
                 "tracking_error_yaw": float(info["tracking_error_yaw"][0]), "feet_contact": info["feet_contact"][0]}
+        if level is not None:
+            info["terrain_level"] = float(level[0])
         return obs[0], float(reward[0]), bool(terminated[0]), False, info
 
     def render(self):
