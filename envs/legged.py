@@ -415,11 +415,15 @@ class LeggedVelocityTask(BatchedTask):
         for i in np.flatnonzero(~self.command_locked & (self.t >= self._next_resample)):
             self._resample(i)
         truncated = self.t >= self.max_steps
+        off_field = None
+        if self.curriculum is not None:  # at the heightfield's edge: cut, as at the time limit
+            off_field = self.curriculum.off_field(w.qpos[:, self._qb:self._qb + 2])
+            truncated |= off_field
         info = {"reward_terms": terms, "command": cmd, "base_lin_vel": v_body, "base_yaw_rate": w_body[:, 2],
                 "tracking_error_lin": np.hypot(cmd[:, 0] - v_body[:, 0], cmd[:, 1] - v_body[:, 1]),
                 "tracking_error_yaw": np.abs(cmd[:, 2] - w_body[:, 2]), "feet_contact": feet_down}
         if self.curriculum is not None:
-            info["terrain_level"] = self.curriculum.level.astype(float)
+            info["terrain_level"], info["off_field"] = self.curriculum.level.astype(float), off_field
         return self.observe(), reward, terminated, truncated, info
 
 
@@ -496,7 +500,7 @@ class LeggedVelocityEnv(gym.Env):
     def step(self, action):
         obs, reward, terminated, _, info = self.task.step(np.asarray(action, dtype=np.float64)[None])
         self._sync()
-        level = info.get("terrain_level")
+        level, off_field = info.get("terrain_level"), info.get("off_field")
         info = {"reward_terms": {k: float(v[0]) for k, v in info["reward_terms"].items()},
                 "command": info["command"][0], "base_lin_vel": info["base_lin_vel"][0],
                 "base_yaw_rate": float(info["base_yaw_rate"][0]),
@@ -504,7 +508,8 @@ class LeggedVelocityEnv(gym.Env):
                 "tracking_error_yaw": float(info["tracking_error_yaw"][0]), "feet_contact": info["feet_contact"][0]}
         if level is not None:
             info["terrain_level"] = float(level[0])
-        return obs[0], float(reward[0]), bool(terminated[0]), False, info
+        # the time limit is the TimeLimit's; the terrain's edge cuts an episode here
+        return obs[0], float(reward[0]), bool(terminated[0]), off_field is not None and bool(off_field[0]), info
 
     def render(self):
         if self._renderer is None:

@@ -40,7 +40,8 @@ a column drawn at random and a level drawn from ``0..start_level``. At each late
 last episode took it farther than half a tile from where it started, and down a level if it walked less than half
 the distance its commands asked (the commanded planar speed summed over the episode's steps); a robot that passes
 the hardest level goes to a random one. Draws come from the world's own generator, so a world of a batch is the
-single world seeded alike.
+single world seeded alike. A robot that walks to within `EDGE` of the heightfield's edge has its episode truncated
+there (not terminated: walking far is no failure), before it would walk off into nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ DEFAULT_KINDS = (("flat", 0.1), ("rough", 0.3), ("slope_up", 0.1), ("slope_down"
 MAX_SAMPLES = 16_000_000  # 64 MB of float32 heights in the model (and in each world's copy under randomisation)
 HFIELD, GEOM = "robotrl_terrain", "floor"
 BASE_DEPTH = 1.0  # the heightfield's solid below its lowest point [m]
+EDGE = 0.5  # an episode whose robot comes this close to the heightfield's edge is cut [m]
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,15 @@ class Curriculum:
         self.start_xy[i] = x, y
         self.asked[i] = 0.0
         return x, y, float(self.ground[self.level[i], self.column[i]])
+
+    def off_field(self, xy: np.ndarray) -> np.ndarray:
+        """Whether each world's base (``xy [N, 2]``) is within `EDGE` of the heightfield's edge or beyond: its
+        episode is cut there (truncated, as at the time limit: walking far is no fault), before it walks off."""
+        t, (ny, nx) = self.terrain, self.terrain.heights.shape
+        r = self.settings.resolution
+        x_hi, y_hi = t.x0 + (nx - 1) * r, t.y0 + (ny - 1) * r
+        return ((xy[:, 0] < t.x0 + EDGE) | (xy[:, 0] > x_hi - EDGE) | (xy[:, 1] < t.y0 + EDGE)
+                | (xy[:, 1] > y_hi - EDGE))
 
     def track(self, command: np.ndarray, dt: float) -> None:
         """Count a control step's commanded planar distance (``command [N, 3]``: vx, vy, yaw rate)."""

@@ -204,6 +204,20 @@ def test_curriculum_steps_through_the_task(tmp_path):
     task.close()
 
 
+def test_an_episode_is_cut_at_the_terrains_edge_not_failed(tmp_path):
+    path = config(tmp_path, "levels = 2\ncolumns = 1\ntile_size = 4.0\nborder = 2.0\n[terrain.kinds]\nflat = 1\n")
+    env = make(f"legged:{path}", push_interval_s=0.0)
+    u = env.unwrapped
+    env.reset(seed=0)
+    for _ in range(3):
+        _, _, term, trunc, _ = env.step(u.robot.default)
+        assert not term and not trunc
+    u.task.worlds.qpos[0, 0] = -1.0 + 0.4  # 0.4 m from the field's low-x edge (x = -border / 2)
+    _, _, term, trunc, _ = env.step(u.robot.default)
+    assert trunc and not term
+    env.close()
+
+
 def test_each_world_of_a_batch_on_terrain_is_the_single_world_seeded_alike(tmp_path):
     path = config(tmp_path, "levels = 4\ncolumns = 6\ntile_size = 4.0\nborder = 2.0\nstart_level = 3\n" + ALL_KINDS)
     task, n = f"legged:{path}", 4
