@@ -218,12 +218,14 @@ def test_an_episode_is_cut_at_the_terrains_edge_not_failed(tmp_path):
     env.close()
 
 
-def test_each_world_of_a_batch_on_terrain_is_the_single_world_seeded_alike(tmp_path):
+@pytest.mark.parametrize("sim2real", [None, {"randomize_friction": 0.3, "randomize_mass": 0.1, "action_delay": 1}])
+def test_each_world_of_a_batch_on_terrain_is_the_single_world_seeded_alike(tmp_path, sim2real):
+    """With and without sim-to-real settings (each world's model copy then carries the heightfield too)."""
     path = config(tmp_path, "levels = 4\ncolumns = 6\ntile_size = 4.0\nborder = 2.0\nstart_level = 3\n" + ALL_KINDS)
     task, n = f"legged:{path}", 4
-    vec = make_vector(task, n, episode_s=1.0, push_interval_s=0.5)
+    vec = make_vector(task, n, sim2real, episode_s=1.0, push_interval_s=0.5)
     assert isinstance(vec, TaskVectorEnv)
-    singles = [make(task, episode_s=1.0, push_interval_s=0.5) for _ in range(n)]
+    singles = [make(task, sim2real, episode_s=1.0, push_interval_s=0.5) for _ in range(n)]
     ends = same_as_singles(vec, singles, 200, 20)
     assert ends > n  # episodes ended and the worlds moved on the curriculum
     levels = [e.unwrapped.task.curriculum.level[0] for e in singles]
