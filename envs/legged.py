@@ -51,8 +51,16 @@ from gymnasium.utils import seeding
 from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
 from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.terms import Terms
-from robotrl.envs.worlds import (BatchedTask, Worlds, add_actuator_force_sensor, add_contact_sensor,
-                                 add_frame_position_sensor, add_frame_velocity_sensor, sensor_columns)
+from robotrl.envs.terrain import Curriculum, footprint_radius, terrain_of
+from robotrl.envs.worlds import (
+    BatchedTask,
+    Worlds,
+    add_actuator_force_sensor,
+    add_contact_sensor,
+    add_frame_position_sensor,
+    add_frame_velocity_sensor,
+    sensor_columns,
+)
 from robotrl.kinds import rotations, sim_observer
 from robotrl.spec import MAX_COMMAND, ActElement, ObsElement, TaskSpec
 
@@ -164,7 +172,8 @@ class LeggedVelocityTask(BatchedTask):
                  task_id: str = "legged", command_ranges: dict[str, tuple] | None = None,
                  stand_probability: float = 0.1, resample_s: tuple[float, float] = (4.0, 8.0),
                  episode_s: float = 20.0, tracking_sigma: float | None = None, air_time: float | None = None,
-                 clearance: float | None = None, command_curriculum: float = 0.3, soft_limit: float = 0.9, max_tilt: float = 1.0, reset_noise: float = 0.1,
+                 clearance: float | None = None, command_curriculum: float = 0.3, soft_limit: float = 0.9,
+                 max_tilt: float = 1.0, reset_noise: float = 0.1,
                  push_interval_s: float = 8.0, push_velocity: float = 0.5, only_positive_rewards: bool = True,
                  reward_weights: dict[str, float] | None = None):
         self.robot = robot if isinstance(robot, Robot) else Robot.load(robot, "legged")
@@ -235,6 +244,8 @@ class LeggedVelocityTask(BatchedTask):
             "max_tilt": float(max_tilt), "reset_noise": float(reset_noise), "push_interval_s": float(push_interval_s),
             "push_velocity": float(push_velocity), "only_positive_rewards": bool(only_positive_rewards),
             "rewards": dict(self.weights)}
+        if r.config.terrain is not None:
+            self._settings["terrain"] = r.config.terrain.to_dict()
 
         self.model = m = self._model_with_sensors()
         base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
@@ -280,12 +291,27 @@ class LeggedVelocityTask(BatchedTask):
         self.rngs = [seeding.np_random(None)[0] for _ in range(N)]
         # the command curriculum (training only, `set_training`): world i's commands span level[i] of the ranges
         self.training = False
-        self.level = np.ones(N)
+        self.command_level = np.ones(N)
         self._ep_kernels = np.zeros((N, 2))  # this episode's summed tracking kernels (planar, yaw)
         self._fell = np.zeros(N, dtype=bool)
         self._observer = sim_observer(m, self.task_spec.observation)
         self._frame = SimpleNamespace(qpos=self.worlds.qpos, qvel=self.worlds.qvel, command=self.command,
                                       prev_action=self.prev_action, action_joints=tuple(r.joints))
+        self.curriculum = self._terrain_curriculum()
+
+    def _terrain_curriculum(self) -> Curriculum | None:
+        """On the robot config's [terrain]: each world's tile and level (`robotrl.envs.terrain`); None on the flat
+        floor."""
+        settings = self.robot.config.terrain
+        if settings is None:
+            return None
+        radius = footprint_radius(self.model, self._rest_qpos, self.base_body)
+        return Curriculum(terrain_of(settings), self.num_worlds, radius)
+
+    @property
+    def terrain_level(self) -> float | None:
+        """The mean terrain level of the worlds (0: the easiest), for training to log; None on the flat floor."""
+        return float(self.curriculum.level.clip(0).mean()) if self.curriculum is not None else None
 
     def _model_with_sensors(self) -> mujoco.MjModel:
         """The robot's model with what this template reads after a step as sensors: a contact sensor per foot
@@ -369,12 +395,14 @@ class LeggedVelocityTask(BatchedTask):
         for i, s in zip(worlds, seeds, strict=True):
             if s is not None:
                 self.rngs[i] = seeding.np_random(int(s))[0]
+                if self.curriculum is not None:
+                    self.curriculum.forget([i])
 
     def set_training(self, on: bool) -> None:
         """Training (`on`) starts every world's commands at `command_curriculum` of the ranges, to be widened by
         `_advance_curriculum`; otherwise (evaluation, the simulated robot) commands span the whole ranges."""
         self.training = bool(on)
-        self.level[:] = self.curriculum_start if on else 1.0
+        self.command_level[:] = self.curriculum_start if on else 1.0
 
     CURRICULUM_STEP = 0.1
     CURRICULUM_GOOD = 0.8
@@ -384,12 +412,13 @@ class LeggedVelocityTask(BatchedTask):
         start); an episode that ran to its end with mean tracking kernels of at least CURRICULUM_GOOD (planar: an
         error of about half of sqrt(tracking_sigma)) widens them (legged_gym's command curriculum, per world)."""
         if self._fell[i]:
-            self.level[i] = max(self.curriculum_start, self.level[i] - self.CURRICULUM_STEP)
+            self.command_level[i] = max(self.curriculum_start, self.command_level[i] - self.CURRICULUM_STEP)
         elif self.t[i] >= self.max_steps and np.all(self._ep_kernels[i] / self.t[i] >= self.CURRICULUM_GOOD):
-            self.level[i] = min(1.0, self.level[i] + self.CURRICULUM_STEP)
+            self.command_level[i] = min(1.0, self.command_level[i] + self.CURRICULUM_STEP)
 
     def reset(self, worlds: np.ndarray | list[int]) -> None:
-        """New episodes in `worlds`: the settled pose, a random heading, joints perturbed by reset_noise."""
+        """New episodes in `worlds`: the settled pose, a random heading, joints perturbed by reset_noise; on terrain
+        the pose is moved to the world's tile (its curriculum's step) and lifted by the ground's height there."""
         w = self.worlds
         qb, vb = self._qb, self._vb
         for i in worlds:
@@ -399,6 +428,8 @@ class LeggedVelocityTask(BatchedTask):
             self._ep_kernels[i] = 0.0
             self._fell[i] = False
             q = self._rest_qpos.copy()
+            if self.curriculum is not None:  # reads where the last episode ended, before the state is reset
+                q[qb:qb + 3] += self.curriculum.start(i, w.qpos[i, qb:qb + 2], rng)
             yaw = rng.uniform(-math.pi, math.pi)
             q[qb + 3:qb + 7] = _quat_mul(np.array([math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]), q[qb + 3:qb + 7])
             noise = rng.uniform(-self.reset_noise, self.reset_noise, len(self._qa))
@@ -419,7 +450,7 @@ class LeggedVelocityTask(BatchedTask):
         if rng.uniform() < self.stand_probability:
             self.command[i] = 0.0
         else:
-            level = self.level[i]
+            level = self.command_level[i]
             self.command[i] = [rng.uniform(*(level * np.asarray(self.command_ranges[a]))) for a in AXES]
         self._next_resample[i] = self.t[i] + max(1, round(rng.uniform(*self.resample_s) / self.dt))
 
@@ -460,6 +491,8 @@ class LeggedVelocityTask(BatchedTask):
         air = self.feet_air.copy()
         self.feet_air[feet_down] = 0.0
         cmd = self.command.copy()
+        if self.curriculum is not None:
+            self.curriculum.track(cmd, self.dt)
         q = w.qpos[:, self._qa]
         nf = feet_down.shape[1]
         foot_vel = sens[:, self._footvel_cols].reshape(N, nf, 3)
@@ -482,6 +515,10 @@ class LeggedVelocityTask(BatchedTask):
         for i in np.flatnonzero(~self.command_locked & (self.t >= self._next_resample)):
             self._resample(i)
         truncated = self.t >= self.max_steps
+        off_field = None
+        if self.curriculum is not None:  # at the heightfield's edge: cut, as at the time limit
+            off_field = self.curriculum.off_field(w.qpos[:, self._qb:self._qb + 2])
+            truncated |= off_field
         err_lin = np.hypot(cmd[:, 0] - v_body[:, 0], cmd[:, 1] - v_body[:, 1])
         err_yaw = np.abs(cmd[:, 2] - w_body[:, 2])
         if self.training:
@@ -490,6 +527,8 @@ class LeggedVelocityTask(BatchedTask):
             self._fell |= terminated
         info = {"reward_terms": terms, "command": cmd, "base_lin_vel": v_body, "base_yaw_rate": w_body[:, 2],
                 "tracking_error_lin": err_lin, "tracking_error_yaw": err_yaw, "feet_contact": feet_down}
+        if self.curriculum is not None:
+            info["terrain_level"], info["off_field"] = self.curriculum.level.astype(float), off_field
         return self.observe(), reward, terminated, truncated, info
 
 
@@ -538,6 +577,8 @@ class LeggedVelocityEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.task.rngs[0] = self.np_random  # the task draws from the generator Gymnasium seeded
+        if seed is not None and self.task.curriculum is not None:
+            self.task.curriculum.forget([0])
         self.task.reset([0])
         self._sync()
         return self._observe(), {"command": self.command}
@@ -564,12 +605,16 @@ class LeggedVelocityEnv(gym.Env):
     def step(self, action):
         obs, reward, terminated, _, info = self.task.step(np.asarray(action, dtype=np.float64)[None])
         self._sync()
+        level, off_field = info.get("terrain_level"), info.get("off_field")
         info = {"reward_terms": {k: float(v[0]) for k, v in info["reward_terms"].items()},
                 "command": info["command"][0], "base_lin_vel": info["base_lin_vel"][0],
                 "base_yaw_rate": float(info["base_yaw_rate"][0]),
                 "tracking_error_lin": float(info["tracking_error_lin"][0]),
                 "tracking_error_yaw": float(info["tracking_error_yaw"][0]), "feet_contact": info["feet_contact"][0]}
-        return obs[0], float(reward[0]), bool(terminated[0]), False, info
+        if level is not None:
+            info["terrain_level"] = float(level[0])
+        # the time limit is the TimeLimit's; the terrain's edge cuts an episode here
+        return obs[0], float(reward[0]), bool(terminated[0]), off_field is not None and bool(off_field[0]), info
 
     def render(self):
         if self._renderer is None:

@@ -73,6 +73,9 @@ class Robot:
                                    "robot config (or fix the MJCF)")
         if entry is not None:
             entry.add_to_model(self, spec, raw)
+            if config.terrain is not None and not any(h.name == "robotrl_terrain" for h in spec.hfields):
+                raise RobotConfigError(f"{where}: [terrain]: the {template} template has no floor to shape into "
+                                       "terrain: remove the [terrain] table")
         self.model = compile_spec(spec, config)
         self.spec = spec  # the compiled model's MjSpec: a template adds its sensors to a copy
         self._index()

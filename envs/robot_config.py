@@ -27,6 +27,9 @@ The config, one file next to the model (paths in it are relative to it)::
     [legged.rewards]                # reward weights by term
     feet_air_time = 1.0
 
+    [terrain]                       # legged: ground of tiles (rough, slopes, stairs) in place of the flat floor,
+    levels = 10                     # with a curriculum over its levels (`robotrl.envs.terrain`); no table: flat
+
 `RobotConfig.load` reads and checks the file on its own (types, ranges, known keys: the template tables
 are the registered templates' names, `robotrl.envs.templates`); what needs the model (joint, body, site
 and geom names, ranges) `robotrl.envs.robot.Robot` checks. Every mistake raises `RobotConfigError`, a
@@ -38,13 +41,16 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomllib
 
 from robotrl.errors import UserError
 from robotrl.spec import finite_number
 from robotrl.userfile import file_problem, one_toml_in, read_text
+
+if TYPE_CHECKING:
+    from robotrl.envs.terrain import TerrainSettings
 
 JOINT_FIELDS = {
     "default": "the standing / home position [rad or m]",
@@ -66,7 +72,8 @@ MAX_REWARD_WEIGHT = 1e6
 # 0.5 to 10 ms. Above 50 ms a servo's PD loop diverges at any useful gain.
 MIN_TIMESTEP, MAX_TIMESTEP = 1e-4, 0.05
 TIMESTEP_WHY = "(published models use 0.001 to 0.01)"
-ROBOT_FIELDS = ("model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints")
+ROBOT_FIELDS = ("model", "base", "imu_site", "feet", "end_effector", "timestep", "decimation", "actuated", "joints",
+                "terrain")
 """The config's own keys; each registered template adds its table ([legged], [reach], ...)."""
 
 
@@ -101,6 +108,8 @@ class RobotConfig:
     joints: tuple[tuple[str, dict[str, float]], ...] = field(default_factory=tuple)
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Settings of each task template ([legged], [reach]): keyword arguments of its env."""
+    terrain: TerrainSettings | None = None
+    """The [terrain] table (`robotrl.envs.terrain`); None: the template's flat floor."""
 
     @property
     def where(self) -> str:
@@ -189,6 +198,13 @@ class RobotConfig:
                                            f"{'' if k in ('kp', 'kd', 'effort_limit') else ' in size'} "
                                            f"({JOINT_FIELD_MAX[k][1]}), got {v!r}")
             joints.append((pattern, {k: float(v) for k, v in settings.items()}))
+        if "terrain" in doc:
+            from robotrl.envs.terrain import TerrainSettings
+
+            try:
+                kw["terrain"] = TerrainSettings.from_table(doc["terrain"])
+            except ValueError as e:
+                raise RobotConfigError(f"{where}: [terrain]: {e}") from None
         templates = {}
         for t in fields[len(ROBOT_FIELDS):]:
             if t in doc:

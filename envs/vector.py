@@ -51,14 +51,16 @@ class TaskVectorEnv(VectorEnv):
         return self.task.observe(), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        obs, reward, terminated, truncated, _ = self.task.step(actions)
+        obs, reward, terminated, truncated, task_info = self.task.step(actions)
         self._ep_ret += reward
         self._ep_len += 1
         done = terminated | truncated
         info: dict[str, Any] = {}
+        if "terrain_level" in task_info:  # each world's terrain level (`robotrl.envs.terrain`), for training's log
+            info = {"terrain_level": task_info["terrain_level"], "_terrain_level": np.ones(self.num_envs, dtype=bool)}
         if done.any():
             ended = np.flatnonzero(done)
-            info = {"final_obs": obs.copy(), "_final_obs": done,
+            info = {**info, "final_obs": obs.copy(), "_final_obs": done,
                     "episode": {"r": np.where(done, self._ep_ret, 0.0), "l": np.where(done, self._ep_len, 0)},
                     "_episode": done}
             self._ep_ret[ended] = 0.0

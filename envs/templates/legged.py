@@ -2,7 +2,8 @@
 
 It needs a free joint on the config's ``base`` body, ``feet``, a default pose and an action scale for every
 actuated joint; an ``imu_site`` must sit on the base with its axes aligned to it. It adds a floor (and a light)
-unless the model has a plane.
+unless the model has a plane: a plane, or with a ``[terrain]`` table in the robot config a heightfield of tiles
+(`robotrl.envs.terrain`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import mujoco
 import numpy as np
 
 from robotrl.envs.mjcf import FREE, names_of
-from robotrl.envs.robot_config import RobotConfigError, listing
+from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.templates import Template, default_pose_needed, register
 
 if TYPE_CHECKING:
@@ -62,8 +63,13 @@ def _check(robot: Robot, raw: mujoco.MjModel) -> None:
 
 
 def _add_floor(robot: Robot, spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:
-    """A checkered ground plane and a light, unless the model has a plane already."""
+    """A checkered ground plane and a light, unless the model has a plane already; the robot config's [terrain] in
+    place of the plane (`robotrl.envs.terrain`)."""
+    terrain = robot.config.terrain
     if any(int(raw.geom_type[g]) == int(mujoco.mjtGeom.mjGEOM_PLANE) for g in range(raw.ngeom)):
+        if terrain is not None:
+            raise RobotConfigError(f"{robot.config.where}: [terrain] asks for a ground of tiles, but the model has a "
+                                   "ground plane of its own: remove the plane from the MJCF, or the [terrain] table")
         return
     tex = spec.add_texture()
     tex.name, tex.type = "robotrl_grid", mujoco.mjtTexture.mjTEXTURE_2D
@@ -75,9 +81,14 @@ def _add_floor(robot: Robot, spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:
     mat.textures[int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = "robotrl_grid"
     mat.texrepeat = [1.0, 1.0]
     mat.texuniform = True
-    floor = spec.worldbody.add_geom()
-    floor.name, floor.type, floor.size = "floor", mujoco.mjtGeom.mjGEOM_PLANE, [0, 0, 0.05]
-    floor.material = "robotrl_grid"
+    if terrain is not None:
+        from robotrl.envs.terrain import add_terrain
+
+        floor = add_terrain(spec, terrain, "robotrl_grid")
+    else:
+        floor = spec.worldbody.add_geom()
+        floor.name, floor.type, floor.size = "floor", mujoco.mjtGeom.mjGEOM_PLANE, [0, 0, 0.05]
+        floor.material = "robotrl_grid"
     floor.contype = floor.conaffinity = 1
     floor.condim = 3
     if raw.nlight == 0:

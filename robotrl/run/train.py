@@ -204,8 +204,8 @@ def _build(algo: str, task: str, run: RunConfig, cfg: Any, *, spec: Any = None) 
     env_kwargs = {"sim2real": s2r.to_dict()} if s2r.enabled else {}
     # a batched template task steps all its worlds in this process, sim-to-real settings applied over them as arrays;
     # other tasks step env copies (in the sim-to-real wrappers) in shards
-    envs = make_vector(task, cfg.num_envs, s2r, training=True) or ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs,
-                                                                     workers)
+    envs = (make_vector(task, cfg.num_envs, s2r, training=True)
+            or ShardedVectorEnv(EnvFactory(task, env_kwargs), cfg.num_envs, workers))
     try:
         algo = Algo(cfg, spec, envs, seed=run.seed, total_steps=run.total_steps, device=run.device)
         if hasattr(algo, "update_threads"):  # large-batch updates with `threads`, acting with one
