@@ -257,6 +257,8 @@ class RobotConfig:
             default = params[k].default
             if isinstance(default, bool):
                 ok, expected = isinstance(v, bool), "true or false"
+            elif default is None and "float" in str(params[k].annotation):  # a number derived unless given
+                ok, expected = finite_number(v), "a finite number"
             elif default is None:  # a table (the reach template's goal_ranges), its entries checked by the template
                 ok, expected = isinstance(v, dict), "a table"
             elif isinstance(default, tuple):
