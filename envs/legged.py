@@ -48,6 +48,7 @@ import mujoco
 import numpy as np
 from gymnasium.utils import seeding
 
+from robotrl.envs.mjcf import foot_geoms
 from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
 from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.terms import Terms
@@ -114,12 +115,20 @@ def feet_air_time(s: Any) -> np.ndarray:
 REWARD_WEIGHTS = TERMS.defaults()
 
 
-def _foot_object(model: mujoco.MjModel, name: str) -> tuple[mujoco.mjtObj, str]:
+def _foot_object(model: mujoco.MjModel, spec: mujoco.MjSpec, name: str) -> tuple[mujoco.mjtObj, str]:
+    """What foot `name`'s contact sensor watches: the body or geom of that name, or for a site the geom it stands for
+    (`robotrl.envs.mjcf.site_foot_geom`, which says why), named in `spec` if it has no name."""
     if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) >= 0:
         return mujoco.mjtObj.mjOBJ_BODY, name
     if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name) >= 0:
         return mujoco.mjtObj.mjOBJ_GEOM, name
-    return mujoco.mjtObj.mjOBJ_SITE, name
+    found = foot_geoms(model, name)
+    if not found:
+        return mujoco.mjtObj.mjOBJ_SITE, name  # no colliding geom: it never touches (`_check_stands` says so)
+    geom = next(g for g in spec.geoms if g.id == found[0])
+    if not geom.name:
+        geom.name = f"robotrl_{name}"
+    return mujoco.mjtObj.mjOBJ_GEOM, geom.name
 
 
 class LeggedVelocityTask(BatchedTask):
@@ -235,7 +244,7 @@ class LeggedVelocityTask(BatchedTask):
         spec = r.spec.copy()
         m = r.model
         for i, foot in enumerate(r.config.feet):
-            add_contact_sensor(spec, f"robotrl_foot{i}", _foot_object(m, foot))
+            add_contact_sensor(spec, f"robotrl_foot{i}", _foot_object(m, spec, foot))
         # not the robot's own: the ground and anything else outside the base's kinematic tree (a fall is the base
         # touching one of these; the trunk brushing a thigh is a self-contact, not a fall)
         base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
@@ -289,13 +298,16 @@ class LeggedVelocityTask(BatchedTask):
                      if m.geom_bodyid[g] != 0 and (m.geom_contype[g] or m.geom_conaffinity[g]))
         d.qpos[self._qb + 2] = -lowest + 0.01
         d.ctrl[self._act] = self.robot.default
+        watch = _StandWatch(self, m)
         with warnings.catch_warnings():  # MuJoCo's instability warning: refused below, in one line
             warnings.simplefilter("ignore")
             for _ in range(round(1.0 / m.opt.timestep)):
                 mujoco.mj_step(m, d)
+                watch(d)
         unstable = self.robot.unstable(d, " as it settles on the floor")  # MuJoCo reset the state: nothing to learn
         if unstable:
             raise RobotConfigError(f"{self.robot.config.where}: {unstable}")
+        watch.check(d)
         self._rest_qpos = d.qpos.copy()
         self._rest_qpos[self._qb:self._qb + 2] = 0.0
         self.stand_height = float(d.qpos[self._qb + 2])
@@ -394,6 +406,53 @@ class LeggedVelocityTask(BatchedTask):
                 "tracking_error_lin": np.hypot(cmd[:, 0] - v_body[:, 0], cmd[:, 1] - v_body[:, 1]),
                 "tracking_error_yaw": np.abs(cmd[:, 2] - w_body[:, 2]), "feet_contact": feet_down}
         return self.observe(), reward, terminated, truncated, info
+
+
+class _StandWatch:
+    """What the robot settling on its default pose shows, step by step (`__call__`), and the refusal where it does
+    not stand (`check`): the base touching the ground or tilting beyond max_tilt (the default pose collapses under
+    the gains, or the base reaches below the feet), or a foot that never touches the ground (a `feet` name that is
+    not a foot). Either would make every episode a fall, or every foot term a constant: nothing to learn."""
+
+    def __init__(self, task: LeggedVelocityTask, m: mujoco.MjModel):
+        self.task, self.m = task, m
+        self.root = int(m.body_rootid[task.base_body])
+        self.feet = [np.asarray(foot_geoms(m, f), dtype=np.intp) for f in task.robot.config.feet]
+        self.touched = np.zeros(len(self.feet), dtype=bool)
+        self.fell: str | None = None
+
+    def __call__(self, d: mujoco.MjData) -> None:
+        m, geoms = self.m, d.contact.geom[:d.ncon]
+        outside = m.body_rootid[m.geom_bodyid[geoms]] != self.root  # the ground, or anything not of the robot
+        ours = np.concatenate([geoms[outside[:, 1], 0], geoms[outside[:, 0], 1]])
+        self.touched |= [bool(np.isin(f, ours).any()) for f in self.feet]
+        if self.fell is None:
+            tilt = math.acos(max(-1.0, min(1.0, float(d.xmat[self.task.base_body, 8]))))
+            if np.any(d.sensordata[self.task._hit_cols] > 0):
+                self.fell = f"the base {self.task.robot.config.base!r} touches the ground"
+            elif tilt > self.task.max_tilt:
+                self.fell = (f"the base tilts {math.degrees(tilt):.0f} degrees, beyond max_tilt "
+                             f"({math.degrees(self.task.max_tilt):.0f})")
+
+    def check(self, d: mujoco.MjData) -> None:
+        r = self.task.robot
+        where = r.config.where
+        if self.fell is not None:
+            unstable = r.probe(d.qpos.copy())  # a timestep too large for the gains collapses too: say that, as
+            if unstable:  # the build-time probe would
+                raise RobotConfigError(f"{where}: {unstable}")
+            raise RobotConfigError(f"{where}: the robot does not stand on its default pose: settling on it for 1 s, "
+                                   f"{self.fell}; raise kp (largest {np.nanmax(r.kp):g}) or change the default pose "
+                                   "so that the legs hold the base up")
+        for foot, geoms, touched in zip(r.config.feet, self.feet, self.touched, strict=True):
+            if not len(geoms):
+                raise RobotConfigError(f"{where}: feet names {foot!r}, which has no geom that collides (contype or "
+                                       "conaffinity): name the bodies, geoms or sites at the ends of the legs")
+            if not touched:
+                height = float(d.geom_xpos[geoms, 2].min())
+                raise RobotConfigError(f"{where}: feet names {foot!r}, which does not touch the ground while the "
+                                       f"robot stands on its default pose (its centre stays {height:.2f} m high): "
+                                       "name the bodies, geoms or sites at the ends of the legsends of the legs")
 
 
 class LeggedVelocityEnv(gym.Env):
