@@ -49,7 +49,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from robotrl.envs.mjcf import foot_geoms
-from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
+from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot, is_unstable
 from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.terms import Terms
 from robotrl.envs.worlds import BatchedTask, Worlds, add_actuator_force_sensor, add_contact_sensor, sensor_columns
@@ -287,7 +287,8 @@ class LeggedVelocityTask(BatchedTask):
 
     # episodes ----------------------------------------------------------------------------------------
     def _settle(self) -> None:
-        """The start state: the robot dropped onto the floor on its default pose and settled (1 s)."""
+        """The start state: the robot dropped onto the floor on its default pose and settled (1 s); refused
+        where it does not stand (`_StandWatch`)."""
         m = self.model
         d = mujoco.MjData(m)
         d.qpos[self._qa] = self.robot.default
@@ -296,21 +297,25 @@ class LeggedVelocityTask(BatchedTask):
         mujoco.mj_collision(m, d)
         lowest = min(float(d.geom_xpos[g, 2] - m.geom_rbound[g]) for g in range(m.ngeom)
                      if m.geom_bodyid[g] != 0 and (m.geom_contype[g] or m.geom_conaffinity[g]))
+        watch = _StandWatch(self, m, d)
         d.qpos[self._qb + 2] = -lowest + 0.01
         d.ctrl[self._act] = self.robot.default
-        watch = _StandWatch(self, m)
+        second = round(1.0 / m.opt.timestep)
         with warnings.catch_warnings():  # MuJoCo's instability warning: refused below, in one line
             warnings.simplefilter("ignore")
-            for _ in range(round(1.0 / m.opt.timestep)):
+            for k in range(2 * second):  # a second to settle (the start state), one more to see that it stands
                 mujoco.mj_step(m, d)
                 watch(d)
-        unstable = self.robot.unstable(d, " as it settles on the floor")  # MuJoCo reset the state: nothing to learn
-        if unstable:
-            raise RobotConfigError(f"{self.robot.config.where}: {unstable}")
-        watch.check(d)
-        self._rest_qpos = d.qpos.copy()
+                if k == second - 1:
+                    # MuJoCo reset the state: nothing to learn
+                    unstable = self.robot.unstable(d, " as it settles on the floor")
+                    if unstable:
+                        raise RobotConfigError(f"{self.robot.config.where}: {unstable}")
+                    rest = d.qpos.copy()
+        watch.check(d, rest)
+        self._rest_qpos = rest
         self._rest_qpos[self._qb:self._qb + 2] = 0.0
-        self.stand_height = float(d.qpos[self._qb + 2])
+        self.stand_height = float(rest[self._qb + 2])
 
     def seed(self, worlds: np.ndarray | list[int], seeds: list[int | None]) -> None:
         """A new random generator for each world whose seed is not None (Gymnasium's, as `Env.reset(seed=)`)."""
@@ -409,17 +414,21 @@ class LeggedVelocityTask(BatchedTask):
 
 
 class _StandWatch:
-    """What the robot settling on its default pose shows, step by step (`__call__`), and the refusal where it does
-    not stand (`check`): the base touching the ground or tilting beyond max_tilt (the default pose collapses under
-    the gains, or the base reaches below the feet), or a foot that never touches the ground (a `feet` name that is
-    not a foot). Either would make every episode a fall, or every foot term a constant: nothing to learn."""
+    """What the robot standing on its default pose for 2 s shows, step by step (`__call__`), and the refusal where it
+    does not stand (`check`): the base touching the ground, tilting beyond max_tilt, or sinking under half the height
+    the legs reach on the default pose (the servos give way to the joints' limits) means a pose that collapses under
+    its gains, or a base that reaches below the feet; a foot that never touches the ground is a `feet` name that is
+    not a foot. Every episode would be a fall, or every foot term a constant: nothing to learn."""
 
-    def __init__(self, task: LeggedVelocityTask, m: mujoco.MjModel):
+    def __init__(self, task: LeggedVelocityTask, m: mujoco.MjModel, d: mujoco.MjData):
+        """`d`: the default pose with the base at height 0, its kinematics computed."""
         self.task, self.m = task, m
         self.root = int(m.body_rootid[task.base_body])
         self.feet = [np.asarray(foot_geoms(m, f), dtype=np.intp) for f in task.robot.config.feet]
         self.touched = np.zeros(len(self.feet), dtype=bool)
         self.fell: str | None = None
+        geoms = np.concatenate(self.feet)
+        self.reach = float(-(d.geom_xpos[geoms, 2] - m.geom_rbound[geoms]).min()) if len(geoms) else 0.0
 
     def __call__(self, d: mujoco.MjData) -> None:
         m, geoms = self.m, d.contact.geom[:d.ncon]
@@ -434,15 +443,21 @@ class _StandWatch:
                 self.fell = (f"the base tilts {math.degrees(tilt):.0f} degrees, beyond max_tilt "
                              f"({math.degrees(self.task.max_tilt):.0f})")
 
-    def check(self, d: mujoco.MjData) -> None:
+    def check(self, d: mujoco.MjData, rest: np.ndarray) -> None:
+        """`d` after the 2 s, `rest` the state after the first."""
         r = self.task.robot
         where = r.config.where
-        if self.fell is not None:
-            unstable = r.probe(d.qpos.copy())  # a timestep too large for the gains collapses too: say that, as
-            if unstable:  # the build-time probe would
+        z = float(d.xpos[self.task.base_body, 2])
+        if self.fell is None and z < 0.5 * self.reach:
+            self.fell = f"the base sinks to {z:.2f} m, under half the {self.reach:.2f} m its legs reach"
+        if self.fell is not None or is_unstable(d):  # (in the second second: MuJoCo reset the state)
+            # a timestep too large for the gains collapses too: say that, as the build-time probe would
+            unstable = r.probe(rest) or r.unstable(d, " as it stands on the floor")
+            if unstable:
                 raise RobotConfigError(f"{where}: {unstable}")
-            raise RobotConfigError(f"{where}: the robot does not stand on its default pose: settling on it for 1 s, "
-                                   f"{self.fell}; raise kp (largest {np.nanmax(r.kp):g}) or change the default pose "
+            raise RobotConfigError(f"{where}: the robot does not stand on its default pose: holding it for 2 s, "
+                                   f"{self.fell}; raise kp (now {np.nanmin(r.kp):g} to {np.nanmax(r.kp):g}) or change "
+                                   "the default pose "
                                    "so that the legs hold the base up")
         for foot, geoms, touched in zip(r.config.feet, self.feet, self.touched, strict=True):
             if not len(geoms):
@@ -452,7 +467,7 @@ class _StandWatch:
                 height = float(d.geom_xpos[geoms, 2].min())
                 raise RobotConfigError(f"{where}: feet names {foot!r}, which does not touch the ground while the "
                                        f"robot stands on its default pose (its centre stays {height:.2f} m high): "
-                                       "name the bodies, geoms or sites at the ends of the legsends of the legs")
+                                       "name the bodies, geoms or sites at the ends of the legs")
 
 
 class LeggedVelocityEnv(gym.Env):

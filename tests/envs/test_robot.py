@@ -374,8 +374,8 @@ def test_inspect_refuses_a_walker_that_cannot_hold_its_default_pose(tmp_path, ca
     p = _critter_variant(tmp_path, "belly.xml", "0.12 0.07 0.3", shins_collide=False)  # the trunk reaches the floor
     assert main(["robot", "inspect", str(p)]) == 2
     out = capsys.readouterr().out
-    assert "template legged  refused: the robot does not stand on its default pose: settling on it for 1 s, the " \
-           "base 'torso' touches the ground; raise kp" in out, out
+    assert "template legged  refused: the robot does not stand on its default pose: holding it for 2 s, the " \
+           "base 'torso' touches the ground; raise kp (now 8 to 8)" in out, out
     assert main(["robot", "inspect", str(_write(tmp_path, GOOD))]) == 0
     assert "warning" not in capsys.readouterr().out
 
