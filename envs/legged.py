@@ -124,7 +124,7 @@ def _foot_object(model: mujoco.MjModel, spec: mujoco.MjSpec, name: str) -> tuple
         return mujoco.mjtObj.mjOBJ_GEOM, name
     found = foot_geoms(model, name)
     if not found:
-        return mujoco.mjtObj.mjOBJ_SITE, name  # no colliding geom: it never touches (`_check_stands` says so)
+        return mujoco.mjtObj.mjOBJ_SITE, name  # no colliding geom: it never touches (`_StandWatch` says so)
     geom = next(g for g in spec.geoms if g.id == found[0])
     if not geom.name:
         geom.name = f"robotrl_{name}"
@@ -426,21 +426,26 @@ class _StandWatch:
         self.root = int(m.body_rootid[task.base_body])
         self.feet = [np.asarray(foot_geoms(m, f), dtype=np.intp) for f in task.robot.config.feet]
         self.touched = np.zeros(len(self.feet), dtype=bool)
+        self.all_touched = False
         self.fell: str | None = None
+        self.hit = [int(c) for c in task._hit_cols]  # per physics step: plain Python, cheaper than numpy here
+        self.min_up = math.cos(task.max_tilt)
         geoms = np.concatenate(self.feet)
         self.reach = float(-(d.geom_xpos[geoms, 2] - m.geom_rbound[geoms]).min()) if len(geoms) else 0.0
 
     def __call__(self, d: mujoco.MjData) -> None:
-        m, geoms = self.m, d.contact.geom[:d.ncon]
-        outside = m.body_rootid[m.geom_bodyid[geoms]] != self.root  # the ground, or anything not of the robot
-        ours = np.concatenate([geoms[outside[:, 1], 0], geoms[outside[:, 0], 1]])
-        self.touched |= [bool(np.isin(f, ours).any()) for f in self.feet]
+        if not self.all_touched and d.ncon:
+            m, geoms = self.m, d.contact.geom[:d.ncon]
+            outside = m.body_rootid[m.geom_bodyid[geoms]] != self.root  # the ground, or anything not of the robot
+            ours = np.concatenate([geoms[outside[:, 1], 0], geoms[outside[:, 0], 1]])
+            self.touched |= [bool(np.isin(f, ours).any()) for f in self.feet]
+            self.all_touched = bool(self.touched.all())
         if self.fell is None:
-            tilt = math.acos(max(-1.0, min(1.0, float(d.xmat[self.task.base_body, 8]))))
-            if np.any(d.sensordata[self.task._hit_cols] > 0):
+            up = float(d.xmat[self.task.base_body, 8])
+            if any(d.sensordata[c] > 0 for c in self.hit):
                 self.fell = f"the base {self.task.robot.config.base!r} touches the ground"
-            elif tilt > self.task.max_tilt:
-                self.fell = (f"the base tilts {math.degrees(tilt):.0f} degrees, beyond max_tilt "
+            elif up < self.min_up:
+                self.fell = (f"the base tilts {math.degrees(math.acos(max(-1.0, up))):.0f} degrees, beyond max_tilt "
                              f"({math.degrees(self.task.max_tilt):.0f})")
 
     def check(self, d: mujoco.MjData, rest: np.ndarray) -> None:
@@ -457,8 +462,7 @@ class _StandWatch:
                 raise RobotConfigError(f"{where}: {unstable}")
             raise RobotConfigError(f"{where}: the robot does not stand on its default pose: holding it for 2 s, "
                                    f"{self.fell}; raise kp (now {np.nanmin(r.kp):g} to {np.nanmax(r.kp):g}) or change "
-                                   "the default pose "
-                                   "so that the legs hold the base up")
+                                   "the default pose so that the legs hold the base up")
         for foot, geoms, touched in zip(r.config.feet, self.feet, self.touched, strict=True):
             if not len(geoms):
                 raise RobotConfigError(f"{where}: feet names {foot!r}, which has no geom that collides (contype or "
