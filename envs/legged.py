@@ -48,7 +48,8 @@ import mujoco
 import numpy as np
 from gymnasium.utils import seeding
 
-from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot
+from robotrl.envs.mjcf import foot_geoms
+from robotrl.envs.robot import MAX_EPISODE_PHYSICS_STEPS, Robot, is_unstable
 from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.terms import Terms
 from robotrl.envs.terrain import Curriculum, footprint_radius, terrain_of
@@ -152,12 +153,20 @@ def robot_size(robot: Robot, qb: int) -> tuple[float, float]:
     return height, float(np.clip(math.sqrt(height / REFERENCE_HEIGHT), 0.5, 1.0))
 
 
-def _foot_object(model: mujoco.MjModel, name: str) -> tuple[mujoco.mjtObj, str]:
+def _foot_object(model: mujoco.MjModel, spec: mujoco.MjSpec, name: str) -> tuple[mujoco.mjtObj, str]:
+    """What foot `name`'s contact sensor watches: the body or geom of that name, or for a site the geom it stands for
+    (`robotrl.envs.mjcf.site_foot_geom`, which says why), named in `spec` if it has no name."""
     if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) >= 0:
         return mujoco.mjtObj.mjOBJ_BODY, name
     if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name) >= 0:
         return mujoco.mjtObj.mjOBJ_GEOM, name
-    return mujoco.mjtObj.mjOBJ_SITE, name
+    found = foot_geoms(model, name)
+    if not found:
+        return mujoco.mjtObj.mjOBJ_SITE, name  # no colliding geom: it never touches (`_StandWatch` says so)
+    geom = next(g for g in spec.geoms if g.id == found[0])
+    if not geom.name:
+        geom.name = f"robotrl_{name}"
+    return mujoco.mjtObj.mjOBJ_GEOM, geom.name
 
 
 class LeggedVelocityTask(BatchedTask):
@@ -319,8 +328,9 @@ class LeggedVelocityTask(BatchedTask):
         r = self.robot
         spec = r.spec.copy()
         m = r.model
-        for i, foot in enumerate(r.config.feet):
-            add_contact_sensor(spec, f"robotrl_foot{i}", _foot_object(m, foot))
+        feet = [_foot_object(m, spec, foot) for foot in r.config.feet]
+        for i, foot in enumerate(feet):
+            add_contact_sensor(spec, f"robotrl_foot{i}", foot)
         # not the robot's own: the ground and anything else outside the base's kinematic tree (a fall is the base
         # touching one of these; the trunk brushing a thigh is a self-contact, not a fall)
         base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
@@ -331,8 +341,7 @@ class LeggedVelocityTask(BatchedTask):
                      (mujoco.mjtObj.mjOBJ_XBODY, mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, root)))
             add_contact_sensor(spec, f"robotrl_basehit{k}", (mujoco.mjtObj.mjOBJ_BODY, r.config.base), other)
             self._hit_sensors.append(f"robotrl_basehit{k}")
-        for i, foot in enumerate(r.config.feet):  # where each foot is and how fast it moves (gait terms)
-            kind, name = _foot_object(m, foot)
+        for i, (kind, name) in enumerate(feet):  # where each foot is and how fast it moves (gait terms)
             frame = (mujoco.mjtObj.mjOBJ_XBODY if kind == mujoco.mjtObj.mjOBJ_BODY else kind, name)
             add_frame_position_sensor(spec, f"robotrl_footpos{i}", frame)
             add_frame_velocity_sensor(spec, f"robotrl_footvel{i}", frame)
@@ -368,7 +377,8 @@ class LeggedVelocityTask(BatchedTask):
 
     # episodes ----------------------------------------------------------------------------------------
     def _settle(self) -> None:
-        """The start state: the robot dropped onto the floor on its default pose and settled (1 s)."""
+        """The start state: the robot dropped onto the floor on its default pose and settled (1 s); refused
+        where it does not stand (`_StandWatch`)."""
         m = self.model
         d = mujoco.MjData(m)
         d.qpos[self._qa] = self.robot.default
@@ -377,18 +387,25 @@ class LeggedVelocityTask(BatchedTask):
         mujoco.mj_collision(m, d)
         lowest = min(float(d.geom_xpos[g, 2] - m.geom_rbound[g]) for g in range(m.ngeom)
                      if m.geom_bodyid[g] != 0 and (m.geom_contype[g] or m.geom_conaffinity[g]))
+        watch = _StandWatch(self, m, d)
         d.qpos[self._qb + 2] = -lowest + 0.01
         d.ctrl[self._act] = self.robot.default
+        second = round(1.0 / m.opt.timestep)
         with warnings.catch_warnings():  # MuJoCo's instability warning: refused below, in one line
             warnings.simplefilter("ignore")
-            for _ in range(round(1.0 / m.opt.timestep)):
+            for k in range(2 * second):  # a second to settle (the start state), one more to see that it stands
                 mujoco.mj_step(m, d)
-        unstable = self.robot.unstable(d, " as it settles on the floor")  # MuJoCo reset the state: nothing to learn
-        if unstable:
-            raise RobotConfigError(f"{self.robot.config.where}: {unstable}")
-        self._rest_qpos = d.qpos.copy()
+                watch(d)
+                if k == second - 1:
+                    # MuJoCo reset the state: nothing to learn
+                    unstable = self.robot.unstable(d, " as it settles on the floor")
+                    if unstable:
+                        raise RobotConfigError(f"{self.robot.config.where}: {unstable}")
+                    rest = d.qpos.copy()
+        watch.check(d, rest)
+        self._rest_qpos = rest
         self._rest_qpos[self._qb:self._qb + 2] = 0.0
-        self.stand_height = float(d.qpos[self._qb + 2])
+        self.stand_height = float(rest[self._qb + 2])
 
     def seed(self, worlds: np.ndarray | list[int], seeds: list[int | None]) -> None:
         """A new random generator for each world whose seed is not None (Gymnasium's, as `Env.reset(seed=)`)."""
@@ -530,6 +547,67 @@ class LeggedVelocityTask(BatchedTask):
         if self.curriculum is not None:
             info["terrain_level"], info["off_field"] = self.curriculum.level.astype(float), off_field
         return self.observe(), reward, terminated, truncated, info
+
+
+class _StandWatch:
+    """What the robot standing on its default pose for 2 s shows, step by step (`__call__`), and the refusal where it
+    does not stand (`check`): the base touching the ground, tilting beyond max_tilt, or sinking under half the height
+    the legs reach on the default pose (the servos give way to the joints' limits) means a pose that collapses under
+    its gains, or a base that reaches below the feet; a foot that never touches the ground is a `feet` name that is
+    not a foot. Every episode would be a fall, or every foot term a constant: nothing to learn."""
+
+    def __init__(self, task: LeggedVelocityTask, m: mujoco.MjModel, d: mujoco.MjData):
+        """`d`: the default pose with the base at height 0, its kinematics computed."""
+        self.task, self.m = task, m
+        self.root = int(m.body_rootid[task.base_body])
+        self.feet = [np.asarray(foot_geoms(m, f), dtype=np.intp) for f in task.robot.config.feet]
+        self.touched = np.zeros(len(self.feet), dtype=bool)
+        self.all_touched = False
+        self.fell: str | None = None
+        self.hit = [int(c) for c in task._hit_cols]  # per physics step: plain Python, cheaper than numpy here
+        self.min_up = math.cos(task.max_tilt)
+        geoms = np.concatenate(self.feet)
+        self.reach = float(-(d.geom_xpos[geoms, 2] - m.geom_rbound[geoms]).min()) if len(geoms) else 0.0
+
+    def __call__(self, d: mujoco.MjData) -> None:
+        if not self.all_touched and d.ncon:
+            m, geoms = self.m, d.contact.geom[:d.ncon]
+            outside = m.body_rootid[m.geom_bodyid[geoms]] != self.root  # the ground, or anything not of the robot
+            ours = np.concatenate([geoms[outside[:, 1], 0], geoms[outside[:, 0], 1]])
+            self.touched |= [bool(np.isin(f, ours).any()) for f in self.feet]
+            self.all_touched = bool(self.touched.all())
+        if self.fell is None:
+            up = float(d.xmat[self.task.base_body, 8])
+            if any(d.sensordata[c] > 0 for c in self.hit):
+                self.fell = f"the base {self.task.robot.config.base!r} touches the ground"
+            elif up < self.min_up:
+                self.fell = (f"the base tilts {math.degrees(math.acos(max(-1.0, up))):.0f} degrees, beyond max_tilt "
+                             f"({math.degrees(self.task.max_tilt):.0f})")
+
+    def check(self, d: mujoco.MjData, rest: np.ndarray) -> None:
+        """`d` after the 2 s, `rest` the state after the first."""
+        r = self.task.robot
+        where = r.config.where
+        z = float(d.xpos[self.task.base_body, 2])
+        if self.fell is None and z < 0.5 * self.reach:
+            self.fell = f"the base sinks to {z:.2f} m, under half the {self.reach:.2f} m its legs reach"
+        if self.fell is not None or is_unstable(d):  # (in the second second: MuJoCo reset the state)
+            # a timestep too large for the gains collapses too: say that, as the build-time probe would
+            unstable = r.probe(rest) or r.unstable(d, " as it stands on the floor")
+            if unstable:
+                raise RobotConfigError(f"{where}: {unstable}")
+            raise RobotConfigError(f"{where}: the robot does not stand on its default pose: holding it for 2 s, "
+                                   f"{self.fell}; raise kp (now {np.nanmin(r.kp):g} to {np.nanmax(r.kp):g}) or change "
+                                   "the default pose so that the legs hold the base up")
+        for foot, geoms, touched in zip(r.config.feet, self.feet, self.touched, strict=True):
+            if not len(geoms):
+                raise RobotConfigError(f"{where}: feet names {foot!r}, which has no geom that collides (contype or "
+                                       "conaffinity): name the bodies, geoms or sites at the ends of the legs")
+            if not touched:
+                height = float(d.geom_xpos[geoms, 2].min())
+                raise RobotConfigError(f"{where}: feet names {foot!r}, which does not touch the ground while the "
+                                       f"robot stands on its default pose (its centre stays {height:.2f} m high): "
+                                       "name the bodies, geoms or sites at the ends of the legs")
 
 
 class LeggedVelocityEnv(gym.Env):

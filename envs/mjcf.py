@@ -114,3 +114,55 @@ def is_position_servo(model: mujoco.MjModel, a: int) -> bool:
             and math.isclose(model.actuator_biasprm[a, 1], -model.actuator_gainprm[a, 0], rel_tol=1e-9))
 
 
+
+
+def free_joint_name(model: mujoco.MjModel, joint: int) -> str:
+    """The name robotrl knows free joint `joint` by: its own, or for an unnamed one (``<freejoint/>``, as MuJoCo
+    Menagerie writes it) its body's name, or that name + ``_free`` where a joint of the model has the body's name
+    already. The base's observations (`base_ang_vel`, `projected_gravity`) are named after it in the task's spec and
+    card; the legged template gives the joint this name in the model it compiles, so the simulation, the simulated
+    robot and the card agree. "" when neither the joint nor its body has a name."""
+    own = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, joint)
+    if own:
+        return own
+    body = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, int(model.jnt_bodyid[joint])) or ""
+    taken = set(names_of(model, mujoco.mjtObj.mjOBJ_JOINT, model.njnt))
+    return next((n for n in (body, f"{body}_free") if body and n not in taken), "")
+
+
+def collides(model: mujoco.MjModel, geom: int) -> bool:
+    return bool(model.geom_contype[geom] or model.geom_conaffinity[geom])
+
+
+def site_foot_geom(model: mujoco.MjModel, site: int) -> int | None:
+    """The geom a foot given as a site stands for: of the colliding geoms of the site's rigid body (its body and the
+    bodies welded to it), the one whose centre is nearest the site at the model's initial pose; None if it has none.
+
+    Why not MuJoCo's contact sensor on the site (which counts contacts inside the site's volume): a published model's
+    foot site marks the foot, often at the centre of its sphere and smaller than it, so a contact at the sole lies
+    outside the site's volume and the sensor never sees one (a 1 cm site at the centre of a 2 cm foot sphere resting
+    on a plane: no contact seen; a 3 cm one: seen). The foot's own geom sees every contact, whatever the site's
+    size."""
+    weld = model.body_weldid
+    link = int(weld[model.site_bodyid[site]])
+    geoms = [g for g in range(model.ngeom) if int(weld[model.geom_bodyid[g]]) == link and collides(model, g)]
+    if not geoms:
+        return None
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    return min(geoms, key=lambda g: float(((data.geom_xpos[g] - data.site_xpos[site]) ** 2).sum()))
+
+
+def foot_geoms(model: mujoco.MjModel, name: str) -> list[int]:
+    """The colliding geoms of foot `name` (a body's own geoms, a geom, or a site's geom, `site_foot_geom`; a name that
+    is a body and a geom is the body), empty if it has none."""
+    b = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name)
+    if b >= 0:
+        adr, num = int(model.body_geomadr[b]), int(model.body_geomnum[b])
+        return [g for g in range(adr, adr + num) if adr >= 0 and collides(model, g)]
+    g = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name)
+    if g >= 0:
+        return [g] if collides(model, g) else []
+    s = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, name)
+    found = site_foot_geom(model, s) if s >= 0 else None
+    return [] if found is None else [found]

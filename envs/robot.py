@@ -27,7 +27,7 @@ import mujoco
 import numpy as np
 
 from robotrl.envs import templates
-from robotrl.envs.mjcf import FREE, HINGE, SLIDE, compile_spec, is_position_servo, load_spec, names_of
+from robotrl.envs.mjcf import FREE, HINGE, SLIDE, compile_spec, free_joint_name, is_position_servo, load_spec, names_of
 from robotrl.envs.robot_config import MAX_TIMESTEP, MIN_TIMESTEP, TIMESTEP_WHY, RobotConfig, RobotConfigError, listing
 from robotrl.spec import PHYSICS_FIELDS
 
@@ -83,11 +83,12 @@ class Robot:
     # checks ------------------------------------------------------------------------------------------
     def _select_joints(self, raw: mujoco.MjModel) -> None:
         """`joints`: the `actuated` patterns over the model's hinge/slide joints, in model order, each named;
-        `free_joint`: the model's first free joint (None: a fixed base); every joints table matches a joint."""
+        `free_joint`: the model's first free joint, by `free_joint_name` (None: a fixed base); every joints table
+        matches a joint."""
         config, where = self.config, self.config.where
         joint_names = names_of(raw, mujoco.mjtObj.mjOBJ_JOINT, raw.njnt)
         movable = [n for j, n in enumerate(joint_names) if int(raw.jnt_type[j]) in (HINGE, SLIDE)]
-        free = [n for j, n in enumerate(joint_names) if int(raw.jnt_type[j]) == FREE]
+        free = [free_joint_name(raw, j) for j in range(raw.njnt) if int(raw.jnt_type[j]) == FREE]
         self.free_joint = free[0] if free else None
         # the actuated joints: `actuated` patterns over the hinge/slide joints, in model order
         if not movable:
@@ -123,10 +124,11 @@ class Robot:
             raise RobotConfigError(f"{where}: imu_site names site {config.imu_site!r}, which the model lacks "
                                    f"(sites: {listing(site_names)})")
         for foot in config.feet:
-            if foot not in body_names and foot not in geom_names:
-                raise RobotConfigError(f"{where}: feet names {foot!r}, which is neither a body nor a geom of the "
-                                       f"model (bodies: {listing(body_names)})")
-        owner = {f: (body_names.index(f) if f in body_names else int(raw.geom_bodyid[geom_names.index(f)]))
+            if foot not in body_names and foot not in geom_names and foot not in site_names:
+                raise RobotConfigError(f"{where}: feet names {foot!r}, which is neither a body, a geom nor a site of "
+                                       f"the model (bodies: {listing(body_names)})")
+        owner = {f: (body_names.index(f) if f in body_names else int(raw.geom_bodyid[geom_names.index(f)])
+                     if f in geom_names else int(raw.site_bodyid[site_names.index(f)]))
                  for f in config.feet}  # each foot's body
         for f in config.feet:
             if config.base in body_names and owner[f] == body_names.index(config.base):
@@ -134,7 +136,8 @@ class Robot:
                                        "feet are the lower-leg bodies or geoms that touch the ground (the base "
                                        "touching the ground ends an episode)")
             if f not in body_names and owner[f] in [owner[g] for g in config.feet if g in body_names]:
-                raise RobotConfigError(f"{where}: feet names geom {f!r} and also its body "
+                what = "geom" if f in geom_names else "site"
+                raise RobotConfigError(f"{where}: feet names {what} {f!r} and also its body "
                                        f"{body_names[owner[f]]!r}: the same foot twice (name one of them)")
         if config.end_effector is not None and config.end_effector not in site_names + body_names:
             raise RobotConfigError(f"{where}: end_effector names {config.end_effector!r}, which is neither a site "

@@ -7,7 +7,7 @@ The config, one file next to the model (paths in it are relative to it)::
     model = "my_robot.xml"          # meshes resolve relative to the model, as MuJoCo does
     base = "trunk"                  # legged: the floating base (a body with a free joint)
     imu_site = "imu"                # legged: where the IMU sits (axes aligned with the base)
-    feet = ["FL_foot", ...]         # legged: bodies or geoms that touch the ground
+    feet = ["FL_foot", ...]         # legged: bodies, geoms or sites that touch the ground
     end_effector = "tool"           # reach: a site or body
     timestep = 0.005                # physics step [s] (default: the model's)
     decimation = 4                  # physics steps per control step

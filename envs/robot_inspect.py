@@ -15,7 +15,7 @@ import mujoco
 import numpy as np
 
 from robotrl.envs import templates
-from robotrl.envs.mjcf import FREE, HINGE, SLIDE, is_position_servo, names_of
+from robotrl.envs.mjcf import FREE, HINGE, SLIDE, free_joint_name, is_position_servo, names_of
 from robotrl.envs.robot import Robot
 from robotrl.envs.robot_config import MAX_TIMESTEP, MIN_TIMESTEP, RobotConfigError, listing
 from robotrl.errors import shorten_numbers
@@ -51,9 +51,12 @@ def _model_lines(robot: Robot) -> list[str]:
         out.append("angles    in degrees in the MJCF (MuJoCo's default without <compiler angle=\"radian\"/>); "
                    "robotrl shows and takes radians: a range of 0.7 degrees is 0.0122 rad")
     free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == FREE]
-    jname = lambda j: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)  # noqa: E731
     bname = lambda b: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)  # noqa: E731
-    out.append("base      " + (", ".join(f"free joint {jname(j)!r} on body {bname(int(m.jnt_bodyid[j]))!r}"
+
+    def jname(j: int) -> str:  # an unnamed one (<freejoint/>) by the name the base's observations get
+        own = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)
+        return repr(own) if own else f"(unnamed; robotrl calls it {free_joint_name(m, j)!r})"
+    out.append("base      " + (", ".join(f"free joint {jname(j)} on body {bname(int(m.jnt_bodyid[j]))!r}"
                                          for j in free) or "fixed (no free joint)"))
     out.append(f"mass      {float(m.body_mass.sum()):.2f} kg in {m.nbody - 1} bodies")
     return out

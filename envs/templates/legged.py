@@ -1,9 +1,10 @@
 """The legged template: velocity tracking for a floating-base robot (`robotrl.envs.legged`).
 
-It needs a free joint on the config's ``base`` body, ``feet``, a default pose and an action scale for every
-actuated joint; an ``imu_site`` must sit on the base with its axes aligned to it. It adds a floor (and a light)
-unless the model has a plane: a plane, or with a ``[terrain]`` table in the robot config a heightfield of tiles
-(`robotrl.envs.terrain`).
+It needs a free joint on the config's ``base`` body, ``feet`` (bodies, geoms or sites) and a default pose; an
+``imu_site`` must sit on the base with its axes aligned to it. A joint without an ``action_scale`` gets one from its
+servo (effort limit / kp, `Template.derive_action_scale`). It names an unnamed free joint after the base
+(`robotrl.envs.mjcf.free_joint_name`) and adds a floor (and a light) unless the model has a plane: a plane, or with
+a ``[terrain]`` table in the robot config a heightfield of tiles (`robotrl.envs.terrain`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import mujoco
 import numpy as np
 
-from robotrl.envs.mjcf import FREE, names_of
+from robotrl.envs.mjcf import FREE, free_joint_name
 from robotrl.envs.robot_config import RobotConfigError
 from robotrl.envs.templates import Template, default_pose_needed, register
 
@@ -34,32 +35,44 @@ def _needs(robot: Robot) -> list[str]:
     if c.base is None:
         out.append("base = BODY (the floating base)")
     if not c.feet:
-        out.append("feet = [BODY or GEOM, ...]")
+        out.append("feet = [BODY, GEOM or SITE, ...]")
     return out + default_pose_needed(robot)
 
 
 def _check(robot: Robot, raw: mujoco.MjModel) -> None:
-    """The base body carries the free joint, which has a name (the robot's free joint becomes it); the IMU site
-    sits on the base, aligned with it."""
+    """The base body carries the free joint (the robot's free joint becomes it, named by `free_joint_name`); the IMU
+    site sits on the base, aligned with it."""
     where, c = robot.config.where, robot.config
     b = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_BODY, c.base)
     jnts = [j for j in range(raw.njnt) if int(raw.jnt_bodyid[j]) == b and int(raw.jnt_type[j]) == FREE]
-    joint_names = names_of(raw, mujoco.mjtObj.mjOBJ_JOINT, raw.njnt)
     if not jnts:
-        owner = int(raw.jnt_bodyid[joint_names.index(robot.free_joint)])
+        owner = next(int(raw.jnt_bodyid[j]) for j in range(raw.njnt) if int(raw.jnt_type[j]) == FREE)
         raise RobotConfigError(f"{where}: base body {c.base!r} has no free joint (the free joint "
                                f"is on body {mujoco.mj_id2name(raw, mujoco.mjtObj.mjOBJ_BODY, owner)!r})")
-    robot.free_joint = joint_names[jnts[0]]
-    if not robot.free_joint:
-        raise RobotConfigError(f"{where}: the free joint of base body {c.base!r} has no name; "
-                               "robotrl names the base's observations after it: give it one in the MJCF "
-                               "(<freejoint name=\"root\"/>)")
+    robot.free_joint = free_joint_name(raw, jnts[0])
+    if not robot.free_joint:  # unnamed, and joints of the model are called both `base` and `base`_free
+        raise RobotConfigError(f"{where}: the free joint of base body {c.base!r} has no name, and the names robotrl "
+                               f"would give it are joints' already: name it in the MJCF (<freejoint name=\"root\"/>)")
     if c.imu_site is not None:
         s = mujoco.mj_name2id(raw, mujoco.mjtObj.mjOBJ_SITE, c.imu_site)
         q = raw.site_quat[s]
         if int(raw.site_bodyid[s]) != b or not np.allclose(np.abs(q[0]), 1.0, atol=1e-6):
             raise RobotConfigError(f"{where}: imu_site {c.imu_site!r} must sit on the base body "
                                    f"{c.base!r} with its axes aligned to it")
+
+
+def _add_to_model(robot: Robot, spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:
+    _name_free_joint(robot, spec, raw)
+    _add_floor(robot, spec, raw)
+
+
+def _name_free_joint(robot: Robot, spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:
+    """An unnamed free joint on the base gets the name `_check` chose, so that the compiled model knows the base's
+    observations by the name the spec and the card give them."""
+    free = next(j for j in spec.joints if j.id >= 0 and int(raw.jnt_type[j.id]) == FREE
+                and mujoco.mj_id2name(raw, mujoco.mjtObj.mjOBJ_BODY, int(raw.jnt_bodyid[j.id])) == robot.config.base)
+    if not free.name:
+        free.name = robot.free_joint
 
 
 def _add_floor(robot: Robot, spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:
@@ -103,6 +116,6 @@ def _stand(env: Any) -> None:
 
 LEGGED = register(Template(
     "legged", "velocity tracking for a floating-base robot: base, feet, a default pose, PD gains", _env,
-    needs=_needs, check=_check, add_to_model=_add_floor, signs=("base", "feet"), at_rest=_stand,
+    needs=_needs, check=_check, add_to_model=_add_to_model, signs=("base", "feet"), at_rest=_stand,
     derive_action_scale=True,
     held_ends="(the base touches the ground or tilts beyond max_tilt): check the default pose and the base"))

@@ -197,7 +197,7 @@ def test_robot_inspect_lists_the_model_and_what_each_template_lacks():
     assert r.returncode == 0, r.stderr
     out = r.stdout
     for needle in ("free joint 'floating_base' on body 'torso'", "lf_swing", "[-1, 1]", "sites (1): imu_link",
-                   "template legged  needs: kp and kd", "base = BODY", "feet = [BODY or GEOM"):
+                   "template legged  needs: kp and kd", "base = BODY", "feet = [BODY, GEOM or SITE"):
         assert needle in out, (needle, out)
     r = subprocess.run([sys.executable, "-m", "robotrl.cli", "robot", "inspect", str(QUADRUPED)],
                        capture_output=True, text=True, timeout=120)
@@ -366,13 +366,16 @@ def test_a_trunk_that_overlaps_its_legs_is_a_warning_not_a_fall_at_every_step(tm
     assert min(lengths) > 10, lengths
 
 
-def test_inspect_warns_when_a_walker_cannot_hold_its_default_pose(tmp_path, capsys):
+def test_inspect_refuses_a_walker_that_cannot_hold_its_default_pose(tmp_path, capsys):
+    """Issue 33: a robot whose base touches the ground while it settles on its default pose is refused (every
+    episode would be a fall), with what to change; it was a warning of inspect, and training went ahead."""
     from robotrl.cli import main
 
     p = _critter_variant(tmp_path, "belly.xml", "0.12 0.07 0.3", shins_collide=False)  # the trunk reaches the floor
-    assert main(["robot", "inspect", str(p)]) == 0
+    assert main(["robot", "inspect", str(p)]) == 2
     out = capsys.readouterr().out
-    assert "warning: holding the default pose, an episode ends after 1 step(s)" in out, out
+    assert "template legged  refused: the robot does not stand on its default pose: holding it for 2 s, the " \
+           "base 'torso' touches the ground; raise kp (now 8 to 8)" in out, out
     assert main(["robot", "inspect", str(_write(tmp_path, GOOD))]) == 0
     assert "warning" not in capsys.readouterr().out
 
