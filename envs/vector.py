@@ -69,6 +69,17 @@ class TaskVectorEnv(VectorEnv):
             obs = self.task.observe()
         return obs, reward, terminated, truncated, info
 
+    def task_metrics(self) -> dict[str, float]:
+        """The task's training state for the run's log: the mean command curriculum level (while training) and the
+        mean terrain level (on terrain), where the task has them."""
+        out = {}
+        if getattr(self.task, "training", False):
+            out["env/command_level"] = float(np.mean(self.task.command_level))
+        terrain = getattr(self.task, "terrain_level", None)
+        if terrain is not None:
+            out["env/terrain_level"] = float(terrain)
+        return out
+
     def close_extras(self, **kwargs: Any) -> None:
         self.task.close()
 

@@ -396,6 +396,7 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                 metrics["rollout/episodes"] = loop["episodes"]
                 metrics["time/elapsed_s"] = loop_state_elapsed + elapsed
                 metrics["time/steps_per_s"] = (algo.num_steps - start_step) / max(elapsed, 1e-9)
+                metrics.update(getattr(algo.envs, "task_metrics", dict)())  # curriculum levels of a template task
                 if next_eval is not None and algo.num_steps >= next_eval and not stop.requested:
                     try:  # up to 100,000 episodes: a stop signal ends it at once (nothing of the run's state in it)
                         with _StopNow():
