@@ -255,13 +255,6 @@ class Perturbed:
         self.restore()
 
 
-def describe() -> str:
-    """One line per perturbation: ``friction  every geom's friction ...``."""
-    _load_others()
-    lines = [f"{p.name:9s} {p.doc}" for p in PERTURBATIONS.values()]
-    return "\n".join(lines + [f"{n:9s} ({why})" for n, why in MISSING.items()])
-
-
 # ---- the perturbations --------------------------------------------------------------------------------------------
 @perturbation("friction", "factor on every geom's friction coefficients (0.4: 40 %)", low=0.01, high=10.0)
 def _friction(p: Perturbed, value: float, condition: dict[str, float]) -> None:

@@ -357,7 +357,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from robotrl.run.evaluate import OTHER_ROBOT_FLAG, check_actor_fits_task, check_run_task, episode_count, evaluate
     from robotrl.run.train import eval_seed
 
-    unfinished = ""
+    unfinished: tuple[str, str] | None = None
     if args.onnx:
         policy, task, step, algo = _onnx_policy(args.onnx)
         task = args.run_dir or task
@@ -392,9 +392,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
         task, step, algo = settings.task, state["num_steps"], settings.algo
         seed = args.seed if args.seed is not None else eval_seed(settings.run.seed)
-        unfinished = _unfinished(rd, step, settings.run.total_steps)
+        unfinished = _unfinished(rd, step, settings.run.total_steps, settings.run.eval_episodes)
         if unfinished:
-            print(f"robotrl: note: evaluating the latest checkpoint, step {step:,} of {unfinished}", file=sys.stderr)
+            print(f"robotrl: note: evaluating the latest checkpoint, step {step:,} of {settings.run.total_steps:,}, "
+                  f"{unfinished[1]}", file=sys.stderr)
     conditions = _perturb_conditions(args.perturb, task)
     ev = evaluate(act, task, args.episodes, seed)
     tracking = None
@@ -407,8 +408,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         out: dict[str, Any] = {k: ev[k] for k in keys if k in ev}
         if tracking is not None:
             out["tracking"] = _without_episodes(tracking)
-        if not args.onnx:
-            out.update(step=step, finished=not unfinished)
+        if unfinished:  # a run evaluated before its end: which checkpoint
+            out["checkpoint"] = {"step": step, "total_steps": settings.run.total_steps, "run": unfinished[0]}
         print(json.dumps(out))
     else:
         where = f"step {step:,}" + (f" of {settings.run.total_steps:,}" if unfinished else "")
@@ -421,19 +422,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unfinished(rd: Any, step: int, total: int) -> str:
-    """Where a run has not finished, what its latest checkpoint is ("" where the run has finished): ``2,000,000, a
-    run stopped before its end (no final evaluation; 'robotrl resume RUN' continues it)``."""
-    if step >= total and rd.eval.exists():
-        return ""
+def _unfinished(rd: Any, step: int, total: int, eval_episodes: int) -> tuple[str, str] | None:
+    """Where a run has not finished, what it is ("training", "stopped", "final evaluation stopped") and a note
+    saying so; None where it has finished."""
+    if step >= total and (rd.eval.exists() or eval_episodes == 0):
+        return None
     holder = rd.holder()
     if holder is not None:
-        return f"{total:,}, a run still training" + (f" (PID {holder})" if holder else "")
+        return "training", "a run still training" + (f" (PID {holder})" if holder else "")
     if step >= total:
-        return (f"{total:,}, a run trained whose final evaluation was stopped ('robotrl resume {rd.path}' writes "
-                "eval.json)")
-    return (f"{total:,}, a run stopped before its end (no final evaluation; 'robotrl resume {rd.path}' continues "
-            "it)")
+        return "final evaluation stopped", (f"a run trained whose final evaluation was stopped ('robotrl resume "
+                                            f"{rd.path}' writes eval.json)")
+    return "stopped", f"a run stopped before its end (no final evaluation; 'robotrl resume {rd.path}' continues it)"
 
 
 STANDARD_CONDITIONS = ("friction=0.4", "payload=0.25", "servos=0.7", "latency=0.02", "latency=0.04", "noise=0.05",

@@ -265,7 +265,7 @@ def test_cli_table_and_json(actor):
     assert "unknown perturbation 'gravity' (known: friction" in bad.stderr
 
 
-def test_a_killed_run_is_evaluated_at_its_latest_checkpoint(tmp_path):
+def test_a_killed_run_is_evaluated_at_its_latest_checkpoint(tmp_path, capsys):
     run_dir = tmp_path / "run"
     train = subprocess.Popen([*ROBOTRL, "train", "ppo", TASK, "--steps", "1000000", "--checkpoint-every", "256",
                               "--num-envs", "4", "--rollout-steps", "64", "--minibatch-size", "64",
@@ -279,15 +279,22 @@ def test_a_killed_run_is_evaluated_at_its_latest_checkpoint(tmp_path):
         train.send_signal(signal.SIGKILL)
         train.wait()
     assert (run_dir / "checkpoints" / "latest.pt").exists() and not (run_dir / "eval.json").exists()
-    run = subprocess.run([*ROBOTRL, "eval", str(run_dir), "--episodes", "1", "--json"], capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run([*ROBOTRL, "eval", str(run_dir), "--episodes", "1"], capture_output=True, text=True,
+                         timeout=120)
     assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout)
     import torch
 
     step = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["num_steps"]
-    assert out["step"] == step and out["finished"] is False and "tracking" in out
     assert f"evaluating the latest checkpoint, step {step:,} of 1,000,000, a run stopped before its end" in run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"{TASK} (ppo, step {step:,} of 1,000,000): return ")
+    assert lines[3].split()[:3] == ["random", "commands", "(1"] and lines[4].split()[:2] == ["scripted", "sequence"]
+    assert lines[3].split()[-1] in ("0/1", "1/1") and len(lines) == 5
+    from robotrl.cli import main
+
+    assert main(["eval", str(run_dir), "--episodes", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["checkpoint"] == {"step": step, "total_steps": 1_000_000, "run": "stopped"} and "tracking" in out
 
 
 def test_progress_lines_say_the_time_left(capsys):
@@ -351,3 +358,49 @@ def test_perturbed_model_arrays_are_restored_even_when_a_condition_is_refused():
         assert isinstance(task.worlds.model, mujoco.MjModel)
     finally:
         vec.close()
+
+
+def test_training_logs_the_tracking_errors_and_checkpoints_them(tmp_path):
+    """A legged run's metrics.csv has rollout/tracking_error_lin and _yaw (the last 100 episodes' means), and its
+    checkpoint keeps them for a resumed run's first lines."""
+    import csv
+
+    import torch
+
+    from robotrl.envs.tasks import QUADRUPED_CONFIG
+    from robotrl.run.train import train
+
+    text = Path(QUADRUPED_CONFIG).read_text().replace('model = "quadruped.xml"',
+                                                      f'model = "{Path(QUADRUPED_CONFIG).parent / "quadruped.xml"}"')
+    config = tmp_path / "short.toml"
+    config.write_text(text + "\n[legged]\nepisode_s = 0.2\n")  # 10 control steps: episodes end in a short run
+    steps = []
+    run = train("ppo", f"legged:{config}", algo_flags={"num_envs": "4", "rollout_steps": "32", "minibatch_size": "64",
+                                                        "update_epochs": "1"},
+                run_flags={"total_steps": "256", "eval_episodes": "0"}, out=tmp_path / "run", progress=False,
+                callback=lambda step, metrics: steps.append(metrics) and False)
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    lin = [float(r["rollout/tracking_error_lin"]) for r in rows]
+    assert len(lin) == 2 and all(0 < x < 5 for x in lin)
+    assert [m["rollout/tracking_error_yaw"] for m in steps] == [float(r["rollout/tracking_error_yaw"]) for r in rows]
+    loop = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["loop"]
+    assert len(loop["recent_means"]["tracking_error_lin"]) == min(100, loop["episodes"])
+    assert sum(loop["recent_means"]["tracking_error_lin"][-100:]) / len(loop["recent_means"]["tracking_error_lin"]) \
+        == pytest.approx(lin[-1])
+
+
+def test_perturb_standard_is_the_benchmark_set_one_row_each(capsys):
+    from robotrl.cli import _perturb_conditions
+    from robotrl.envs import perturb
+
+    rows = _perturb_conditions(["standard", "friction=0.5,payload_kg=2"], TASK)
+    names = [perturb.label(c) for c in rows]
+    expected = ["friction=0.4", "payload=0.25", "servos=0.7", "latency=0.02", "latency=0.04", "noise=0.05", "push=1"]
+    if "rough" not in perturb.MISSING:
+        expected.append("rough=0.04")
+    else:
+        assert "without rough=0.04: rough ground needs the terrain module" in capsys.readouterr().err
+    assert names == [*expected, "friction=0.5,payload_kg=2"]
+    with pytest.raises(UserError, match="--perturb measures velocity tracking; InvertedPendulum-v5 is not"):
+        _perturb_conditions(["friction=0.5"], "InvertedPendulum-v5")
