@@ -360,7 +360,12 @@ def test_perturbed_model_arrays_are_restored_even_when_a_condition_is_refused():
         vec.close()
 
 
-def test_training_logs_the_tracking_errors_and_checkpoints_them(tmp_path):
+@pytest.mark.parametrize(("algo", "flags"), [
+    ("ppo", {"num_envs": "4", "rollout_steps": "32", "minibatch_size": "64", "update_epochs": "1"}),
+    ("td3", {"num_envs": "4", "learning_starts": "64", "batch_size": "32", "iteration_steps": "128",
+             "hidden_sizes": "32,32"}),
+])
+def test_training_logs_the_tracking_errors_and_checkpoints_them(tmp_path, algo, flags):
     """A legged run's metrics.csv has rollout/tracking_error_lin and _yaw (the last 100 episodes' means), and its
     checkpoint keeps them for a resumed run's first lines."""
     import csv
@@ -375,8 +380,7 @@ def test_training_logs_the_tracking_errors_and_checkpoints_them(tmp_path):
     config = tmp_path / "short.toml"
     config.write_text(text + "\n[legged]\nepisode_s = 0.2\n")  # 10 control steps: episodes end in a short run
     steps = []
-    run = train("ppo", f"legged:{config}", algo_flags={"num_envs": "4", "rollout_steps": "32", "minibatch_size": "64",
-                                                        "update_epochs": "1"},
+    run = train(algo, f"legged:{config}", algo_flags=flags,
                 run_flags={"total_steps": "256", "eval_episodes": "0"}, out=tmp_path / "run", progress=False,
                 callback=lambda step, metrics: steps.append(metrics) and False)
     with open(run / "metrics.csv") as f:
