@@ -182,11 +182,24 @@ class Perturbed:
     def scale(self, array: str, factor: float | np.ndarray, index: Any = slice(None)) -> None:
         """Multiply ``model.<array>[index]`` by `factor` in every model the worlds step with (its nominal values
         kept, to be put back by `restore`)."""
+        for values in self._arrays(array):
+            values[index] = values[index] * factor
+
+    def set(self, array: str, new: float | np.ndarray, index: Any = slice(None)) -> None:
+        """Set ``model.<array>[index]`` to `new` in every model the worlds step with (kept and put back as by
+        `scale`): e.g. a heightfield's ``hfield_data`` where the model has one."""
+        for values in self._arrays(array):
+            values[index] = new
+
+    def _arrays(self, array: str) -> list[np.ndarray]:
+        """``model.<array>`` of every model the worlds step with, each one's nominal values saved the first time."""
+        out = []
         for m in self.task.worlds.models():
             values = getattr(m, array)
             if not any(s is m and a == array for s, a, _ in self._saved):
                 self._saved.append((m, array, values.copy()))
-            values[index] = values[index] * factor
+            out.append(values)
+        return out
 
     def restore(self) -> None:
         """Every model parameter changed back to its nominal value."""
