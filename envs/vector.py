@@ -19,6 +19,10 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+EPISODE_MEANS = ("tracking_error_lin", "tracking_error_yaw")
+"""a task's info arrays averaged over each episode and reported with its return and length, ``info["episode"][key]``
+(the legged task's velocity tracking errors, m/s and rad/s: training's progress lines and metrics show them)"""
+
 
 class TaskVectorEnv(VectorEnv):
     """The worlds of `task` (a batched template task, or one with sim-to-real settings applied over its worlds:
@@ -38,6 +42,7 @@ class TaskVectorEnv(VectorEnv):
         self._all = np.arange(self.num_envs)
         self._ep_ret = np.zeros(self.num_envs)
         self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
+        self._ep_sums: dict[str, np.ndarray] = {}  # EPISODE_MEANS the task reports: their sums over the episode
         self.closed = False
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None,
@@ -48,12 +53,16 @@ class TaskVectorEnv(VectorEnv):
         self.task.reset(self._all)
         self._ep_ret[:] = 0.0
         self._ep_len[:] = 0
+        self._ep_sums.clear()
         return self.task.observe(), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, reward, terminated, truncated, task_info = self.task.step(actions)
         self._ep_ret += reward
         self._ep_len += 1
+        for key in EPISODE_MEANS:
+            if key in task_info:
+                self._ep_sums.setdefault(key, np.zeros(self.num_envs))[:] += task_info[key]
         done = terminated | truncated
         info: dict[str, Any] = {}
         if "terrain_level" in task_info:  # each world's terrain level (`robotrl.envs.terrain`), for training's log
@@ -63,6 +72,9 @@ class TaskVectorEnv(VectorEnv):
             info = {**info, "final_obs": obs.copy(), "_final_obs": done,
                     "episode": {"r": np.where(done, self._ep_ret, 0.0), "l": np.where(done, self._ep_len, 0)},
                     "_episode": done}
+            for key, sums in self._ep_sums.items():
+                info["episode"][key] = np.where(done, sums / np.maximum(self._ep_len, 1), 0.0)
+                sums[ended] = 0.0
             self._ep_ret[ended] = 0.0
             self._ep_len[ended] = 0
             self.task.reset(ended)

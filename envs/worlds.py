@@ -87,13 +87,19 @@ class Worlds:
         self._ctrl: np.ndarray | None = None
 
     def step(self, ctrl: np.ndarray, nsub: int) -> None:
-        """Advance every world by `nsub` physics steps with ``ctrl [n, nu]`` held."""
+        """Advance every world by `nsub` physics steps with ``ctrl [n, nu]`` held, or with ``ctrl [n, nsub, nu]``
+        giving each physics step its own (a command arriving late: `robotrl.envs.perturb`)."""
         steps = nsub + self.sense_reached
         if self._out is None or self._out.shape[1] != steps:
             self._out = np.zeros((self.n, steps, self.nstate))
             self._sens = np.zeros((self.n, steps, self.model.nsensordata))
             self._ctrl = np.zeros((self.n, steps, self.model.nu))
-        self._ctrl[:] = np.asarray(ctrl, dtype=np.float64)[:, None, :]
+        ctrl = np.asarray(ctrl, dtype=np.float64)
+        if ctrl.ndim == 3:
+            self._ctrl[:, :nsub] = ctrl
+            self._ctrl[:, nsub:] = ctrl[:, -1:]  # the step rolled out and dropped (sense_reached)
+        else:
+            self._ctrl[:] = ctrl[:, None, :]
         t0 = self.state[:, 0].copy()
         self._rollout.rollout(self._models, self._datas, self.state, self._ctrl, control_spec=_CTRL, nstep=steps,
                               state=self._out, sensordata=self._sens, skip_checks=True)
@@ -111,6 +117,13 @@ class Worlds:
         if all(m is self.model for m in self._models):
             self._models = [copy.copy(self.model) for _ in range(self.n)]
         return self._models
+
+    def models(self) -> list[mujoco.MjModel]:
+        """Every distinct model the worlds step with: `model`, or the worlds' own copies (`own_models`)."""
+        seen: dict[int, mujoco.MjModel] = {id(self.model): self.model}
+        for m in self._models:
+            seen.setdefault(id(m), m)
+        return list(seen.values())
 
     def load(self, i: int, data: mujoco.MjData) -> None:
         """Copy world i's state into `data` and compute its kinematics and sensors with world i's model (for

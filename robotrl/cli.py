@@ -1,7 +1,7 @@
 """The `robotrl` command.
 
     robotrl train ALGO TASK [--steps N] [--seed S] [--envs K] [--out DIR] [--config FILE] [--FIELD V ...]
-    robotrl eval RUN_DIR [--episodes N] [--json]
+    robotrl eval RUN_DIR | --onnx FILE [TASK] [--episodes N] [--json] [--perturb NAME=VALUE[,...]]...
     robotrl plot RUN_DIR... [-o OUT.png] [--metric NAME]
     robotrl resume RUN_DIR [--steps N] [--device cpu|cuda[:N]]
     robotrl video RUN_DIR | FILE.onnx | pretrained:NAME [-o FILE.mp4|.gif] [--episodes N] [--camera NAME] ...
@@ -201,7 +201,15 @@ def build_parser(argv: Sequence[str]) -> _Parser:
     p.add_argument("--episodes", type=_positive_int("--episodes", MAX_EPISODES), default=10,
                    help="episodes to run (default 10)")
     p.add_argument("--seed", type=_seed, default=None, help="first episode seed (default: the run's evaluation seed)")
-    p.add_argument("--json", action="store_true", help='print {"mean_return", "std_return", "episodes"} as JSON')
+    p.add_argument("--json", action="store_true", help='print {"mean_return", "std_return", "episodes"} as JSON '
+                   '(a velocity-tracking task adds "tracking": the table\'s figures)')
+    p.add_argument("--perturb", action="append", metavar="NAME=VALUE[,...]", default=[],
+                   help="a velocity-tracking task: run the same episodes under this condition too, one table row per "
+                        "--perturb (repeat it; NAME=VALUE pairs joined by commas act together). Names: friction "
+                        "(factor), payload (fraction of the base's mass) or payload_kg, servos (factor on kp and kd), "
+                        "latency (s), noise (fraction of each sensor's full scale), push (m/s, every push_every s, "
+                        "default 3), rough (m). 'standard': friction=0.4, payload=0.25, servos=0.7, latency=0.02, "
+                        "latency=0.04, noise=0.05, push=1, rough=0.04 (where the terrain module is there), a row each")
     p.add_argument("--other-robot", action="store_true",
                    help="with --onnx: run the actor on TASK although its physics, gains, control rate or settings "
                         "differ from the card's (a robot config edited since training, or another robot); a note "
@@ -349,6 +357,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from robotrl.run.evaluate import OTHER_ROBOT_FLAG, check_actor_fits_task, check_run_task, episode_count, evaluate
     from robotrl.run.train import eval_seed
 
+    unfinished: tuple[str, str] | None = None
     if args.onnx:
         policy, task, step, algo = _onnx_policy(args.onnx)
         task = args.run_dir or task
@@ -376,18 +385,88 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         state = rd.load_checkpoint(settings)
         check_run_task(rd, settings)
         act = rd.policy(state).act
+        import torch
+
+        # one forward pass per step for a few worlds: more threads gain nothing, and on a busy machine their spinning
+        # made an evaluation 7x slower (88 s against 13 s, a 1-episode tracking evaluation at load 9 on 2 cores)
+        torch.set_num_threads(1)
         task, step, algo = settings.task, state["num_steps"], settings.algo
         seed = args.seed if args.seed is not None else eval_seed(settings.run.seed)
+        unfinished = _unfinished(rd, step, settings.run.total_steps, settings.run.eval_episodes)
+        if unfinished:
+            print(f"robotrl: note: evaluating the latest checkpoint, step {step:,} of {settings.run.total_steps:,}, "
+                  f"{unfinished[1]}", file=sys.stderr)
+    conditions = _perturb_conditions(args.perturb, task)
     ev = evaluate(act, task, args.episodes, seed)
+    tracking = None
+    from robotrl.run.tracking import tracking_report, tracking_table, velocity_task
+
+    if velocity_task(task):
+        tracking = tracking_report(act, task, args.episodes, seed, conditions=conditions)
     if args.json:
         keys = ("mean_return", "std_return", "episodes", "success_rate")
-        print(json.dumps({k: ev[k] for k in keys if k in ev}))
+        out: dict[str, Any] = {k: ev[k] for k in keys if k in ev}
+        if tracking is not None:
+            out["tracking"] = _without_episodes(tracking)
+        if unfinished:  # a run evaluated before its end: which checkpoint
+            out["checkpoint"] = {"step": step, "total_steps": settings.run.total_steps, "run": unfinished[0]}
+        print(json.dumps(out))
     else:
-        print(f"{task} ({algo}, step {step:,}{', onnxruntime' if args.onnx else ''}): return "
+        where = f"step {step:,}" + (f" of {settings.run.total_steps:,}" if unfinished else "")
+        print(f"{task} ({algo}, {where}{', onnxruntime' if args.onnx else ''}): return "
               f"{ev['mean_return']:.2f} +- {ev['std_return']:.2f} over {episode_count(ev['episodes'])} "
               f"(mean length {ev['mean_length']:.0f})"
               + (f", success rate {ev['success_rate']:.0%}" if "success_rate" in ev else ""))
+        if tracking is not None:
+            print(tracking_table(tracking))
     return 0
+
+
+def _unfinished(rd: Any, step: int, total: int, eval_episodes: int) -> tuple[str, str] | None:
+    """Where a run has not finished, what it is ("training", "stopped", "final evaluation stopped") and a note
+    saying so; None where it has finished."""
+    if step >= total and (rd.eval.exists() or eval_episodes == 0):
+        return None
+    holder = rd.holder()
+    if holder is not None:
+        return "training", "a run still training" + (f" (PID {holder})" if holder else "")
+    if step >= total:
+        return "final evaluation stopped", (f"a run trained whose final evaluation was stopped ('robotrl resume "
+                                            f"{rd.path}' writes eval.json)")
+    return "stopped", f"a run stopped before its end (no final evaluation; 'robotrl resume {rd.path}' continues it)"
+
+
+STANDARD_CONDITIONS = ("friction=0.4", "payload=0.25", "servos=0.7", "latency=0.02", "latency=0.04", "noise=0.05",
+                       "push=1", "rough=0.04")
+"""`eval --perturb standard`: the conditions of issue 33's robustness benchmark, one row each"""
+
+
+def _perturb_conditions(given: list[str], task: str) -> list[dict[str, float]]:
+    """The --perturb conditions, parsed and checked (a UserError before any episode runs)."""
+    if not given:
+        return []
+    from robotrl.envs import perturb
+    from robotrl.run.tracking import velocity_task
+
+    if not velocity_task(task):
+        raise UserError(f"--perturb measures velocity tracking; {task} is not a velocity-tracking task (legged:"
+                        "ROBOT.toml, robotrl/Quadruped-v0)")
+    texts = [t for g in given for t in (STANDARD_CONDITIONS if g.strip() == "standard" else (g,))]
+    if "standard" in [g.strip() for g in given] and "rough" in perturb.MISSING:  # the set without what is not here
+        print(f"robotrl: note: --perturb standard without rough=0.04: {perturb.MISSING['rough']}", file=sys.stderr)
+        texts = [t for t in texts if not t.startswith("rough=")]
+    return [perturb.parse_condition(t) for t in texts]
+
+
+def _without_episodes(report: dict[str, Any]) -> dict[str, Any]:
+    """A tracking report without its per-episode lists (the JSON of `eval --json`)."""
+    def strip(part: dict[str, Any]) -> dict[str, Any]:  # NaN (no step counted): null, as JSON has no NaN
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in part.items()
+                if k != "per_episode"}
+
+    return {"settle_s": report["settle_s"], "random": strip(report["random"]), "scripted": strip(report["scripted"]),
+            "perturbed": [{**row, "random": strip(row["random"]), "scripted": strip(row["scripted"])}
+                          for row in report["perturbed"]]}
 
 
 def _onnx_policy(path: str):

@@ -17,6 +17,16 @@ class IterationResult:
     metrics: dict[str, float]
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
+    episode_means: dict[str, list[float]] = field(default_factory=dict)
+    """what the env reports of each ended episode beside its return and length (``info["episode"][key]``: a legged
+    task's mean tracking errors), by key, in the order of `episode_returns`"""
+
+
+def episode_means(info: dict[str, Any], ended: Any, into: dict[str, list[float]]) -> None:
+    """Append the ended episodes' figures of ``info["episode"]`` other than return and length to `into`, by key."""
+    for key, values in info["episode"].items():
+        if key not in ("r", "l"):
+            into.setdefault(key, []).extend(float(values[i]) for i in ended)
 
 
 class IterationAborted(Exception):

@@ -43,7 +43,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from robotrl.algorithms.buffers import MIN_SLOTS, Batch, ReplayBuffer
-from robotrl.algorithms.core import IterationResult, never, spec_action_arrays
+from robotrl.algorithms.core import IterationResult, episode_means, never, spec_action_arrays
 from robotrl.algorithms.functional import available_cores, polyak_update
 from robotrl.algorithms.noise import AdaptiveParamNoise, GaussianNoise, OrnsteinUhlenbeckNoise
 from robotrl.algorithms.optim import Adam
@@ -453,6 +453,7 @@ class OffPolicyAlgorithm:
         learn_time = 0.0
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
+        ep_means: dict[str, list[float]] = {}
         stats: dict[str, list[torch.Tensor]] = {}
         target = self.num_steps + cfg.iteration_steps
         while self.num_steps < target and not self.should_stop():
@@ -468,6 +469,7 @@ class OffPolicyAlgorithm:
                 ended = np.flatnonzero(episode_end)
                 ep_returns.extend(float(info["episode"]["r"][i]) for i in ended)
                 ep_lengths.extend(int(info["episode"]["l"][i]) for i in ended)
+                episode_means(info, ended, ep_means)
                 if self.noise is not None:
                     self.noise.reset(ended)
             self._obs = next_obs
@@ -491,7 +493,7 @@ class OffPolicyAlgorithm:
         metrics.update(self.iteration_metrics())
         metrics["time/update_s"] = learn_time
         metrics["time/collect_s"] = time.perf_counter() - t0 - learn_time
-        return IterationResult(metrics, ep_returns, ep_lengths)
+        return IterationResult(metrics, ep_returns, ep_lengths, ep_means)
 
     def state_dict(self) -> dict[str, Any]:
         return {

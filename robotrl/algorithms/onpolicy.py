@@ -20,7 +20,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from robotrl.algorithms.core import IterationAborted, IterationResult, never, spec_action_arrays, torch_threads
+from robotrl.algorithms.core import (
+    IterationAborted,
+    IterationResult,
+    episode_means,
+    never,
+    spec_action_arrays,
+    torch_threads,
+)
 from robotrl.algorithms.functional import compute_gae, gaussian_log_prob
 from robotrl.config import MAX_BATCH, MAX_ENVS, check_network, check_range
 from robotrl.policies import GaussianActor, RunningMeanStd, ValueCritic, make_record
@@ -184,6 +191,7 @@ class OnPolicyAlgorithm:
             self._reset_envs()
         self._std = torch.exp(self.actor.log_std.detach()).cpu()
         self._episodes: tuple[list[float], list[int]] = ([], [])
+        self._episode_means: dict[str, list[float]] = {}
         buf.trunc_index.clear()
         buf.trunc_obs.clear()
         obs = self._obs
@@ -223,6 +231,7 @@ class OnPolicyAlgorithm:
         buf.episode_end[t, envs] = episode_end
         if episode_end.any():
             first = envs.start or 0
+            episode_means(info, np.flatnonzero(episode_end), self._episode_means)
             for i in np.flatnonzero(episode_end):
                 self._episodes[0].append(float(info["episode"]["r"][i]))
                 self._episodes[1].append(int(info["episode"]["l"][i]))
@@ -268,7 +277,7 @@ class OnPolicyAlgorithm:
         metrics["time/collect_s"] = t1 - t0
         metrics["time/update_s"] = t2 - t1
         metrics["train/policy_std"] = float(torch.exp(self.actor.log_std.detach()).mean())
-        return IterationResult(metrics, ep_returns, ep_lengths)
+        return IterationResult(metrics, ep_returns, ep_lengths, self._episode_means)
 
     def policy_record(self) -> dict[str, Any]:
         cfg = self.config

@@ -79,6 +79,16 @@ class MetricsLogger:
             self._tb.close()
 
 
+def duration(seconds: float) -> str:
+    """``45s``, ``17m 38s``, ``2h 05m``: a time span as a progress line says it."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
 def _scalars(row: dict[str, Any]) -> dict[str, float]:
     """The TensorBoard scalars of a row (as logged, or as read back from metrics.csv): every finite
     number but the step."""
@@ -96,14 +106,19 @@ def _scalars(row: dict[str, Any]) -> dict[str, float]:
 
 
 class Progress:
-    """A progress bar with steps/s and the recent return (tqdm) on a terminal; a plain line every
-    10 % otherwise (CI logs), or nothing when disabled."""
+    """A progress bar with steps/s and the recent return (tqdm) on a terminal; otherwise (CI logs, a run in the
+    background) a plain line every 10 % of the run or every `every_s` seconds, whichever comes first, with the
+    estimated time to the end; nothing when disabled. An hour-long run so prints about 30 lines, a 30-second one
+    10."""
 
-    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True, desc: str = ""):
+    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True, desc: str = "", every_s: float = 120.0,
+                 clock: Any = time.perf_counter):
         self.total, self.n, self.enabled = total, initial, enabled
         self._bar = None
         self._next_line = initial + total // 10
-        self._t0, self._n0 = time.perf_counter(), initial
+        self._clock, self._every_s = clock, every_s
+        self._t0, self._n0 = clock(), initial
+        self._last_line = self._t0
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -115,11 +130,21 @@ class Progress:
         if self._bar is not None:
             self._bar.update(n - self._bar.n)
             self._bar.set_postfix(postfix, refresh=False)
-        elif self.enabled and (n >= self._next_line or n >= self.total):
-            rate = (n - self._n0) / max(time.perf_counter() - self._t0, 1e-9)
-            extra = " ".join(f"{k}={v}" for k, v in postfix.items())
-            print(f"  step {n:>10,}/{self.total:,}  {rate:,.0f} steps/s  {extra}", file=sys.stderr, flush=True)
+        elif self.enabled and (n >= self._next_line or n >= self.total
+                               or self._clock() - self._last_line >= self._every_s):
+            print(self.line(n, postfix), file=sys.stderr, flush=True)
+            self._last_line = self._clock()
             self._next_line = n + self.total // 10
+
+    def line(self, n: int, postfix: dict[str, str]) -> str:
+        """``  step 1,200,000/8,000,000 (15%)  6,812 steps/s  17m 38s left  return=21.3 ...``: the rate measured
+        since this process started, and the time left at that rate."""
+        rate = (n - self._n0) / max(self._clock() - self._t0, 1e-9)
+        left = f"{duration((self.total - n) / rate)} left" if rate > 0 and n < self.total else "done"
+        extra = "  ".join(f"{k}={v}" for k, v in postfix.items())
+        done = 100 * min(n, self.total) / self.total
+        return (f"  step {n:>10,}/{self.total:,} ({done:.0f}%)  {rate:,.0f} steps/s  {left}"
+                + (f"  {extra}" if extra else ""))
 
     def close(self) -> None:
         if self._bar is not None:

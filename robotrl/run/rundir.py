@@ -472,6 +472,10 @@ def _check_loop(loop: dict[str, Any], path: Path) -> None:
         v = loop.get(key, [])
         if not isinstance(v, list) or not all(_is_number(x) for x in v):
             raise UserError(f"checkpoint {path}: loop field {key!r} must be a list of finite numbers")
+    means = loop.get("recent_means", {})
+    if not isinstance(means, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(_is_number(x) for x in v) for k, v in means.items()):
+        raise UserError(f"checkpoint {path}: loop field 'recent_means' must map names to lists of finite numbers")
     if not _is_int(loop.get("episodes", 0)) or not _is_number(loop.get("elapsed_s", 0.0)):
         raise UserError(f"checkpoint {path}: loop fields 'episodes' and 'elapsed_s' must be numbers")
 

@@ -344,11 +344,12 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
           progress: bool, callback: Callback | None = None) -> None:
     from robotrl.run.logger import MetricsLogger, Progress
 
-    loop = {"episodes": 0, "recent_returns": [], "recent_lengths": [], "elapsed_s": 0.0}
+    loop = {"episodes": 0, "recent_returns": [], "recent_lengths": [], "recent_means": {}, "elapsed_s": 0.0}
     if loop_state is not None:  # resuming (from step 0 if {}): rows after the checkpoint are dropped
         loop.update(loop_state)
     recent_r: deque[float] = deque(loop["recent_returns"], maxlen=100)
     recent_l: deque[int] = deque(loop["recent_lengths"], maxlen=100)
+    recent_m = {k: deque(v, maxlen=100) for k, v in loop["recent_means"].items()}  # tracking errors, ... per episode
     start_step = algo.num_steps
     logger = MetricsLogger(rd.metrics, rd.tensorboard, resume_step=start_step if loop_state is not None else None)
     bar = Progress(run.total_steps, start_step, enabled=progress, desc=f"{algo_name} {task}")
@@ -359,6 +360,7 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
 
     def save() -> None:
         loop.update(recent_returns=list(recent_r), recent_lengths=list(recent_l),
+                    recent_means={k: list(v) for k, v in recent_m.items()},
                     elapsed_s=loop_state_elapsed + time.perf_counter() - t0)
         had = rd.latest_checkpoint.exists()
         try:
@@ -387,12 +389,15 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                 _check_finite(result.metrics, algo.num_steps)
                 recent_r.extend(result.episode_returns)
                 recent_l.extend(result.episode_lengths)
+                for k, v in result.episode_means.items():
+                    recent_m.setdefault(k, deque(maxlen=100)).extend(v)
                 loop["episodes"] += len(result.episode_returns)
                 elapsed = time.perf_counter() - t0
                 metrics: dict[str, float] = dict(result.metrics)
                 if recent_r:
                     metrics["rollout/ep_return_mean"] = sum(recent_r) / len(recent_r)
                     metrics["rollout/ep_length_mean"] = sum(recent_l) / len(recent_l)
+                metrics.update({f"rollout/{k}": sum(v) / len(v) for k, v in recent_m.items() if v})
                 metrics["rollout/episodes"] = loop["episodes"]
                 metrics["time/elapsed_s"] = loop_state_elapsed + elapsed
                 metrics["time/steps_per_s"] = (algo.num_steps - start_step) / max(elapsed, 1e-9)
@@ -411,8 +416,7 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
                         next_eval += run.eval_every
                 logger.log(algo.num_steps, metrics)
                 early = callback is not None and bool(callback(algo.num_steps, metrics))
-                postfix = {"return": f"{metrics['rollout/ep_return_mean']:.1f}"} if recent_r else {}
-                bar.update(algo.num_steps, postfix)
+                bar.update(algo.num_steps, _postfix(metrics))
                 if algo.num_steps >= next_ckpt:
                     save()
                     next_ckpt += run.checkpoint_every
@@ -462,6 +466,18 @@ def _loop(rd: RunDir, algo_name: str, task: str, algo: Any, run: RunConfig, *, l
     except UserError as e:  # too short to have finished an episode
         print(f"robotrl: no learning curve: {e}", file=sys.stderr)
     print(f"robotrl: run directory {rd.path}", file=sys.stderr)
+
+
+def _postfix(metrics: dict[str, float]) -> dict[str, str]:
+    """What a progress line shows of an iteration's metrics: the recent return and, on a velocity-tracking task, the
+    recent episodes' mean tracking errors (planar m/s, yaw rate rad/s, over every step of the episode)."""
+    out = {}
+    if "rollout/ep_return_mean" in metrics:
+        out["return"] = f"{metrics['rollout/ep_return_mean']:.1f}"
+    if "rollout/tracking_error_lin" in metrics and "rollout/tracking_error_yaw" in metrics:
+        out["tracking"] = (f"{metrics['rollout/tracking_error_lin']:.3f} m/s, "
+                           f"{metrics['rollout/tracking_error_yaw']:.3f} rad/s")
+    return out
 
 
 def _check_finite(metrics: dict[str, float], step: int) -> None:
