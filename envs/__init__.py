@@ -180,13 +180,15 @@ def make(task_id: str, sim2real: Sim2Real | dict[str, Any] | None = None, **kwar
 
 
 def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any] | None = None,
-                threads: int | None = None, training: bool = False, **kwargs: Any) -> Any | None:
+                threads: int | None = None, training: bool = False, config_change: Any = None,
+                **kwargs: Any) -> Any | None:
     """`num_envs` worlds of `task_id` stepped as one batch in this process (`robotrl.envs.vector.TaskVectorEnv`)
     where the task's template is batched; None otherwise (the caller then steps copies of `make(task_id, sim2real)`).
     `kwargs` are the template's settings, as `make(task_id, **kwargs)` takes. The sim-to-real settings apply to the
     worlds as arrays (`robotrl.envs.sim2real.WorldsSim2Real`): world i gives what `make(task_id, sim2real)` reset with
     world i's seed gives. `training`: the task's training-only behaviour is on (the legged template's command
-    curriculum: `set_training`)."""
+    curriculum: `set_training`). `config_change(robot_config) -> robot_config`: the robot built changed (an evaluation
+    on rough ground, `robotrl.envs.perturb.rebuilt`)."""
     check_task(task_id)
     s2r = _sim2real_settings(sim2real)
     parts = robot_task_parts(task_id)
@@ -204,8 +206,10 @@ def make_vector(task_id: str, num_envs: int, sim2real: Sim2Real | dict[str, Any]
     from robotrl.envs.robot_config import RobotConfig
     from robotrl.envs.vector import TaskVectorEnv
 
-    task = _with_sim2real(template_task(template, RobotConfig.load(config), task_id, num_envs, threads=threads,
-                                        **kwargs), s2r)
+    robot_config = RobotConfig.load(config)
+    if config_change is not None:
+        robot_config = config_change(robot_config)
+    task = _with_sim2real(template_task(template, robot_config, task_id, num_envs, threads=threads, **kwargs), s2r)
     if task is None:
         return None
     if training and hasattr(task, "set_training"):

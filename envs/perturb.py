@@ -9,8 +9,9 @@ A perturbation is one entry of a registry, name -> function (`perturbation`): th
 task through its hooks, and nothing else. The model's parameters are changed in place and put back when the
 `Perturbed` closes (`scale`); latency, pushes and sensor noise act on the step (`Perturbed.delay_steps`, `push`,
 `noise_std`), drawing from streams seeded per episode, so the same episodes are played under every condition
-whatever the batch. Another module registers its own the same way: the terrain module (`robotrl.envs.terrain`)
-registers ``rough``; until it exists, ``rough`` is refused in one line saying so.
+whatever the batch. A change the model must be compiled anew for (rough ground in place of the floor) is a
+`Perturbation.rebuild` of the robot config, and the evaluation builds that condition's task from it. Another module
+registers its own the same way: the terrain module (`robotrl.envs.terrain`) registers ``rough``.
 
 | name | value | what changes |
 | friction | factor (0.4: 40 %) | every geom's friction coefficients (sliding, torsional, rolling) |
@@ -19,6 +20,7 @@ registers ``rough``; until it exists, ``rough`` is refused in one line saying so
 | latency | seconds (0.02) | commands reach the servos this late, in physics steps (20 ms at 5 ms: 4 steps) |
 | noise | fraction (0.05) | Gaussian noise on measured observation elements, std = value x the kind's full scale |
 | push | m/s (1.0) | the base's horizontal velocity changed by that much, random direction, every ``push_every`` s |
+| rough | m (0.04) | the floor replaced by rough ground, heights uniform in +-value (`robotrl.envs.terrain`) |
 
 Sensor noise per element kind (`NOISE_FULL_SCALE`): noise=0.05 gives a standard deviation of 0.01 rad on joint
 positions, 1.5 rad/s on joint velocities, 0.2 rad/s on the IMU's angular velocity, 0.05 on projected gravity (about
@@ -59,44 +61,55 @@ class Perturbation:
     """the values accepted (inclusive)"""
     options: dict[str, float] = field(default_factory=dict)
     """NAME=VALUE settings that only go with this one, and their defaults (push_every for push)"""
+    rebuild: Callable[[Any, float], Any] | None = None
+    """``rebuild(robot_config, value) -> robot_config``: the robot the condition's task is built from, where the
+    model changes beyond its parameters (None: the nominal task's, changed by `apply`)"""
 
 
 PERTURBATIONS: dict[str, Perturbation] = {}
-MISSING: dict[str, str] = {"rough": "rough ground needs the terrain module (robotrl.envs.terrain), which this "
-                                    "installation does not have"}
-"""names known but not available here, with why"""
 
 
 def perturbation(name: str, doc: str, *, low: float = 0.0, high: float = math.inf,
-                 options: dict[str, float] | None = None) -> Callable:
+                 options: dict[str, float] | None = None,
+                 rebuild: Callable[[Any, float], Any] | None = None) -> Callable:
     """Decorator registering ``fn(perturbed, value, condition)`` as perturbation `name` (ValueError if taken)."""
 
     def register(fn: Callable[[Perturbed, float, dict[str, float]], None]) -> Callable:
         if name in PERTURBATIONS:
             raise ValueError(f"perturbation {name!r} is registered twice")
-        PERTURBATIONS[name] = Perturbation(name, doc, fn, low, high, dict(options or {}))
-        MISSING.pop(name, None)
+        PERTURBATIONS[name] = Perturbation(name, doc, fn, low, high, dict(options or {}), rebuild)
         return fn
 
     return register
 
 
 def _load_others() -> None:
-    """Import the modules that register perturbations of their own (the terrain module, where there is one)."""
-    import importlib
+    """Import the modules that register perturbations of their own (the terrain module)."""
+    import robotrl.envs.terrain  # noqa: F401
 
-    try:
-        importlib.import_module("robotrl.envs.terrain")
-    except ModuleNotFoundError as e:
-        if e.name not in ("robotrl.envs.terrain", "envs.terrain"):
-            raise
+
+def rebuilt(condition: dict[str, float]) -> Callable[[Any], Any] | None:
+    """The robot config change the condition's task needs built (its perturbations' `rebuild`s, in order), or None
+    where the nominal task serves."""
+    _load_others()
+    steps = [(PERTURBATIONS[n].rebuild, v) for n, v in condition.items()
+             if n in PERTURBATIONS and PERTURBATIONS[n].rebuild is not None]
+    if not steps:
+        return None
+
+    def change(config: Any) -> Any:
+        for fn, value in steps:
+            config = fn(config, value)
+        return config
+
+    return change
 
 
 def known() -> str:
     """``friction, payload (payload_kg), ...``: every name a condition may use, for error messages."""
     _load_others()
     names = [p.name + (f" ({', '.join(p.options)})" if p.options else "") for p in PERTURBATIONS.values()]
-    return ", ".join(names + sorted(MISSING))
+    return ", ".join(names)
 
 
 def parse_condition(text: str) -> dict[str, float]:
@@ -110,8 +123,6 @@ def parse_condition(text: str) -> dict[str, float]:
         name = name.strip()
         if not eq or not name:
             raise UserError(f"--perturb {text!r}: {item!r} is not NAME=VALUE (known: {known()})")
-        if name in MISSING:
-            raise UserError(f"--perturb {name}: {MISSING[name]}")
         if name not in PERTURBATIONS and name not in options:
             raise UserError(f"--perturb: unknown perturbation {name!r} (known: {known()})")
         if name in out:

@@ -54,6 +54,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from robotrl.envs.perturb import perturbation
+
 KINDS = ("flat", "rough", "slope_up", "slope_down", "stairs_up", "stairs_down")
 DEFAULT_KINDS = (("flat", 0.1), ("rough", 0.3), ("slope_up", 0.1), ("slope_down", 0.1), ("stairs_up", 0.2),
                  ("stairs_down", 0.2))
@@ -363,18 +365,29 @@ def footprint_radius(model: mujoco.MjModel, qpos: np.ndarray, base: int) -> floa
     return max(float(np.hypot(*(d.geom_xpos[g, :2] - d.xpos[base, :2])) + model.geom_rbound[g]) for g in geoms)
 
 
-def rough_ground(robot: Any, height: float, seed: int = 0, *, size: float = 50.0) -> Any:
-    """The same robot (a `robotrl.envs.robot.Robot` or its `RobotConfig`) for the legged template on rough ground:
-    one tile `size` m wide of random heights uniform in +-`height` [m] (an episode of 20 s at 1 m/s stays on it).
-    ``LeggedVelocityTask(rough_ground(robot, 0.04), ...)`` or ``LeggedVelocityEnv(...)`` runs it."""
+def rough_config(config: Any, height: float, seed: int = 0, *, size: float = 50.0) -> Any:
+    """The robot config `config` with rough ground for the legged template: one tile `size` m wide of random heights
+    uniform in +-`height` [m] (an episode of 20 s at 1 m/s stays on it)."""
     import dataclasses
 
-    from robotrl.envs.robot import Robot
-
-    config = robot.config if isinstance(robot, Robot) else robot
     settings = TerrainSettings(kinds=(("rough", 1.0),), levels=1, columns=1, resolution=0.1, border=2.0,
                                tile_size=_number("size", size, 1, 100, "m"), platform=0.0, start_level=0,
                                rough_height=_span("height", height, 1.0, "m"),
                                seed=_integer("seed", seed, 0, 2**32 - 1))
     settings.check()
-    return Robot(dataclasses.replace(config, terrain=settings), "legged")
+    return dataclasses.replace(config, terrain=settings)
+
+
+def rough_ground(robot: Any, height: float, seed: int = 0, *, size: float = 50.0) -> Any:
+    """The same robot (a `robotrl.envs.robot.Robot` or its `RobotConfig`) for the legged template on rough ground
+    (`rough_config`): ``LeggedVelocityTask(rough_ground(robot, 0.04), ...)`` or ``LeggedVelocityEnv(...)`` runs it."""
+    from robotrl.envs.robot import Robot
+
+    config = robot.config if isinstance(robot, Robot) else robot
+    return Robot(rough_config(config, height, seed, size=size), "legged")
+
+
+@perturbation("rough", "rough ground in place of the floor: heights uniform in +-value [m] over a 50 m tile",
+              low=1e-3, high=0.5, rebuild=lambda config, value: rough_config(config, value))
+def _rough(perturbed: Any, value: float, condition: dict[str, float]) -> None:
+    """Nothing to change in the task built by `rebuild`: its ground is the rough tile."""

@@ -209,7 +209,7 @@ def build_parser(argv: Sequence[str]) -> _Parser:
                         "(factor), payload (fraction of the base's mass) or payload_kg, servos (factor on kp and kd), "
                         "latency (s), noise (fraction of each sensor's full scale), push (m/s, every push_every s, "
                         "default 3), rough (m). 'standard': friction=0.4, payload=0.25, servos=0.7, latency=0.02, "
-                        "latency=0.04, noise=0.05, push=1, rough=0.04 (where the terrain module is there), a row each")
+                        "latency=0.04, noise=0.05, push=1, rough=0.04, a row each")
     p.add_argument("--other-robot", action="store_true",
                    help="with --onnx: run the actor on TASK although its physics, gains, control rate or settings "
                         "differ from the card's (a robot config edited since training, or another robot); a note "
@@ -452,9 +452,6 @@ def _perturb_conditions(given: list[str], task: str) -> list[dict[str, float]]:
         raise UserError(f"--perturb measures velocity tracking; {task} is not a velocity-tracking task (legged:"
                         "ROBOT.toml, robotrl/Quadruped-v0)")
     texts = [t for g in given for t in (STANDARD_CONDITIONS if g.strip() == "standard" else (g,))]
-    if "standard" in [g.strip() for g in given] and "rough" in perturb.MISSING:  # the set without what is not here
-        print(f"robotrl: note: --perturb standard without rough=0.04: {perturb.MISSING['rough']}", file=sys.stderr)
-        texts = [t for t in texts if not t.startswith("rough=")]
     return [perturb.parse_condition(t) for t in texts]
 
 

@@ -130,7 +130,7 @@ def tracking_report(policy: Policy, task_id: str, episodes: int, seed: int, *,
     "scripted"}, ...]}``, each {...} with ``err_vx, err_vy, err_yaw, falls, episodes``, and under a condition the
     ratios of its errors to the nominal ones (``ratio_vx``, ...)."""
     from robotrl.envs import make_vector
-    from robotrl.envs.perturb import Perturbed, label
+    from robotrl.envs.perturb import Perturbed, label, rebuilt
 
     worlds = num_worlds or min(episodes, MAX_WORLDS)
     vec = make_vector(task_id, worlds, push_interval_s=0.0)
@@ -143,8 +143,14 @@ def tracking_report(policy: Policy, task_id: str, episodes: int, seed: int, *,
 
         out: dict[str, Any] = {"settle_s": SETTLE_S, **both(vec.task), "perturbed": []}
         for condition in conditions:
-            with Perturbed(vec.task, condition) as task:
-                row = {"condition": label(condition), "settings": dict(condition), **both(task)}
+            change = rebuilt(condition)  # rough ground: a task of its own, built from the changed robot config
+            built = make_vector(task_id, worlds, push_interval_s=0.0, config_change=change) if change else None
+            try:
+                with Perturbed(built.task if built else vec.task, condition) as task:
+                    row = {"condition": label(condition), "settings": dict(condition), **both(task)}
+            finally:
+                if built is not None:
+                    built.close()
             for part in ("random", "scripted"):
                 for a in AXES:
                     nominal = out[part][a]

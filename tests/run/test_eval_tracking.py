@@ -220,15 +220,6 @@ def test_bad_conditions_are_one_line_errors(text, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
-def test_rough_without_the_terrain_module_says_so():
-    from robotrl.envs import perturb
-
-    if "rough" not in perturb.MISSING:
-        pytest.skip("the terrain module registers rough here")
-    with pytest.raises(UserError, match="rough ground needs the terrain module"):
-        parse_condition("rough=0.04")
-
-
 def test_latency_not_a_whole_number_of_physics_steps_is_refused():
     vec, task = _task()
     try:
@@ -400,11 +391,8 @@ def test_perturb_standard_is_the_benchmark_set_one_row_each(capsys):
 
     rows = _perturb_conditions(["standard", "friction=0.5,payload_kg=2"], TASK)
     names = [perturb.label(c) for c in rows]
-    expected = ["friction=0.4", "payload=0.25", "servos=0.7", "latency=0.02", "latency=0.04", "noise=0.05", "push=1"]
-    if "rough" not in perturb.MISSING:
-        expected.append("rough=0.04")
-    else:
-        assert "without rough=0.04: rough ground needs the terrain module" in capsys.readouterr().err
+    expected = ["friction=0.4", "payload=0.25", "servos=0.7", "latency=0.02", "latency=0.04", "noise=0.05", "push=1",
+                "rough=0.04"]
     assert names == [*expected, "friction=0.5,payload_kg=2"]
     with pytest.raises(UserError, match="--perturb measures velocity tracking; InvertedPendulum-v5 is not"):
         _perturb_conditions(["friction=0.5"], "InvertedPendulum-v5")
