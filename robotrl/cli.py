@@ -142,7 +142,11 @@ RUN_FLAGS = {  # flag -> RunConfig field; values are parsed and checked by robot
     "--randomize-friction": "randomize_friction",
     "--randomize-damping": "randomize_damping",
     "--randomize-gain": "randomize_gain",
+    "--base-payload": "base_payload",
+    "--base-com": "base_com",
+    "--latency": "latency",
     "--obs-noise": "obs_noise",
+    "--sensor-noise": "sensor_noise",
     "--action-delay": "action_delay",
 }
 
@@ -179,6 +183,8 @@ def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
         g.add_argument("--no-progress", action="store_true", help="no progress bar")
         g.add_argument("--video", dest="run_video", action="store_true", default=argparse.SUPPRESS,
                        help="film the final evaluation's first episode to RUN_DIR/video.mp4 (robotrl video)")
+        g.add_argument("--no-randomize", dest="run_randomize", action="store_const", const=False,
+                       default=argparse.SUPPRESS, help=run_docs.get("randomize", "").replace("%", "%%"))
         g.add_argument("--dry-run", action="store_true",
                        help="check every setting and print the resolved config.json; create nothing")
         h = ap.add_argument_group(f"{name} hyper-parameters")
@@ -318,6 +324,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run_flags = {field: ns[f"run_{field}"] for field in RUN_FLAGS.values() if f"run_{field}" in ns}
     if ns.get("run_video"):
         run_flags["video"] = True
+    if "run_randomize" in ns:
+        run_flags["randomize"] = False
     skip = {"command", "algo", "task", "out", "config", "no_progress", "argv", "dry_run", "_aliases_seen"}
     algo_flags = {k: v for k, v in ns.items() if k not in skip and not k.startswith("run_")}
     import shlex
@@ -454,7 +462,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
     norm = card["normalizer"]
     frozen = f"frozen after {norm['frozen_after_steps']:,} steps" if norm["enabled"] else "none"
     print(f"normalizer  {frozen}")
-    s2r = {k: v for k, v in (card.get("sim2real") or {}).items() if v}
+    s2r = {k: v for k, v in (card.get("sim2real") or {}).items() if (any(v) if isinstance(v, list) else v)}
     print(f"sim2real    {', '.join(f'{k} {v}' for k, v in s2r.items()) or 'none'}")
     print(f"robotrl     {card['robotrl_version']}")
     from robotrl.spec import TaskSpec
