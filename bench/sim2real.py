@@ -47,6 +47,21 @@ def settings() -> dict[str, dict]:
             "sensor noise alone": {"sensor_noise": SIM2REAL["sensor_noise"]}}
 
 
+def render(rates: dict[str, list[float]], steps: int, worlds: int, repeats: int) -> str:
+    """The section: each setting's median rate and range, and its rate against all off measured in the same round
+    (the median of those ratios: the machine's load drifts between rounds far more than between neighbours)."""
+    off = rates["all off"]
+    rows = [f"| {name} | {statistics.median(r):,.0f} | {min(r):,.0f}-{max(r):,.0f} | "
+            f"{statistics.median(x / o for x, o in zip(r, off, strict=True)):.2f} |" for name, r in rates.items()]
+    return (f"## sim2real-defaults\n\nControl steps per second of {worlds} worlds of {TASK} (`make_vector`, random "
+            f"actions, resets included), {steps:,} steps per measurement, each in a process of its own, the settings "
+            f"in turn, {repeats} rounds: medians, range, and the median over rounds of the rate against all off in "
+            "the same round.\n\n"
+            "| sim-to-real settings | steps/s | range | x all off |\n| --- | --- | --- | --- |\n" + "\n".join(rows)
+            + f"\n\nThe legged defaults: `envs/templates/legged.py` SIM2REAL. Command: `python bench/sim2real.py "
+            f"--steps {steps} --worlds {worlds} --repeats {repeats}` ({machine()}; {versions('mujoco', 'numpy')}).")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=50_000)
@@ -60,16 +75,7 @@ def main() -> None:
             _, out = run_timed([sys.executable, "-c", RATE, str(args.steps), str(args.worlds), json.dumps(s2r)])
             rates[name].append(float(out.strip().splitlines()[-1]))
             print(f"{name}: {rates[name][-1]:,.0f} steps/s", file=sys.stderr)
-    off = statistics.median(rates["all off"])
-    rows = [f"| {name} | {statistics.median(r):,.0f} | {min(r):,.0f}-{max(r):,.0f} | "
-            f"{statistics.median(r) / off:.2f} |" for name, r in rates.items()]
-    body = (f"## sim2real-defaults\n\nControl steps per second of {args.worlds} worlds of {TASK} (`make_vector`, "
-            f"random actions, resets included), {args.steps:,} steps per measurement, each in a process of its own, "
-            f"the settings in turn, {args.repeats} rounds: medians, range, and against all off.\n\n"
-            "| sim-to-real settings | steps/s | range | x all off |\n| --- | --- | --- | --- |\n" + "\n".join(rows)
-            + f"\n\nThe legged defaults: `envs/templates/legged.py` SIM2REAL. Command: `python bench/sim2real.py "
-            f"--steps {args.steps} --worlds {args.worlds} --repeats {args.repeats}` ({machine()}; "
-            f"{versions('mujoco', 'numpy')}).")
+    body = render(rates, args.steps, args.worlds, args.repeats)
     save_json("sim2real", {"rates": rates, "settings": cases, "steps": args.steps, "worlds": args.worlds})
     update_section("sim2real-defaults", body)
     print(body)

@@ -20,8 +20,11 @@ every step.
 A batched template task (all its worlds in one process, `robotrl.envs.vector.TaskVectorEnv`) gets the same
 settings as arrays over its worlds instead (`batched(task, settings)` -> `WorldsSim2Real`): each world draws from
 streams seeded as the wrappers seed theirs, so world i of a batch gives what the wrapped single env reset with
-world i's seed gives. Measured with all six settings on (32 quadruped worlds, 2 busy cores): 5,000 steps/s
-against 1,170 for 32 wrapped single envs stepped in one process.
+world i's seed gives. Measured with the first six settings on (32 quadruped worlds, 2 busy cores): 5,000 steps/s
+against 1,170 for 32 wrapped single envs stepped in one process. The legged template's defaults cost the batch about
+a sixth of its rate (BENCHMARKS.md, sim2real-defaults): per control step of 32 worlds, ~20 us for the latency's
+schedule and ~170 us for the per-world noise draws, ~160 us per world reset for its draws; rollout over per-world
+model copies ran no slower than over one shared model, within this machine's noise.
 """
 
 from __future__ import annotations
@@ -235,10 +238,11 @@ def noise_scales(elements: Any, level: float, task: str) -> np.ndarray:
 
 def draw_noise(rng: np.random.Generator, size: int, std: float, scales: np.ndarray | None) -> np.ndarray:
     """One step's observation noise: Gaussian of `std` on every element, then uniform in +- `scales`."""
-    noise = rng.normal(0.0, std, size=size) if std else np.zeros(size)
-    if scales is not None:
-        noise += rng.uniform(-1.0, 1.0, size=size) * scales
-    return noise
+    noise = rng.normal(0.0, std, size=size) if std else None
+    if scales is None:
+        return noise
+    uniform = rng.uniform(-1.0, 1.0, size=size) * scales
+    return uniform if noise is None else noise + uniform
 
 
 class PhysicsLatency:
@@ -390,9 +394,11 @@ class WorldsSim2Real:
 
     World i gives the numbers that ``make(task_id, sim2real=settings)`` (one env in the wrappers above) gives when
     reset with world i's seed: domain randomisation re-draws world i's own model copy (`Worlds.own_models`) at each
-    of its resets from world i's stream, with `randomize_model`; the action-delay queue of each world starts an
-    episode filled with its first action; observation noise is drawn once per world at each step and each reset
-    from world i's stream (`observe` adds the last draw, so it may be called again without drawing).
+    of its resets from world i's stream, with `randomize_model`, and its latency with it (the task's physics step
+    takes its controls from `PhysicsLatency`, as the wrapped env's does); the action-delay queue of each world starts
+    an episode filled with its first action; observation noise is drawn once per world at each step and each reset
+    from world i's stream (`observe` adds the last draw, so it may be called again without drawing). `close` puts the
+    nominal parameters back into every world's model.
     """
 
     def __init__(self, task: Any, settings: Sim2Real):

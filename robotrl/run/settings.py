@@ -84,7 +84,8 @@ def with_task_sim2real(run: RunConfig, task: str, given: Iterable[str]) -> RunCo
 
     template = task_template(task)
     defaults = dict(template.sim2real) if template is not None and run.randomize else {}
-    chosen = {k: v for k, v in defaults.items() if k not in set(given)}
+    given = set(given)
+    chosen = {k: v for k, v in defaults.items() if k not in given}
     if not chosen:
         return run
     return cfgmod.from_dict(RunConfig, chosen, base=run, source=f"the sim-to-real defaults of the {template.name} "
