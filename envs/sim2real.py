@@ -50,8 +50,7 @@ class Sim2Real:
     actuator by [1 - f, 1 + f]."""
     base_payload: tuple[float, float] = (0.0, 0.0)
     """Mass added to the base body at each reset, uniform in [LOW, HIGH] times the robot's mass (as built): a load,
-    or a lighter or heavier build; a point mass at the base's centre of mass. On the command line a negative LOW
-    takes '=': --base-payload=-0.05,0.2."""
+    or a lighter or heavier build; a point mass at the base's centre of mass (e.g. -0.05,0.2)."""
     base_com: float = 0.0
     """The base's centre of mass moved at each reset by up to this much [m] along each of the base's axes (uniform
     in [-c, c])."""

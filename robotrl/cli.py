@@ -28,7 +28,9 @@ from robotrl import __version__
 from robotrl.errors import UserError, shorten_numbers
 
 MAX_EPISODES = 10**6  # evaluation episodes of one command: a million is days of simulation; more is a typo
-NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+_NUMBER = r"((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)"
+NEGATIVE_NUMBER = re.compile(rf"^-{_NUMBER}(,\s*-?{_NUMBER})*$", re.IGNORECASE)
+"""a value, not a flag: a negative number, or a list of numbers that starts with one (--base-payload -0.05,0.2)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         # A value such as -5e-1 or -inf is a negative number, not a flag (argparse knows only -5 and -0.5), so
-        # `--target-entropy -5e-1` works and `--actor-learning-rate -1e-3` is refused for its value.
+        # `--target-entropy -5e-1` works and `--actor-learning-rate -1e-3` is refused for its value; so is a range
+        # LOW,HIGH with a negative LOW (`--base-payload -0.05,0.2`).
         self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
@@ -174,7 +177,9 @@ def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
         ap.add_argument("task", metavar="TASK", help="a Gymnasium id (e.g. Hopper-v5) or a robotrl task")
         g = ap.add_argument_group("run")
         for flag, field in RUN_FLAGS.items():
-            doc = f"{run_docs.get(field, '')} [default: {getattr(run_defaults, field)}]".replace("%", "%%")
+            default = getattr(run_defaults, field)
+            shown = ",".join(f"{v:g}" for v in default) if isinstance(default, tuple) else default
+            doc = f"{run_docs.get(field, '')} [default: {shown}]".replace("%", "%%")
             g.add_argument(flag, dest=f"run_{field}", metavar="V", default=argparse.SUPPRESS, help=doc)
         g.add_argument("--envs", dest="num_envs", metavar="K", default=argparse.SUPPRESS, action=_OneOfAliases,
                        help="number of parallel environments (same as --num-envs)")

@@ -173,7 +173,7 @@ def test_sensor_noise_has_each_kinds_scale():
         assert np.all(peak >= 0.9 * expected), (peak, expected)
 
 
-def test_the_legged_template_trains_with_its_randomisation_on_and_other_tasks_without():
+def test_the_legged_template_trains_with_its_randomisation_on_and_other_tasks_without(capsys):
     legged = Sim2Real(**LEGGED_SIM2REAL)
     assert legged.switched_on() == ("randomize_friction", "randomize_gain", "base_payload", "base_com", "latency",
                                     "sensor_noise")
@@ -192,6 +192,10 @@ def test_the_legged_template_trains_with_its_randomisation_on_and_other_tasks_wi
     assert run.sim2real().switched_on() == ("randomize_friction",) and run.randomize_friction == 0.3
     run, _ = resolve_config("ppo", QUADRUPED, run_flags={"latency": "0,0.04"})
     assert run.latency == (0.0, 0.04) and run.sensor_noise == 1.0
+    # on the command line: a range whose LOW is negative is a value, not a flag
+    assert main(["train", "ppo", QUADRUPED, "--no-randomize", "--base-payload", "-0.1,0.3", "--dry-run"]) == 0
+    run = json.loads(capsys.readouterr().out)["run"]
+    assert run["base_payload"] == [-0.1, 0.3] and run["randomize"] is False and run["randomize_gain"] == 0.0
 
 
 def test_the_settings_used_are_recorded_in_the_run_and_the_card_and_read_back_for_resume(tmp_path):
