@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -87,8 +88,8 @@ class Worlds:
         self._ctrl: np.ndarray | None = None
 
     def step(self, ctrl: np.ndarray, nsub: int) -> None:
-        """Advance every world by `nsub` physics steps with ``ctrl [n, nu]`` held, or with ``ctrl [n, nsub, nu]``
-        giving each physics step its own (a command arriving late: `robotrl.envs.perturb`)."""
+        """Advance every world by `nsub` physics steps with ``ctrl [n, nu]`` held, or with ``ctrl [n, nsub, nu]``, a
+        control per physics step (a latency: `robotrl.envs.sim2real.PhysicsLatency`, `robotrl.envs.perturb`)."""
         steps = nsub + self.sense_reached
         if self._out is None or self._out.shape[1] != steps:
             self._out = np.zeros((self.n, steps, self.nstate))
@@ -189,6 +190,10 @@ class BatchedTask:
     the targets), `simulate` (the physics of every world) and `finish` (the task's: observations, rewards, ends), a
     stop where a world's simulation diverged, and `close`. The task sets `worlds`, `ctrl`, `frame_skip` and `robot`."""
 
+    latency: Any = None
+    """None, or a `robotrl.envs.sim2real.PhysicsLatency` that the sim-to-real layer sets: the controls of each physics
+    step of `simulate` come from it (new servo targets k physics steps late)"""
+
     def step(self, actions: np.ndarray) -> tuple:
         """One control step of every world: `apply`, `simulate`, `finish`."""
         self.apply(actions)
@@ -198,7 +203,8 @@ class BatchedTask:
     def simulate(self) -> None:
         """The physics of one control step (`frame_skip` physics steps of every world), between `apply` and `finish`
         (the sim-to-real layer, `robotrl.envs.sim2real.WorldsSim2Real`, works around each of the three)."""
-        self.worlds.step(self.ctrl, self.frame_skip)
+        ctrl = self.ctrl if self.latency is None else self.latency.controls(self.ctrl)
+        self.worlds.step(ctrl, self.frame_skip)
 
     def stop_if_diverged(self) -> None:
         """A world's simulation diverged in an episode although the build-time probe passed: stop (a

@@ -28,7 +28,9 @@ from robotrl import __version__
 from robotrl.errors import UserError, shorten_numbers
 
 MAX_EPISODES = 10**6  # evaluation episodes of one command: a million is days of simulation; more is a typo
-NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+_NUMBER = r"((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)"
+NEGATIVE_NUMBER = re.compile(rf"^-{_NUMBER}(,\s*-?{_NUMBER})*$", re.IGNORECASE)
+"""a value, not a flag: a negative number, or a list of numbers that starts with one (--base-payload -0.05,0.2)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         # A value such as -5e-1 or -inf is a negative number, not a flag (argparse knows only -5 and -0.5), so
-        # `--target-entropy -5e-1` works and `--actor-learning-rate -1e-3` is refused for its value.
+        # `--target-entropy -5e-1` works and `--actor-learning-rate -1e-3` is refused for its value; so is a range
+        # LOW,HIGH with a negative LOW (`--base-payload -0.05,0.2`).
         self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
@@ -142,7 +145,11 @@ RUN_FLAGS = {  # flag -> RunConfig field; values are parsed and checked by robot
     "--randomize-friction": "randomize_friction",
     "--randomize-damping": "randomize_damping",
     "--randomize-gain": "randomize_gain",
+    "--base-payload": "base_payload",
+    "--base-com": "base_com",
+    "--latency": "latency",
     "--obs-noise": "obs_noise",
+    "--sensor-noise": "sensor_noise",
     "--action-delay": "action_delay",
 }
 
@@ -170,7 +177,9 @@ def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
         ap.add_argument("task", metavar="TASK", help="a Gymnasium id (e.g. Hopper-v5) or a robotrl task")
         g = ap.add_argument_group("run")
         for flag, field in RUN_FLAGS.items():
-            doc = f"{run_docs.get(field, '')} [default: {getattr(run_defaults, field)}]".replace("%", "%%")
+            default = getattr(run_defaults, field)
+            shown = ",".join(f"{v:g}" for v in default) if isinstance(default, tuple) else default
+            doc = f"{run_docs.get(field, '')} [default: {shown}]".replace("%", "%%")
             g.add_argument(flag, dest=f"run_{field}", metavar="V", default=argparse.SUPPRESS, help=doc)
         g.add_argument("--envs", dest="num_envs", metavar="K", default=argparse.SUPPRESS, action=_OneOfAliases,
                        help="number of parallel environments (same as --num-envs)")
@@ -179,6 +188,8 @@ def _add_train_parser(sub: Any, *, with_algorithms: bool) -> None:
         g.add_argument("--no-progress", action="store_true", help="no progress bar")
         g.add_argument("--video", dest="run_video", action="store_true", default=argparse.SUPPRESS,
                        help="film the final evaluation's first episode to RUN_DIR/video.mp4 (robotrl video)")
+        g.add_argument("--no-randomize", dest="run_randomize", action="store_const", const=False,
+                       default=argparse.SUPPRESS, help=run_docs.get("randomize", "").replace("%", "%%"))
         g.add_argument("--dry-run", action="store_true",
                        help="check every setting and print the resolved config.json; create nothing")
         h = ap.add_argument_group(f"{name} hyper-parameters")
@@ -326,6 +337,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run_flags = {field: ns[f"run_{field}"] for field in RUN_FLAGS.values() if f"run_{field}" in ns}
     if ns.get("run_video"):
         run_flags["video"] = True
+    if "run_randomize" in ns:
+        run_flags["randomize"] = False
     skip = {"command", "algo", "task", "out", "config", "no_progress", "argv", "dry_run", "_aliases_seen"}
     algo_flags = {k: v for k, v in ns.items() if k not in skip and not k.startswith("run_")}
     import shlex
@@ -530,7 +543,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
     norm = card["normalizer"]
     frozen = f"frozen after {norm['frozen_after_steps']:,} steps" if norm["enabled"] else "none"
     print(f"normalizer  {frozen}")
-    s2r = {k: v for k, v in (card.get("sim2real") or {}).items() if v}
+    s2r = {k: v for k, v in (card.get("sim2real") or {}).items() if (any(v) if isinstance(v, list) else v)}
     print(f"sim2real    {', '.join(f'{k} {v}' for k, v in s2r.items()) or 'none'}")
     print(f"robotrl     {card['robotrl_version']}")
     from robotrl.spec import TaskSpec

@@ -8,6 +8,7 @@ Everything that handles elements reads this registry, `KINDS`:
 - the simulation (``robotrl.envs.observation.Observer``, the template tasks): `sim`, batched over worlds;
 - the robot side (``robotrl.deploy.observation.ObservationBuilder``): `sources`, and `robot`;
 - the simulated robot publishes the union of the `sources` a card's kinds need.
+- training's sensor noise (``robotrl.envs.sim2real``, `sensor_noise`): `noise`, each kind's scale.
 
 It imports numpy only: ``robotrl.deploy`` reads it on a robot computer. The simulation functions take a compiled
 MuJoCo model as an argument and read its arrays and named accessors (``model.joint(name)``), so nothing here
@@ -65,6 +66,10 @@ class Kind:
     """``robot(frame, element) -> value`` on the robot; None: the kind cannot be measured on a robot"""
     needs_range: bool = False
     """the element must carry `range` (what was trained on)"""
+    noise: float = 0.0
+    """the training noise scale of a measured kind, in its unit: `sensor_noise` adds uniform noise in +- this (times
+    the level) to its elements (legged_gym's noise scales); 0: what the robot is told or computes (commands, goals,
+    its previous action) gets none"""
 
 
 KINDS: dict[str, Kind] = {}
@@ -284,33 +289,33 @@ def _robot_point(f: Any, e: Any) -> float:
 
 
 # ---- the registry -------------------------------------------------------------------------------------------------
-kind(Kind("joint_pos", "position of joint `name` [rad or m]", sources=(JOINTS,),
+kind(Kind("joint_pos", "position of joint `name` [rad or m]", sources=(JOINTS,), noise=0.01,
           sim=_joint_columns("qpos", "jnt_qposadr"), robot=lambda f, e: f.q[f.joint_index[_get(e, "name")]]))
 kind(Kind("joint_pos_rel", "position of joint `name` minus its default position `offset` [rad or m]",
-          sources=(JOINTS,), sim=_joint_columns("qpos", "jnt_qposadr", offsets=True),
+          sources=(JOINTS,), sim=_joint_columns("qpos", "jnt_qposadr", offsets=True), noise=0.01,
           robot=lambda f, e: f.q[f.joint_index[_get(e, "name")]] - float(_get(e, "offset", 0.0))))
-kind(Kind("joint_vel", "velocity of joint `name` [rad/s or m/s]", sources=(JOINT_VELOCITIES,),
+kind(Kind("joint_vel", "velocity of joint `name` [rad/s or m/s]", sources=(JOINT_VELOCITIES,), noise=1.5,
           sim=_joint_columns("qvel", "jnt_dofadr"), robot=lambda f, e: f.dq[f.joint_index[_get(e, "name")]]))
-kind(Kind("joint_cos", "cosine of the angle of joint `name`", sources=(JOINTS,), sim=_joint_trig(np.cos),
+kind(Kind("joint_cos", "cosine of the angle of joint `name`", sources=(JOINTS,), sim=_joint_trig(np.cos), noise=0.01,
           robot=lambda f, e: math.cos(f.q[f.joint_index[_get(e, "name")]])))
-kind(Kind("joint_sin", "sine of the angle of joint `name`", sources=(JOINTS,), sim=_joint_trig(np.sin),
+kind(Kind("joint_sin", "sine of the angle of joint `name`", sources=(JOINTS,), sim=_joint_trig(np.sin), noise=0.01,
           robot=lambda f, e: math.sin(f.q[f.joint_index[_get(e, "name")]])))
 kind(Kind("base_pos", "base position along world `axis` (x, y, z) [m]", axes=XYZ, sources=(ODOMETRY,),
           sim=_sim_base_pos, robot=lambda f, e: f.base_p[_AX[_get(e, "axis")]]))
 kind(Kind("base_angle", "base rotation about world `axis` of a planar robot [rad]", axes=XYZ, sources=(ORIENTATION,),
-          sim=_joint_columns("qpos", "jnt_qposadr"), robot=_robot_base_angle))
+          sim=_joint_columns("qpos", "jnt_qposadr"), robot=_robot_base_angle, noise=0.05))
 kind(Kind("base_quat", "base orientation quaternion component `axis` (w, x, y, z) in the world frame",
           axes=("w", "x", "y", "z"), sources=(ORIENTATION,), sim=_sim_base_quat,
           robot=lambda f, e: f.quat_xyzw[{"x": 0, "y": 1, "z": 2, "w": 3}[_get(e, "axis")]]))
 kind(Kind("base_lin_vel", "base linear velocity along `axis`, in `frame` (world or base) [m/s]", axes=XYZ,
-          frames=("world", "base"), sources=(ODOMETRY, ORIENTATION), sim=_sim_base_vel(True),
+          frames=("world", "base"), sources=(ODOMETRY, ORIENTATION), sim=_sim_base_vel(True), noise=0.1,
           robot=lambda f, e: (f.base_v if _get(e, "frame") == "base" else f.R @ f.base_v)[_AX[_get(e, "axis")]]))
 kind(Kind("base_ang_vel", "base angular velocity about `axis`, in `frame` (world or base) [rad/s]", axes=XYZ,
-          frames=("world", "base"), sources=(ANGULAR_VELOCITY, ORIENTATION), sim=_sim_base_vel(False),
+          frames=("world", "base"), sources=(ANGULAR_VELOCITY, ORIENTATION), sim=_sim_base_vel(False), noise=0.2,
           robot=lambda f, e: (f.ang if _get(e, "frame") == "base" else f.R @ f.ang)[_AX[_get(e, "axis")]]))
 kind(Kind("projected_gravity", "the unit gravity vector (0, 0, -1 in the world) in the base frame, component `axis` "
                                "(from an IMU's orientation)", axes=XYZ, frames=("base",), sources=(ORIENTATION,),
-          sim=_sim_gravity, robot=lambda f, e: -f.R[2, _AX[_get(e, "axis")]]))
+          sim=_sim_gravity, robot=lambda f, e: -f.R[2, _AX[_get(e, "axis")]], noise=0.05))
 kind(Kind("velocity_command", "commanded base velocity `axis` (x, y [m/s] in the base frame, yaw [rad/s]), told by "
                               "the operator (/cmd_vel); `range` is the range trained on", axes=("x", "y", "yaw"),
           sources=(COMMAND,), sim=_sim_command, robot=lambda f, e: f.cmd[_get(e, "axis")], needs_range=True))

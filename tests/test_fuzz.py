@@ -211,7 +211,8 @@ def test_random_values_in_real_runs(data, tmp_path_factory):
         ["--steps", "--seed", "--checkpoint-every", "--eval-every", "--eval-episodes", "--num-envs", "--workers",
          "--rollout-steps", "--minibatch-size", "--update-epochs", "--learning-rate", "--gamma", "--gae-lambda",
          "--obs-clip", "--reward-clip", "--clip-coef", "--ent-coef", "--max-grad-norm", "--target-kl",
-         "--normalize-obs", "--hidden-sizes", "--randomize-mass", "--obs-noise", "--action-delay", "--threads"]),
+         "--normalize-obs", "--hidden-sizes", "--randomize-mass", "--obs-noise", "--action-delay", "--threads",
+         "--sensor-noise", "--latency", "--base-payload"]),
         min_size=1, max_size=3, unique=True), "flags")
     values = [data.draw(cheap, f) for f in flags]
     if "--steps" in flags:

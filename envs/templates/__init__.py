@@ -9,8 +9,9 @@ test's template, a user's) calls `register` on import itself. Whatever depends o
 its entry, and nothing else names a template: the robot config's ``[NAME]`` table
 (`robotrl.envs.robot_config`), what the robot must give and what the template adds to its model
 (`robotrl.envs.robot.Robot`), `robot inspect` (`robotrl.envs.robot_inspect`), the task id ``NAME:CONFIG.toml``
-and its env (`robotrl.envs`), the per-task defaults (`robotrl.algorithms.registry`). A new template is a module
-here (its env, or a function that imports it, and its entry) and its tests.
+and its env (`robotrl.envs`), the per-task defaults (`robotrl.algorithms.registry`), the sim-to-real settings its
+tasks train with (`Template.sim2real`). A new template is a module here (its env, or a function that imports it, and
+its entry) and its tests.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import importlib
 import pkgutil
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -81,6 +82,9 @@ class Template:
     default pose is nearer an end of the joint's range (targets symmetric about the default, so a zero action holds
     it) unless that leaves under a quarter of it; False, or a joint without an effort limit: its whole range of
     targets."""
+    sim2real: dict[str, Any] = field(default_factory=dict, hash=False)
+    """The sim-to-real settings (`robotrl.envs.sim2real.Sim2Real`'s fields) its tasks train with unless the run sets
+    them or turns them off (``--no-randomize``, `robotrl.run.settings.with_task_sim2real`); empty: none."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):

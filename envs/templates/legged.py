@@ -110,6 +110,19 @@ def _add_floor(robot: Robot, spec: mujoco.MjSpec, raw: mujoco.MjModel) -> None:
         light.type = mujoco.mjtLightType.mjLIGHT_DIRECTIONAL
 
 
+SIM2REAL: dict[str, Any] = {
+    # what a legged policy meets on a real robot and not in its model, on when training unless the run turns it off
+    # (robotrl train ... --no-randomize, or a setting of its own); pushes are the task's ([legged] push_interval_s,
+    # push_velocity). The figures follow legged_gym / unitree_rl_gym, made relative where robots differ in size:
+    "randomize_friction": 0.5,  # friction x [0.5, 1.5] per geom (a contact takes the larger: legged_gym 0.5..1.25)
+    "randomize_gain": 0.2,  # servo strength: kp and kd x [0.8, 1.2] per joint
+    "base_payload": (-0.05, 0.2),  # -5 %..+20 % of the robot's mass on the base: unitree_rl_gym -1..+3 kg on a Go2
+    "base_com": 0.025,  # the base's centre of mass within +-2.5 cm per axis (small enough for a 3 kg robot)
+    "latency": (0.0, 0.02),  # 0-20 ms from a new target to the servos, per episode, at the physics step
+    "sensor_noise": 1.0,  # legged_gym's noise scales (joint position 0.01 rad, velocity 1.5 rad/s, gyro 0.2 rad/s, ...)
+}
+
+
 def _stand(env: Any) -> None:
     env.set_command(0.0, 0.0, 0.0)
 
@@ -117,5 +130,5 @@ def _stand(env: Any) -> None:
 LEGGED = register(Template(
     "legged", "velocity tracking for a floating-base robot: base, feet, a default pose, PD gains", _env,
     needs=_needs, check=_check, add_to_model=_add_to_model, signs=("base", "feet"), at_rest=_stand,
-    derive_action_scale=True,
+    derive_action_scale=True, sim2real=SIM2REAL,
     held_ends="(the base touches the ground or tilts beyond max_tilt): check the default pose and the base"))

@@ -1,10 +1,11 @@
 """A run's settings that are not hyper-parameters of its algorithm (`RunConfig`: steps, seed, workers, checkpoints,
-evaluation, device, threads, the sim-to-real randomisation). The training loop (`robotrl.run.train`) and the run
-directory's reader (`robotrl.run.rundir`) both use it; it depends on neither."""
+evaluation, device, threads, the sim-to-real randomisation, and `with_task_sim2real`: a task template's). The training
+loop (`robotrl.run.train`) and the run directory's reader (`robotrl.run.rundir`) both use it; it depends on neither."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from robotrl.algorithms.functional import available_cores
@@ -41,6 +42,10 @@ class RunConfig(Sim2Real):
     number."""
     video: bool = False
     """Film the final evaluation's first episode to video.mp4 in the run directory (robotrl.video)."""
+    randomize: bool = True
+    """Train with the sim-to-real settings the task's template gives its tasks (the legged template's: friction,
+    servo strength, base payload and centre of mass, 0-20 ms latency, sensor noise) where the run does not set them;
+    false (--no-randomize): only those the run sets. Other tasks have none. Evaluation runs the nominal robot."""
 
     def __post_init__(self) -> None:
         if not 0 < self.total_steps <= MAX_STEPS:
@@ -67,6 +72,24 @@ class RunConfig(Sim2Real):
 
     def sim2real(self) -> Sim2Real:
         return Sim2Real(**Sim2Real.to_dict(self))
+
+
+def with_task_sim2real(run: RunConfig, task: str, given: Iterable[str]) -> RunConfig:
+    """`run` with its task's template's sim-to-real settings (`robotrl.envs.templates.Template.sim2real`) in those
+    sim-to-real settings that are not `given` (set by a config file or a flag), unless `run.randomize` is off: the
+    layer between the defaults and the config file, applied last because a later layer may turn it off. A run records
+    the values it used (config.json, and the card's ``sim2real``), so a resumed run keeps them."""
+    from robotrl import config as cfgmod
+    from robotrl.envs import task_template
+
+    template = task_template(task)
+    defaults = dict(template.sim2real) if template is not None and run.randomize else {}
+    given = set(given)
+    chosen = {k: v for k, v in defaults.items() if k not in given}
+    if not chosen:
+        return run
+    return cfgmod.from_dict(RunConfig, chosen, base=run, source=f"the sim-to-real defaults of the {template.name} "
+                                                                "template")
 
 
 def resolve_workers(requested: int, num_envs: int) -> int:

@@ -30,7 +30,7 @@ from robotrl.algorithms.core import IterationAborted
 from robotrl.atomic import atomic_write_json
 from robotrl.errors import Stopped, UserError
 from robotrl.run.rundir import RunDir
-from robotrl.run.settings import RunConfig, resolve_workers
+from robotrl.run.settings import RunConfig, resolve_workers, with_task_sim2real
 
 Callback = Callable[[int, dict[str, float]], bool]
 """`callback(step, metrics)` after each logged iteration of `train`/`resume`; True stops the run early."""
@@ -51,12 +51,14 @@ def _refuse_robot_config(data: dict[str, Any], config_file: str | Path, algo: st
 def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = None,
                    run_flags: dict[str, Any] | None = None, config_file: str | Path | None = None
                    ) -> tuple[RunConfig, Any]:
-    """Apply dataclass defaults < per-task defaults < config file < flags; every step validated."""
+    """Apply dataclass defaults < per-task defaults (and the task template's sim-to-real settings, unless the run
+    turns them off: `with_task_sim2real`) < config file < flags; every step validated."""
     info = algo_registry.get(algo)
     _, Config = info.load()
     default_steps, task_overrides = algo_registry.task_defaults(algo, task)
     cfg = cfgmod.from_dict(Config, task_overrides, source=f"per-task defaults of {task}")
     run = RunConfig(total_steps=default_steps)
+    run_data: dict[str, Any] = {}
     if config_file is not None:
         data = cfgmod.load_file(config_file)
         _refuse_robot_config(data, config_file, algo)
@@ -84,6 +86,7 @@ def resolve_config(algo: str, task: str, *, algo_flags: dict[str, Any] | None = 
         run = cfgmod.from_dict(RunConfig, run_data, base=run, source=f"{config_file} [run]")
     cfg = cfgmod.from_dict(Config, algo_flags or {}, base=cfg, source="command line", flags=True)
     run = cfgmod.from_dict(RunConfig, run_flags or {}, base=run, source="command line", flags=True)
+    run = with_task_sim2real(run, task, {*run_data, *(run_flags or {})})
     check_device(run.device)
     return run, cfg
 

@@ -138,7 +138,7 @@ class Study:
         """(RunConfig, algorithm config) of one configuration, checked as `robotrl train --config` checks it and
         against its task (`check_on_task`): what passes here is a trial that starts. Errors name the study file
         and the field once, as the study writes it ("[space] run.obs_noise must be >= 0, got -1.0")."""
-        from robotrl.run.settings import RunConfig
+        from robotrl.run.settings import RunConfig, with_task_sim2real
 
         _, Config = algo_registry.get(algo).load()
         run0, cfg0 = self._base(algo, task)
@@ -151,6 +151,7 @@ class Study:
         run_p = {d.name: params[d.key] for d in dims if d.section == "run"}
         cfg = _build(self.path, "[space]", Config, algo_p, cfg0, given, note)
         run = _build(self.path, "[space]", RunConfig, run_p, run0, given, note)
+        run = with_task_sim2real(run, task, {*self.run_settings(), *run_p})  # as `robotrl train` gives them
         try:
             check_on_task(algo, task, run, cfg)
         except UserError as e:
@@ -246,7 +247,7 @@ def check_on_task(algo: str, task: str, run: Any, cfg: Any) -> None:
     that depend on the task (SAC's target entropy), a warm-up that ends before the run does, a video this
     machine can record. Raises UserError naming the setting."""
     s2r = run.sim2real()
-    on = tuple(f.name for f in dataclasses.fields(s2r) if getattr(s2r, f.name))
+    on = s2r.switched_on()
     try:
         spec = _spec_with(task, on, s2r)
     except UserError as e:  # the task itself built without them (load): one of its sim-to-real settings failed

@@ -16,14 +16,16 @@ from batching import same_as_singles
 
 from robotrl.envs import make, make_vector
 from robotrl.envs.sim2real import RANDOMIZED, DomainRandomization, WorldsSim2Real
+from robotrl.envs.templates.legged import SIM2REAL as LEGGED_SIM2REAL
 from robotrl.envs.vector import TaskVectorEnv
 from robotrl.errors import UserError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 LEGGED = {"quadruped": "robotrl/Quadruped-v0", "critter": f"legged:{ASSETS / 'critter.toml'}"}
 ALL = {"randomize_mass": 0.3, "randomize_friction": 0.3, "randomize_damping": 0.3, "randomize_gain": 0.3,
-       "obs_noise": 0.05, "action_delay": 2}
-SETTINGS = {**{k: {k: v} for k, v in ALL.items()}, "all": ALL}
+       "base_payload": (-0.1, 0.3), "base_com": 0.03, "latency": (0.0, 0.03), "obs_noise": 0.05, "sensor_noise": 1.0,
+       "action_delay": 2}  # a latency of up to 0.03 s: up to 2 control steps late on both robots
+SETTINGS = {**{k: {k: v} for k, v in ALL.items()}, "all": ALL, "legged defaults": LEGGED_SIM2REAL}
 SHORT = {"episode_s": 1.0, "push_interval_s": 0.5}  # resets (falls and time limits) and pushes within the test
 
 
@@ -135,12 +137,15 @@ def test_a_training_run_with_sim2real_steps_the_batched_worlds_and_its_card_reco
 
     run_cfg, cfg = resolve_config("ppo", "robotrl/Quadruped-v0",
                                   algo_flags={"num_envs": "4", "rollout_steps": "16", "minibatch_size": "32"},
-                                  run_flags={"randomize_mass": "0.2", "obs_noise": "0.01", "action_delay": "1"})
+                                  run_flags={"randomize_mass": "0.2", "obs_noise": "0.01", "action_delay": "1",
+                                             "randomize": False})  # none of the legged template's own
     algo, spec = _build("ppo", "robotrl/Quadruped-v0", run_cfg, cfg)
     try:
         assert isinstance(algo.envs, TaskVectorEnv) and isinstance(algo.envs.task, WorldsSim2Real)
         assert algo.envs.task.settings == run_cfg.sim2real()
         assert spec.extras["sim2real"] == {"randomize_mass": 0.2, "randomize_friction": 0.0, "randomize_damping": 0.0,
-                                           "randomize_gain": 0.0, "obs_noise": 0.01, "action_delay": 1}
+                                           "randomize_gain": 0.0, "base_payload": (0.0, 0.0), "base_com": 0.0,
+                                           "latency": (0.0, 0.0), "obs_noise": 0.01, "sensor_noise": 0.0,
+                                           "action_delay": 1}
     finally:
         algo.envs.close()

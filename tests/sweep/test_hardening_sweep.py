@@ -152,8 +152,8 @@ def _negative_kp_robot(folder: Path) -> Path:
     ({"text": '[study]\nalgo = "sac"\ntask = "Pendulum-v1"\n[run]\ntotal_steps = 5000\n[space]\n'
               'learning_starts = [100, 9000]\n'}, "[space] learning_starts 9,000 is not below total_steps 5,000"),
     ({"space": '"run.randomize_mass" = [0.0, 0.1]'},
-     "[space] run.randomize_mass: domain randomisation (randomize_mass, _friction, _damping, _gain) scales a "
-     "MuJoCo model's parameters; task 'Pendulum-v1' is not simulated in MuJoCo"),
+     "[space] run.randomize_mass: domain randomisation (randomize_mass) changes a MuJoCo model's parameters; task "
+     "'Pendulum-v1' is not simulated in MuJoCo"),
     ({"run": "video = true"}, "[run] video: task 'Pendulum-v1' is not simulated in MuJoCo"),
     ({"run": 'device = "cuda:99"'}, "device 'cuda:99': "),
     # random search: every configuration drawn (seeded) is checked, not only each value alone
