@@ -130,6 +130,23 @@ def test_rough_ground_builds_the_same_robot_on_rough_ground_of_a_height():
         rough_ground(robot, -0.1)
 
 
+def test_the_rough_perturbation_builds_its_task_on_rough_ground_and_the_nominal_one_keeps_the_floor():
+    from robotrl.envs.perturb import parse_condition, rebuilt
+
+    assert rebuilt(parse_condition("friction=0.4")) is None  # a parameter change: the nominal task serves
+    change = rebuilt(parse_condition("rough=0.04,friction=0.4"))
+    vec = make_vector("robotrl/Quadruped-v0", 2, config_change=change)
+    m = vec.task.model
+    g = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+    assert int(m.geom_type[g]) == int(mujoco.mjtGeom.mjGEOM_HFIELD)
+    z = m.geom_pos[g, 2] + m.hfield_data.astype(float) * m.hfield_size[0, 2]
+    assert np.abs(z).max() <= 0.04 + 1e-6 and z.max() > 0.039
+    vec.close()
+    nominal = make_vector("robotrl/Quadruped-v0", 2)
+    assert nominal.task.model.nhfield == 0
+    nominal.close()
+
+
 @pytest.mark.parametrize("kind", ["stairs_down", "rough"])
 def test_a_robot_starts_on_its_tile_and_stands_there(tmp_path, kind):
     """On a raised tile (stairs: the platform 0.5 m up) and on rough ground: the robot starts at the tile's centre,
