@@ -106,7 +106,8 @@ def tables(rows: list[dict]) -> str:
         head.append(f"| {r['robot']} | {r['seed']} | {r['steps']:,} | {r['wall_s'] / 60:.0f} min | {_fmt(a['err_vx'])} "
                     f"| {_fmt(a['err_vy'])} | {_fmt(a['err_yaw'])} | {a['falls']}/{a['episodes']} | "
                     f"{_fmt(s['err_vx'])} / {_fmt(s['err_yaw'])} / {s['falls']} |")
-    robust = ["| robot | condition | forward (x nominal) | yaw rate (x nominal) | falls |", "| --- | --- | --- | --- | --- |"]
+    robust = ["| robot | condition | forward (x nominal) | yaw rate (x nominal) | falls |",
+              "| --- | --- | --- | --- | --- |"]
     for robot in dict.fromkeys(r["robot"] for r in rows):
         mine = [r for r in rows if r["robot"] == robot]
         for k, cond in enumerate(mine[0]["report"]["tracking"]["perturbed"]):
@@ -143,8 +144,8 @@ def main() -> None:
     rows = [evaluate_one(r, s, args.episodes) for r, s in runs if (run_dir(r, s) / "done").exists()]
     save_json("corpus", rows)
     body = (f"Commands: `python bench/corpus.py train --robots {args.robots} --seeds {args.seeds} --minutes "
-            f"{args.minutes:g} --jobs {args.jobs}` then `python bench/corpus.py evaluate` ({time.strftime('%Y-%m-%d')}; "
-            f"{machine()}).\n\n" + tables(rows) + "\n\nTargets (issue 33): every quadruped forward error <= 0.15 m/s, "
+            f"{args.minutes:g} --jobs {args.jobs}` then `python bench/corpus.py evaluate` "
+            f"({time.strftime('%Y-%m-%d')}; {machine()}).\n\n" + tables(rows) + "\n\nTargets (issue 33): every quadruped forward error <= 0.15 m/s, "
             "yaw-rate error <= 0.3 rad/s, no falls, within 30 minutes of this 2-core machine per seed; the biped "
             "within 0.25 m/s; under each perturbation no falls and errors within 2x nominal.")
     print(body)
