@@ -146,8 +146,9 @@ def main() -> None:
     body = (f"Commands: `python bench/corpus.py train --robots {args.robots} --seeds {args.seeds} --minutes "
             f"{args.minutes:g} --jobs {args.jobs}` then `python bench/corpus.py evaluate` "
             f"({time.strftime('%Y-%m-%d')}; {machine()}).\n\n" + tables(rows)
-            + "\n\nTargets (issue 33): every quadruped forward error <= 0.15 m/s, yaw-rate error <= 0.3 rad/s, no falls, within 30 minutes of this 2-core machine per seed; the biped "
-            "within 0.25 m/s; under each perturbation no falls and errors within 2x nominal.")
+            + "\n\nTargets (issue 33): every quadruped forward error <= 0.15 m/s, yaw-rate error <= 0.3 rad/s, no "
+            "falls, within 30 minutes of this 2-core machine per seed; the biped within 0.25 m/s; under each "
+            "perturbation no falls and errors within 2x nominal.")
     print(body)
     update_section("corpus", body)
 
