@@ -20,6 +20,7 @@ sensor noise, 1 m/s pushes every 3 s, 4 cm rough ground). Writes the `corpus` se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -67,18 +68,24 @@ def train_one(robot: str, seed: int, minutes: float, max_steps: int, cpu: int | 
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     log = open(ROOT / f"{robot}-s{seed}.log", "a")  # noqa: SIM115 (kept open for the child)
-    t0 = time.perf_counter()
+    before, t0 = _spent(out), time.perf_counter()
     child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    budget_hit = False
     try:
-        child.wait(timeout=left)
-        budget_hit = False
-    except subprocess.TimeoutExpired:
-        child.send_signal(signal.SIGINT)  # the run writes its checkpoint and stops (no final evaluation)
-        child.wait()
-        budget_hit = True
+        while child.poll() is None:  # the wall clock spent is written every minute: a benchmark cut off resumes
+            used = time.perf_counter() - t0
+            if used >= left:
+                child.send_signal(signal.SIGINT)  # the run writes its checkpoint and stops (no final evaluation)
+                child.wait()
+                budget_hit = True
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=min(60.0, left - used))
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "wall_s.txt").write_text(f"{before + time.perf_counter() - t0:.1f}\n")
     finally:
         log.close()
-    (out / "wall_s.txt").write_text(f"{_spent(out) + time.perf_counter() - t0:.1f}\n")
+    (out / "wall_s.txt").write_text(f"{before + time.perf_counter() - t0:.1f}\n")
     if budget_hit or child.returncode == 0:
         (out / "done").write_text("budget spent\n" if budget_hit else "all steps trained\n")
     return out

@@ -17,7 +17,7 @@ The config, one file next to the model (paths in it are relative to it)::
     kp = 40.0                       # matching table in the file wins, so put general ones first
     kd = 1.0
     effort_limit = 23.7             # [N m] or [N]
-    action_scale = 0.5              # the policy's targets span default +- this (default: the joint's range)
+    action_scale = 0.5              # targets span default +- this (default: legged effort_limit / kp, reach the range)
     [joints."*_knee"]
     default = -1.5                  # the standing / home pose [rad or m]
 
