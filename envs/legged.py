@@ -127,7 +127,7 @@ def feet_slip(s: Any) -> np.ndarray:
     return np.sum(np.where(s.feet_down, s.foot_speed, 0.0), axis=1)
 
 
-@TERMS.term(weight=-0.5, doc="swing feet away from the clearance height: ((height - clearance) / clearance)^2 per "
+@TERMS.term(weight=0.0, doc="swing feet away from the clearance height: ((height - clearance) / clearance)^2 per "
                              "foot in the air, weighed by tanh(its horizontal speed / 0.5 m/s)")
 def feet_clearance(s: Any) -> np.ndarray:
     miss = ((s.foot_height - s.clearance) / s.clearance) ** 2 * np.tanh(s.foot_speed / 0.5)
@@ -181,7 +181,7 @@ class LeggedVelocityTask(BatchedTask):
                  task_id: str = "legged", command_ranges: dict[str, tuple] | None = None,
                  stand_probability: float = 0.1, resample_s: tuple[float, float] = (4.0, 8.0),
                  episode_s: float = 20.0, tracking_sigma: float | None = None, air_time: float | None = None,
-                 clearance: float | None = None, command_curriculum: float = 0.3, soft_limit: float = 0.9,
+                 clearance: float | None = None, command_curriculum: float = 1.0, soft_limit: float = 0.9,
                  max_tilt: float = 1.0, reset_noise: float = 0.1,
                  push_interval_s: float = 8.0, push_velocity: float = 0.5, only_positive_rewards: bool = True,
                  reward_weights: dict[str, float] | None = None):

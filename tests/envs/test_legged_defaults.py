@@ -74,7 +74,7 @@ def test_commands_kernel_and_gait_times_scale_with_the_robots_height(tmp_path):
 
 
 def test_command_curriculum_widens_after_tracking_well_and_narrows_after_a_fall(tmp_path):
-    task = LeggedVelocityTask(critter(tmp_path), num_worlds=2)
+    task = LeggedVelocityTask(critter(tmp_path), num_worlds=2, command_curriculum=0.3)
     task.seed([0, 1], [0, 1])
     assert np.all(task.command_level == 1.0)  # not training: the whole ranges
     task.set_training(True)
@@ -106,8 +106,11 @@ def test_command_curriculum_widens_after_tracking_well_and_narrows_after_a_fall(
 def test_the_command_curriculum_is_on_in_training_only():
     from robotrl.envs import make, make_vector
 
-    vec = make_vector("robotrl/Quadruped-v0", 2, training=True)
+    vec = make_vector("robotrl/Quadruped-v0", 2, training=True, command_curriculum=0.3)
     assert vec.task.training and np.allclose(vec.task.command_level, 0.3)
+    vec.close()
+    vec = make_vector("robotrl/Quadruped-v0", 2, training=True)  # off by default: the whole ranges
+    assert vec.task.training and np.all(vec.task.command_level == 1.0)
     vec.close()
     vec = make_vector("robotrl/Quadruped-v0", 2)
     assert not vec.task.training and np.all(vec.task.command_level == 1.0)
