@@ -795,6 +795,27 @@ def _os_error(e: OSError, command: str = "") -> str:
     return f"the operating system refused{where}: {reason}{hint}"
 
 
+def _check_mujoco_gl() -> None:
+    """MuJoCo loads the OpenGL library MUJOCO_GL names when it is imported: one that is not installed (osmesa without
+    libOSMesa) fails every command there, so it is named in one line, before any work."""
+    import os
+
+    gl = os.environ.get("MUJOCO_GL", "").strip()
+    if not gl or "mujoco" in sys.modules:
+        return
+    try:
+        import mujoco  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name == "mujoco":  # not installed: the command that needs it says so
+            return
+        raise UserError(f"MUJOCO_GL={gl}: MuJoCo could not load that OpenGL back-end ({_one_line(str(e))[:120]}); "
+                        "install it (osmesa: apt-get install libosmesa6) or unset MUJOCO_GL") from None
+    except Exception as e:  # an ImportError, or PyOpenGL's AttributeError on a library it could not load
+        raise UserError(f"MUJOCO_GL={gl}: MuJoCo could not load that OpenGL back-end ({type(e).__name__}: "
+                        f"{_one_line(str(e))[:120]}); install it (osmesa: apt-get install libosmesa6) or unset "
+                        "MUJOCO_GL") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Exit status: 0 done; 2 a mistake in the input, or the operating system said no
     (one line on stderr); 128 + the signal for a run stopped with its checkpoint (130 Ctrl-C, 143 SIGTERM, 129
@@ -803,6 +824,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser(argv).parse_args(argv)
         args.argv = argv
+        if args.command not in ("card", "deploy"):  # the robot side imports no mujoco
+            _check_mujoco_gl()
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"robotrl: error: {_one_line(str(e))}", file=sys.stderr)

@@ -518,3 +518,18 @@ def test_a_refused_write_names_the_file_asked_for_not_the_temporary(tmp_path):
     with pytest.raises(NotADirectoryError) as e:
         atomic_write_bytes(target, b"x")
     assert e.value.filename == str(target) and ".tmp" not in _os_error(e.value)
+
+
+def test_a_mujoco_gl_backend_that_is_not_installed_is_named_in_one_line():
+    """MUJOCO_GL=osmesa where libOSMesa is missing made every command end in PyOpenGL's traceback at `import mujoco`."""
+    import ctypes.util
+
+    if ctypes.util.find_library("OSMesa"):
+        pytest.skip("OSMesa is installed here: MUJOCO_GL=osmesa loads")
+    model = Path(__file__).resolve().parents[1] / "envs" / "assets" / "quadruped.xml"
+    r = subprocess.run([sys.executable, "-m", "robotrl.cli", "robot", "inspect", str(model)], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "MUJOCO_GL": "osmesa"})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("robotrl: error: MUJOCO_GL=osmesa: MuJoCo could not load")
+    assert "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1
