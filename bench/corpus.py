@@ -141,6 +141,7 @@ def main() -> None:
     runs = [(r, s) for s in seeds for r in robots]  # a seed of every robot first: partial results say most
     if args.what == "train":
         ROOT.mkdir(parents=True, exist_ok=True)
+        (ROOT / "train_args.txt").write_text(f"--minutes {args.minutes:g} --jobs {args.jobs}\n")
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         with ThreadPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(train_one, r, s, args.minutes, args.max_steps,
@@ -150,8 +151,9 @@ def main() -> None:
         return
     rows = [evaluate_one(r, s, args.episodes) for r, s in runs if (run_dir(r, s) / "done").exists()]
     save_json("corpus", rows)
-    body = (f"Commands: `python bench/corpus.py train --robots {args.robots} --seeds {args.seeds} --minutes "
-            f"{args.minutes:g} --jobs {args.jobs}` then `python bench/corpus.py evaluate` "
+    trained = (ROOT / "train_args.txt").read_text().strip() if (ROOT / "train_args.txt").exists() else ""
+    body = (f"Commands: `python bench/corpus.py train --robots {args.robots} --seeds {args.seeds} {trained}` then "
+            f"`python bench/corpus.py evaluate` "
             f"({time.strftime('%Y-%m-%d')}; {machine()}).\n\n" + tables(rows)
             + "\n\nTargets (issue 33): every quadruped forward error <= 0.15 m/s, yaw-rate error <= 0.3 rad/s, no "
             "falls, within 30 minutes of this 2-core machine per seed; the biped within 0.25 m/s; under each "
