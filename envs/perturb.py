@@ -18,14 +18,15 @@ registers its own the same way: the terrain module (`robotrl.envs.terrain`) regi
 | payload | fraction (0.25: +25 %) | the base's mass (and inertia) times 1 + value; ``payload_kg``: + that many kg |
 | servos | factor (0.7) | every actuator's gain: a position servo's kp and kd; effort limits stay |
 | latency | seconds (0.02) | commands reach the servos this late, in physics steps (20 ms at 5 ms: 4 steps) |
-| noise | fraction (0.05) | Gaussian noise on measured observation elements, std = value x the kind's full scale |
+| noise | fraction (0.05) | Gaussian noise on measured elements, std = value / 0.05 x the kind's noise scale |
 | push | m/s (1.0) | the base's horizontal velocity changed by that much, random direction, every ``push_every`` s |
 | rough | m (0.04) | the floor replaced by rough ground, heights uniform in +-value (`robotrl.envs.terrain`) |
 
-Sensor noise per element kind (`NOISE_FULL_SCALE`): noise=0.05 gives a standard deviation of 0.01 rad on joint
-positions, 1.5 rad/s on joint velocities, 0.2 rad/s on the IMU's angular velocity, 0.05 on projected gravity (about
-3 degrees) and 0.1 m/s on a base velocity: legged_gym's noise scales (there uniform, here Gaussian). What the robot is
-told or did itself (the velocity command, the previous action, a goal) gets none.
+Sensor noise per element kind (its `robotrl.kinds.Kind.noise`, which training's sensor noise uses too): noise=0.05
+gives a standard deviation of 0.01 rad on joint positions, 1.5 rad/s on joint velocities, 0.2 rad/s on the IMU's
+angular velocity, 0.05 on projected gravity (about 3 degrees) and 0.1 m/s on a base velocity: legged_gym's noise
+scales (there uniform, here Gaussian). What the robot is told or did itself (the velocity command, the previous
+action, a goal) gets none.
 """
 
 from __future__ import annotations
@@ -41,10 +42,9 @@ from robotrl.errors import UserError
 
 PUSH_STREAM, NOISE_STREAM = 0x9054, 0x4015  # an episode seed s: pushes draw from default_rng([s, PUSH_STREAM]), ...
 
-NOISE_FULL_SCALE = {"joint_pos": 0.2, "joint_pos_rel": 0.2, "joint_vel": 30.0, "joint_cos": 0.2, "joint_sin": 0.2,
-                    "base_ang_vel": 4.0, "projected_gravity": 1.0, "base_lin_vel": 2.0, "base_pos": 0.2,
-                    "base_angle": 1.0, "base_quat": 1.0, "body_pos": 0.2, "object_pos": 0.2}
-"""the standard deviation of noise=1 per observation kind (see the module docstring); a kind not here gets none"""
+NOISE_REFERENCE = 0.05
+"""noise=0.05 gives each measured kind its training noise scale (`robotrl.kinds.Kind.noise`, legged_gym's) as the
+standard deviation; other values in proportion"""
 
 
 @dataclass(frozen=True)
@@ -329,7 +329,10 @@ def _latency(p: Perturbed, value: float, condition: dict[str, float]) -> None:
 @perturbation("noise", "sensor noise, a fraction of each measured kind's full scale (0.05: legged_gym's levels)",
               high=1.0)
 def _noise(p: Perturbed, value: float, condition: dict[str, float]) -> None:
-    p.noise_std = np.array([value * NOISE_FULL_SCALE.get(e.kind, 0.0) for e in p.task.task_spec.observation])
+    from robotrl.kinds import KINDS
+
+    p.noise_std = np.array([value / NOISE_REFERENCE * (KINDS[e.kind].noise if e.kind in KINDS else 0.0)
+                            for e in p.task.task_spec.observation])
 
 
 @perturbation("push", "a push: the base's horizontal velocity changed by VALUE m/s, random direction, every "
