@@ -111,14 +111,15 @@ def _template_lines(robot: Robot, template: templates.Template) -> tuple[list[st
     is written for it."""
     c, t = robot.config, template.name
     missing = robot.missing_for(t)
-    refusal, notes = (None, []) if missing else _trial(robot, template)
+    refusal, notes, info = (None, [], []) if missing else _trial(robot, template)
     state = ("needs: " + "; ".join(missing) if missing else f"refused: {refusal}" if refusal else "ready")
-    out = [f"template {t:7s} {state}   ({template.meaning})"] + [f"         warning: {n}" for n in notes]
+    out = [f"template {t:7s} {state}   ({template.meaning})"] + [f"         {n}" for n in info]
+    out += [f"         warning: {n}" for n in notes]
     meant = t in c.templates or any(getattr(c, f) for f in template.signs)
     return out, bool(refusal or (missing and meant))
 
 
-def _trial(robot: Robot, template: templates.Template) -> tuple[str | None, list[str]]:
+def _trial(robot: Robot, template: templates.Template) -> tuple[str | None, list[str], list[str]]:
     """Build the template's env as training does, so that 'ready' is never a promise training breaks: the
     reason it refuses the robot (a base without the free joint, a default pose outside a joint's range, a
     [template] table with an unknown key, ...), or None and notes on what a first episode shows: geoms of
@@ -132,11 +133,20 @@ def _trial(robot: Robot, template: templates.Template) -> tuple[str | None, list
             env = template_env(template.name, c, f"{template.name}:{c.path or c.model}")
         except RobotConfigError as e:
             text, prefix = str(e), f"{c.where}: "
-            return (text[len(prefix):] if text.startswith(prefix) else text), []
+            return (text[len(prefix):] if text.startswith(prefix) else text), [], []
         try:
-            return None, _first_second(robot, template, env)
+            return None, _first_second(robot, template, env), _derived_scales(env.robot)
         finally:
             env.close()
+
+
+def _derived_scales(robot: Robot) -> list[str]:
+    """The action scales the template derived where the config gives none (`Template.derive_action_scale`)."""
+    derived = np.flatnonzero(robot.scale_derived)
+    if not len(derived):
+        return []
+    scales = [f"{robot.joints[i]} {robot.action_scale[i]:.3g}" for i in derived]
+    return [f"action_scale from effort_limit / kp (the config gives none) [rad or m]: {listing(scales, 12)}"]
 
 
 def _first_second(robot: Robot, template: templates.Template, env: Any) -> list[str]:

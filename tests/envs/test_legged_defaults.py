@@ -43,6 +43,13 @@ def test_action_scale_is_effort_over_kp_symmetric_about_the_default_where_the_ra
     # knee default -0.1: 0.1 of room is under a quarter (0.156): the whole 0.625 below, cut by the range above
     r = LeggedVelocityTask(critter(tmp_path, knee_default=-0.1)).robot
     assert np.allclose(r.action_low[knee], -0.725) and np.allclose(r.action_high[knee], 0.0)
+    # robot inspect says what it derived
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "robotrl.cli", "robot", "inspect", str(CRITTER), "--config",
+                          critter(tmp_path)], capture_output=True, text=True, timeout=120).stdout
+    assert "action_scale from effort_limit / kp (the config gives none) [rad or m]: lf_swing 0.625, " in out
     # a scale the config gives is kept
     r = LeggedVelocityTask(critter(tmp_path, extra='[joints."lf_*"]\naction_scale = 0.2\n')).robot
     lf = [i for i, j in enumerate(r.joints) if j.startswith("lf_")]
