@@ -194,8 +194,11 @@ class LeggedVelocityTask(BatchedTask):
                 and r.model.jnt_bodyid[j] == base]
         if not free:
             raise RobotConfigError(f"{r.config.where}: the base {r.config.base!r} has no free joint")
+        # the template's sensors (added below) leave bodies and joints as they are: these ids hold in `model` too
+        self.base_body = base
+        self._qb, self._vb = int(r.model.jnt_qposadr[free[0]]), int(r.model.jnt_dofadr[free[0]])
         # what the config leaves out is scaled to the robot's size (REFERENCE_HEIGHT)
-        self.height, k = robot_size(r, int(r.model.jnt_qposadr[free[0]]))
+        self.height, k = robot_size(r, self._qb)
         tracking_sigma = 0.25 * k * k if tracking_sigma is None else tracking_sigma
         air_time = round(0.3 * k, 3) if air_time is None else air_time
         clearance = round(0.08 * k, 3) if clearance is None else clearance
@@ -257,13 +260,6 @@ class LeggedVelocityTask(BatchedTask):
             self._settings["terrain"] = r.config.terrain.to_dict()
 
         self.model = m = self._model_with_sensors()
-        base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, r.config.base)
-        free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_FREE)
-                and m.jnt_bodyid[j] == base]
-        if not free:
-            raise RobotConfigError(f"{r.config.where}: the base {r.config.base!r} has no free joint")
-        self.base_body = base
-        self._qb, self._vb = int(m.jnt_qposadr[free[0]]), int(m.jnt_dofadr[free[0]])
         self._qa, self._va, self._act = r.qpos_adr, r.dof_adr, r.actuator
         nf = len(r.config.feet)
         self._feet_cols = sensor_columns(m, [f"robotrl_foot{i}" for i in range(nf)])
